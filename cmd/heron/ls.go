@@ -1,0 +1,53 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/publish"
+	"github.com/spf13/cobra"
+)
+
+func newCmdLs() *cobra.Command {
+	var root string
+	cmd := &cobra.Command{
+		Use:   "ls --root DIR [NAME]",
+		Short: "List the repositories of a heron tree, or the tags of one",
+		Long: `Without NAME, ls prints the repository names of the catalog, one per line.
+With NAME, it prints the repository's tags, one per line as TAG<TAB>DIGEST,
+sorted by tag.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if root == "" {
+				return errors.New("--root is required")
+			}
+			ctx := cmd.Context()
+			sink := publish.NewFSSink(layout.Root(root))
+			if err := publish.CheckTree(ctx, sink); err != nil {
+				return fmt.Errorf("%s: %w", root, err)
+			}
+			out := cmd.OutOrStdout()
+			if len(args) == 0 {
+				names, err := publish.CatalogNames(ctx, sink)
+				if err != nil {
+					return err
+				}
+				for _, n := range names {
+					fmt.Fprintln(out, n)
+				}
+				return nil
+			}
+			r, err := publish.ReadRepository(ctx, sink, args[0])
+			if err != nil {
+				return err
+			}
+			for _, t := range r.SortedTags() {
+				fmt.Fprintf(out, "%s\t%s\n", t, r.Tags[t])
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&root, "root", "", "the heron tree")
+	return cmd
+}

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/heron-registry/heron/publish"
+	"github.com/spf13/cobra"
+)
+
+// runBatch is heron publish --batch FILE: it prints one line per tag
+// published or pruned and per repository removed, then a summary on
+// standard error. The batch's sources are opened with srcOpts.
+func runBatch(cmd *cobra.Command, p *publish.Publisher, file string, prune bool, srcOpts ...publish.SourceOption) error {
+	b, err := publish.ReadBatchFile(file)
+	if err != nil {
+		return err
+	}
+	open := func(spec string) (publish.Source, error) { return publish.ParseSourceWith(spec, srcOpts...) }
+	res, err := p.RunBatch(cmd.Context(), b, publish.BatchOptions{Prune: prune, OpenSource: open})
+	if res == nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	var published, unchanged, pruned, failed int
+	for _, r := range res.Repositories {
+		for _, t := range r.Published {
+			fmt.Fprintf(out, "published %s:%s\n", r.Name, t)
+		}
+		for _, t := range r.PrunedTags {
+			fmt.Fprintf(out, "pruned %s:%s\n", r.Name, t)
+		}
+		published += len(r.Published)
+		unchanged += len(r.Unchanged)
+		pruned += len(r.PrunedTags)
+		if r.Err != nil {
+			failed++
+		}
+	}
+	for _, n := range res.Pruned {
+		fmt.Fprintf(out, "removed %s\n", n)
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%d repositories (%d failed): %d tag(s) published, %d unchanged, %d pruned; %d repositories removed; wrote %d blob(s) (%d bytes)\n",
+		len(res.Repositories), failed, published, unchanged, pruned, len(res.Pruned), res.BlobsWritten, res.BytesWritten)
+	return err
+}

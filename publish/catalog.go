@@ -1,0 +1,405 @@
+package publish
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/heron-registry/heron/layout"
+	"github.com/opencontainers/go-digest"
+)
+
+// maxCatalogFileSize bounds the catalog index and each shard.
+const maxCatalogFileSize = 64 << 20
+
+// catalog is the catalog being changed: the index as read, and the names of
+// the shards read so far.
+type catalog struct {
+	sink   Sink
+	idx    *layout.CatalogIndex
+	shards map[string][]string // shard id → names
+}
+
+func readCatalog(ctx context.Context, sink Sink) (*catalog, error) {
+	c := &catalog{sink: sink, idx: &layout.CatalogIndex{LayoutVersion: layout.Version}, shards: map[string][]string{}}
+	b, err := sink.ReadFile(ctx, layout.CatalogIndexKey(), maxCatalogFileSize)
+	if errors.Is(err, ErrNotFound) {
+		return c, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c.idx, err = layout.DecodeCatalogIndex(b); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *catalog) shard(ctx context.Context, i int) ([]string, error) {
+	id := c.idx.Shards[i].ID
+	if names, ok := c.shards[id]; ok {
+		return names, nil
+	}
+	key, err := layout.CatalogShardKey(id)
+	if err != nil {
+		return nil, err
+	}
+	b, err := c.sink.ReadFile(ctx, key, maxCatalogFileSize)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	names, err := layout.DecodeCatalogShard(b, id)
+	if err != nil {
+		return nil, err
+	}
+	c.shards[id] = names
+	return names, nil
+}
+
+// CatalogNames returns every repository name in the catalog of the tree
+// behind sink, sorted. An absent catalog is empty.
+func CatalogNames(ctx context.Context, sink Sink) ([]string, error) {
+	c, err := readCatalog(ctx, sink)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i := range c.idx.Shards {
+		names, err := c.shard(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, names...)
+	}
+	return out, nil
+}
+
+// AddToCatalog adds repository names to the catalog and reports whether it
+// changed. Each name goes into the shard CatalogIndex.ShardFor picks; a
+// shard that grows past the shard size is split. New shard files are
+// written first, then the index, then the replaced shards are deleted, so
+// that a reader holding the old index finds its shards until it re-reads.
+// It holds the catalog's lock (see LockSink) while it does.
+func (p *Publisher) AddToCatalog(ctx context.Context, names ...string) (bool, error) {
+	return p.addToCatalog(ctx, names, false)
+}
+
+// addToCatalog is AddToCatalog; with existing, a name is added only if its
+// repository file exists when the catalog's lock is held. Publish adds its
+// repositories that way: a repository removed (under the catalog's lock)
+// between the write of its file and the catalog update is not listed
+// again, so that a listed name is always servable.
+func (p *Publisher) addToCatalog(ctx context.Context, names []string, existing bool) (bool, error) {
+	add, err := sortedUnique(names)
+	if err != nil || len(add) == 0 {
+		return false, err
+	}
+	unlock, err := p.lockCatalog(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	c, err := readCatalog(ctx, p.sink)
+	if err != nil {
+		return false, err
+	}
+	// Group the names by the shard they belong in (-1: no shard yet).
+	groups := map[int][]string{}
+	var order []int
+	for _, n := range add {
+		i := c.idx.ShardFor(n)
+		if _, ok := groups[i]; !ok {
+			order = append(order, i)
+		}
+		groups[i] = append(groups[i], n)
+	}
+	replace := map[int][][]string{}
+	for _, i := range order {
+		var cur []string
+		if i >= 0 {
+			if cur, err = c.shard(ctx, i); err != nil {
+				return false, err
+			}
+		}
+		g := groups[i]
+		if existing {
+			if g, err = p.existingRepositories(ctx, subtractSorted(g, cur)); err != nil {
+				return false, err
+			}
+		}
+		merged := mergeSorted(cur, g)
+		if len(merged) == len(cur) {
+			continue
+		}
+		replace[i] = splitNames(merged, p.shardSize)
+	}
+	if len(replace) == 0 {
+		return false, nil
+	}
+	return true, p.writeCatalog(ctx, c, replace)
+}
+
+// RemoveFromCatalog removes repository names from the catalog and reports
+// whether it changed. A shard left empty is dropped; a shard left with
+// fewer than a quarter of the shard size is merged with a neighbour when
+// the two fit in one shard. It holds the catalog's lock while it does.
+func (p *Publisher) RemoveFromCatalog(ctx context.Context, names ...string) (bool, error) {
+	unlock, err := p.lockCatalog(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	return p.removeFromCatalogLocked(ctx, names)
+}
+
+// removeFromCatalogLocked is RemoveFromCatalog for a caller that holds the
+// catalog's lock.
+func (p *Publisher) removeFromCatalogLocked(ctx context.Context, names []string) (bool, error) {
+	del, err := sortedUnique(names)
+	if err != nil || len(del) == 0 {
+		return false, err
+	}
+	c, err := readCatalog(ctx, p.sink)
+	if err != nil {
+		return false, err
+	}
+	groups := map[int][]string{}
+	for _, n := range del {
+		if i := c.idx.ShardFor(n); i >= 0 {
+			groups[i] = append(groups[i], n)
+		}
+	}
+	left := map[int][]string{}
+	for i, g := range groups {
+		cur, err := c.shard(ctx, i)
+		if err != nil {
+			return false, err
+		}
+		rest := subtractSorted(cur, g)
+		if len(rest) != len(cur) {
+			left[i] = rest
+		}
+	}
+	if len(left) == 0 {
+		return false, nil
+	}
+	replace := map[int][][]string{}
+	for i, rest := range left {
+		replace[i] = [][]string{rest}
+	}
+	// Merge small shards with their next neighbour, left to right.
+	for i := 0; i < len(c.idx.Shards)-1; i++ {
+		cur, changed := replace[i]
+		if !changed || len(cur[0]) >= p.shardSize/4 {
+			continue
+		}
+		next, ok := replace[i+1]
+		if !ok {
+			names, err := c.shard(ctx, i+1)
+			if err != nil {
+				return false, err
+			}
+			next = [][]string{names}
+		}
+		if len(cur[0])+len(next[0]) > p.shardSize {
+			continue
+		}
+		replace[i] = [][]string{nil}
+		replace[i+1] = [][]string{append(append([]string{}, cur[0]...), next[0]...)}
+	}
+	for i, parts := range replace {
+		if len(parts[0]) == 0 {
+			replace[i] = nil
+		}
+	}
+	return true, p.writeCatalog(ctx, c, replace)
+}
+
+// writeCatalog replaces shard i of the index by the shards in replace[i]
+// (none drops it; i = -1 is the first shard of an empty catalog), writes
+// the new shard files, then the index, then deletes the shard files no
+// longer named.
+func (p *Publisher) writeCatalog(ctx context.Context, c *catalog, replace map[int][][]string) error {
+	type newShard struct {
+		meta layout.CatalogShard
+		data []byte
+	}
+	var fresh []newShard
+	encode := func(names []string) (layout.CatalogShard, error) {
+		data, id, err := layout.EncodeCatalogShard(names)
+		if err != nil {
+			return layout.CatalogShard{}, err
+		}
+		s := layout.CatalogShard{ID: id, First: names[0], Last: names[len(names)-1], Count: len(names)}
+		fresh = append(fresh, newShard{meta: s, data: data})
+		return s, nil
+	}
+	var shards []layout.CatalogShard
+	emit := func(i int) error {
+		parts, ok := replace[i]
+		if !ok {
+			shards = append(shards, c.idx.Shards[i])
+			return nil
+		}
+		for _, names := range parts {
+			s, err := encode(names)
+			if err != nil {
+				return err
+			}
+			shards = append(shards, s)
+		}
+		return nil
+	}
+	if len(c.idx.Shards) == 0 {
+		if err := emit(-1); err != nil {
+			return err
+		}
+	} else {
+		if _, ok := replace[-1]; ok {
+			return errors.New("catalog: internal error: a name without a shard in a non-empty catalog")
+		}
+		for i := range c.idx.Shards {
+			if err := emit(i); err != nil {
+				return err
+			}
+		}
+	}
+
+	for _, s := range fresh {
+		key, err := layout.CatalogShardKey(s.meta.ID)
+		if err != nil {
+			return err
+		}
+		if present, err := p.present(ctx, key, int64(len(s.data))); err != nil {
+			return err
+		} else if present {
+			continue
+		}
+		want := Want{Digest: digest.NewDigestFromEncoded(digest.SHA256, s.meta.ID), Size: int64(len(s.data))}
+		if err := p.sink.Put(ctx, key, bytes.NewReader(s.data), want); err != nil {
+			return fmt.Errorf("catalog: %w", err)
+		}
+	}
+	idx := &layout.CatalogIndex{Shards: shards}
+	b, err := layout.EncodeCatalogIndex(idx)
+	if err != nil {
+		return err
+	}
+	if _, err := layout.DecodeCatalogIndex(b); err != nil {
+		return fmt.Errorf("catalog: internal error: %w", err)
+	}
+	if err := p.sink.Put(ctx, layout.CatalogIndexKey(), bytes.NewReader(b), Want{}); err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	keep := map[string]bool{}
+	for _, s := range shards {
+		keep[s.ID] = true
+	}
+	for _, s := range c.idx.Shards {
+		if keep[s.ID] {
+			continue
+		}
+		key, err := layout.CatalogShardKey(s.ID)
+		if err != nil {
+			return err
+		}
+		if err := p.sink.Delete(ctx, key); err != nil {
+			return fmt.Errorf("catalog: %w", err)
+		}
+	}
+	return nil
+}
+
+// existingRepositories returns the names, in order, whose repository file
+// exists.
+func (p *Publisher) existingRepositories(ctx context.Context, names []string) ([]string, error) {
+	out := names[:0:0]
+	for _, n := range names {
+		key, err := layout.RepositoryKey(n)
+		if err != nil {
+			return nil, err
+		}
+		ok, dir, err := p.exists(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if ok && !dir {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// splitNames cuts sorted names into shards of at most size names: one shard
+// if they fit, else the fewest (at least two) shards of equal length.
+func splitNames(names []string, size int) [][]string {
+	if len(names) <= size {
+		return [][]string{names}
+	}
+	k := max(2, (len(names)+size-1)/size)
+	out := make([][]string, 0, k)
+	for j := range k {
+		lo, hi := j*len(names)/k, (j+1)*len(names)/k
+		out = append(out, names[lo:hi])
+	}
+	return out
+}
+
+func sortedUnique(names []string) ([]string, error) {
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if err := layout.ValidateRepository(n); err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	j := 0
+	for i, n := range out {
+		if i == 0 || n != out[j-1] {
+			out[j] = n
+			j++
+		}
+	}
+	return out[:j], nil
+}
+
+// mergeSorted returns the union of two sorted, duplicate-free lists.
+func mergeSorted(a, b []string) []string {
+	out := make([]string, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i] < b[j]:
+			out = append(out, a[i])
+			i++
+		case a[i] > b[j]:
+			out = append(out, b[j])
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
+}
+
+// subtractSorted returns a without the names of b; both are sorted.
+func subtractSorted(a, b []string) []string {
+	out := make([]string, 0, len(a))
+	j := 0
+	for _, n := range a {
+		for j < len(b) && b[j] < n {
+			j++
+		}
+		if j < len(b) && b[j] == n {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}

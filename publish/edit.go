@@ -1,0 +1,315 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/heron-registry/heron/layout"
+	"github.com/opencontainers/go-digest"
+)
+
+// FolderSink is a Sink whose keys live in folders that exist on their own,
+// as on a file system, and stay when the last key in them is deleted. An
+// object store has no such folders and needs no such method.
+type FolderSink interface {
+	Sink
+	// RemoveEmptyFolders removes the folder of key, then its parents,
+	// while they are empty, up to but not including the folder stop (a
+	// key prefix of key). A folder that is not empty ends it without
+	// error: another writer may be creating a file in it.
+	RemoveEmptyFolders(ctx context.Context, key, stop string) error
+}
+
+var _ FolderSink = (*FSSink)(nil)
+
+// RemoveEmptyFolders implements FolderSink. A writer that creates a file
+// in a folder this removes at the same moment creates the folder again
+// (see Stage).
+func (s *FSSink) RemoveEmptyFolders(ctx context.Context, key, stop string) error {
+	if !strings.HasPrefix(key, stop+"/") {
+		return fmt.Errorf("remove folders of %s: not under %s", key, stop)
+	}
+	for dir := path.Dir(key); dir != stop && strings.HasPrefix(dir, stop+"/"); dir = path.Dir(dir) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p := s.root.Path(dir)
+		err := os.Remove(p)
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if notEmpty(p) {
+			return nil
+		}
+		return fmt.Errorf("remove folder %s: %w", dir, err)
+	}
+	return nil
+}
+
+// notEmpty reports whether the folder p holds an entry. A failed removal of
+// a folder that holds one is ENOTEMPTY, EEXIST or ERROR_DIR_NOT_EMPTY
+// depending on the system; asking the folder works everywhere.
+func notEmpty(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	_, err = f.Readdirnames(1)
+	return err == nil || !errors.Is(err, io.EOF)
+}
+
+// RemoveTags removes tags from repository name, then drops from the
+// repository file every manifest no longer reachable from a tag (through
+// index children, and referrers of reachable manifests) and every blob no
+// longer referenced by a manifest it keeps. The bytes stay in blobs/ for
+// gc. A missing repository or tag is ErrNotFound, and nothing is changed.
+// It reports how many manifests and blobs were dropped.
+func (p *Publisher) RemoveTags(ctx context.Context, name string, tags ...string) (manifests, blobs int, err error) {
+	if err := CheckTree(ctx, p.sink); err != nil {
+		return 0, 0, err
+	}
+	for _, t := range tags {
+		if err := layout.ValidateTag(t); err != nil {
+			return 0, 0, err
+		}
+	}
+	_, err = p.editRepository(ctx, name, false, func(r *layout.Repository) error {
+		for _, t := range tags {
+			if _, ok := r.Tags[t]; !ok {
+				return fmt.Errorf("tag %q: %w", t, ErrNotFound)
+			}
+		}
+		for _, t := range tags {
+			delete(r.Tags, t)
+		}
+		manifests, blobs = dropUnreachable(r)
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return manifests, blobs, nil
+}
+
+// Tag points newTag of repository name at the manifest tag names, and
+// returns its digest. A manifest newTag named before stays listed,
+// untagged, as after a publish that moves a tag. A missing repository or
+// tag is ErrNotFound.
+func (p *Publisher) Tag(ctx context.Context, name, tag, newTag string) (digest.Digest, error) {
+	if err := CheckTree(ctx, p.sink); err != nil {
+		return "", err
+	}
+	for _, t := range []string{tag, newTag} {
+		if err := layout.ValidateTag(t); err != nil {
+			return "", err
+		}
+	}
+	var d digest.Digest
+	_, err := p.editRepository(ctx, name, false, func(r *layout.Repository) error {
+		var ok bool
+		if d, ok = r.Tags[tag]; !ok {
+			return fmt.Errorf("tag %q: %w", tag, ErrNotFound)
+		}
+		r.Tags[newTag] = d
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return d, nil
+}
+
+// removeChunk bounds how many repository locks RemoveRepositories holds at
+// once (each is an open file).
+const removeChunk = 64
+
+// RemoveRepositories removes repositories from the tree: each name is
+// removed from the catalog first, then its repository file is deleted, then
+// the folders left empty, so that a listed name is always servable. It
+// holds the catalog's lock, and the lock of each repository it removes, so
+// that a concurrent publish into one of them happens wholly before or
+// wholly after the removal. Content stays in blobs/ for gc.
+//
+// It returns the names it removed (listed in the catalog, or with a
+// repository file). When none of names exists, the error is ErrNotFound.
+func (p *Publisher) RemoveRepositories(ctx context.Context, names ...string) ([]string, error) {
+	if err := CheckTree(ctx, p.sink); err != nil {
+		return nil, err
+	}
+	names, err := sortedUnique(names)
+	if err != nil || len(names) == 0 {
+		return nil, err
+	}
+	removed, err := p.removeRepositories(ctx, names)
+	if err != nil {
+		return removed, err
+	}
+	if len(removed) == 0 {
+		return nil, fmt.Errorf("repository %s: %w", strings.Join(names, ", "), ErrNotFound)
+	}
+	return removed, nil
+}
+
+// removeRepositories removes the sorted, unique, valid names.
+func (p *Publisher) removeRepositories(ctx context.Context, names []string) (removed []string, err error) {
+	unlockCatalog, err := p.lockCatalog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlockCatalog()
+	listed, err := CatalogNames(ctx, p.sink)
+	if err != nil {
+		return nil, err
+	}
+	for len(names) > 0 {
+		n := min(len(names), removeChunk)
+		done, err := p.removeChunk(ctx, names[:n], listed)
+		removed = append(removed, done...)
+		if err != nil {
+			return removed, err
+		}
+		names = names[n:]
+	}
+	return removed, nil
+}
+
+// removeChunk removes names while holding the catalog's lock; listed is
+// the catalog as it was when the lock was taken.
+func (p *Publisher) removeChunk(ctx context.Context, names, listed []string) ([]string, error) {
+	type repo struct {
+		name, key string
+		file      bool
+	}
+	var repos []repo
+	for _, n := range names {
+		unlock, err := p.lockRepository(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+		key, err := layout.RepositoryKey(n)
+		if err != nil {
+			return nil, err
+		}
+		file, dir, err := p.exists(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		file = file && !dir
+		if _, inCatalog := slices.BinarySearch(listed, n); file || inCatalog {
+			repos = append(repos, repo{name: n, key: key, file: file})
+		}
+	}
+	var gone []string
+	for _, r := range repos {
+		gone = append(gone, r.name)
+	}
+	if _, err := p.removeFromCatalogLocked(ctx, gone); err != nil {
+		return nil, fmt.Errorf("removing from the catalog: %w", err)
+	}
+	fsink, folders := p.sink.(FolderSink)
+	for i, r := range repos {
+		if !r.file {
+			continue
+		}
+		if err := p.sink.Delete(ctx, r.key); err != nil {
+			return gone[:i], err
+		}
+		p.log.DebugContext(ctx, "delete", "key", r.key)
+		if folders {
+			if err := fsink.RemoveEmptyFolders(ctx, r.key, layout.RepositoriesDirKey()); err != nil {
+				return gone[:i+1], err
+			}
+		}
+	}
+	return gone, nil
+}
+
+// reachable returns the manifests of r reachable from its tags, through
+// the children of indexes and the referrers of reachable manifests, and
+// the blobs those manifests reference.
+func reachable(r *layout.Repository) (map[digest.Digest]bool, map[digest.Digest]bool) {
+	bySubject := map[digest.Digest][]digest.Digest{}
+	for d, m := range r.Manifests {
+		if m.Subject != "" {
+			bySubject[m.Subject] = append(bySubject[m.Subject], d)
+		}
+	}
+	for s, refs := range r.Referrers {
+		for _, ref := range refs {
+			bySubject[s] = append(bySubject[s], ref.Digest)
+		}
+	}
+	manifests := map[digest.Digest]bool{}
+	blobs := map[digest.Digest]bool{}
+	work := make([]digest.Digest, 0, len(r.Tags))
+	for _, d := range r.Tags {
+		work = append(work, d)
+	}
+	for len(work) > 0 {
+		d := work[len(work)-1]
+		work = work[:len(work)-1]
+		m, ok := r.Manifests[d]
+		if !ok || manifests[d] {
+			continue
+		}
+		manifests[d] = true
+		for _, b := range m.Blobs {
+			blobs[b] = true
+		}
+		work = append(work, m.Children...)
+		work = append(work, bySubject[d]...)
+	}
+	return manifests, blobs
+}
+
+// hasUnreachable reports whether dropUnreachable would change r.
+func hasUnreachable(r *layout.Repository) bool {
+	m, b := reachable(r)
+	return len(m) != len(r.Manifests) || len(b) != len(r.Blobs)
+}
+
+// dropUnreachable removes from r the manifests and blobs reachable from no
+// tag (see reachable), and the referrers entries that named them. It
+// returns how many manifests and blobs it removed. It is a pure function
+// of r.
+func dropUnreachable(r *layout.Repository) (manifests, blobs int) {
+	keepM, keepB := reachable(r)
+	for d := range r.Manifests {
+		if !keepM[d] {
+			delete(r.Manifests, d)
+			manifests++
+		}
+	}
+	for d := range r.Blobs {
+		if !keepB[d] {
+			delete(r.Blobs, d)
+			blobs++
+		}
+	}
+	for s, refs := range r.Referrers {
+		kept := refs[:0]
+		for _, ref := range refs {
+			if keepM[ref.Digest] {
+				kept = append(kept, ref)
+			}
+		}
+		if len(kept) == 0 {
+			delete(r.Referrers, s)
+		} else {
+			r.Referrers[s] = kept
+		}
+	}
+	if len(r.Referrers) == 0 {
+		r.Referrers = nil
+	}
+	return manifests, blobs
+}

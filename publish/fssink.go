@@ -1,0 +1,275 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/heron-registry/heron/layout"
+)
+
+// FSSink is a Sink over a tree on the local file system.
+//
+// Every write goes to a temporary file in the destination folder (so that
+// the rename never crosses devices), is synced, closed, renamed into place,
+// and the folder is synced, as oras-go's content/oci storage and ggcr's
+// registry disk handler do. A half-written file is never visible under its
+// final name, and the temporary file is removed on any error.
+type FSSink struct {
+	root layout.Root
+}
+
+var (
+	_ Sink      = (*FSSink)(nil)
+	_ StatSink  = (*FSSink)(nil)
+	_ StageSink = (*FSSink)(nil)
+	_ EmptySink = (*FSSink)(nil)
+)
+
+// NewFSSink returns a sink writing the tree at root. Nothing is created
+// until something is written.
+func NewFSSink(root layout.Root) *FSSink { return &FSSink{root: root} }
+
+// Root returns the folder the sink writes to.
+func (s *FSSink) Root() layout.Root { return s.root }
+
+// tempPrefix starts the name of every temporary file. It never parses as a
+// digest, a shard id or a repository file, so readers never open one.
+const tempPrefix = ".heron-tmp-"
+
+// Put implements Sink.
+func (s *FSSink) Put(ctx context.Context, key string, r io.Reader, want Want) error {
+	st, err := s.Stage(ctx, key, r, want)
+	if err != nil {
+		return err
+	}
+	if err := st.Commit(ctx); err != nil {
+		_ = st.Abort()
+		return err
+	}
+	return nil
+}
+
+// Stage implements StageSink: the content is written, synced and verified
+// under a temporary name in the destination folder.
+func (s *FSSink) Stage(ctx context.Context, key string, r io.Reader, want Want) (_ Staged, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	final := s.root.Path(key)
+	dir := filepath.Dir(final)
+	f, err := createTemp(dir)
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", key, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err := copyVerified(ctx, key, f, r, want); err != nil {
+		return nil, err
+	}
+	return sealTemp(f, key, tmp, final)
+}
+
+// sealTemp makes a verified temporary file readable by all (CreateTemp
+// makes it 0600, and a server may run as another user), syncs and closes
+// it, and returns it staged for its rename to final.
+func sealTemp(f *os.File, key, tmp, final string) (Staged, error) {
+	if err := f.Chmod(0o644); err != nil {
+		return nil, fmt.Errorf("write %s: %w", key, err)
+	}
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("write %s: sync: %w", key, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("write %s: %w", key, err)
+	}
+	return &fsStaged{key: key, tmp: tmp, final: final}, nil
+}
+
+// createTemp creates a temporary file in dir, creating dir first. A writer
+// removing the empty folders a deleted repository leaves (see
+// RemoveEmptyFolders) may remove dir between the two: creating it again is
+// then the answer, a few times.
+func createTemp(dir string) (*os.File, error) {
+	for attempt := 0; ; attempt++ {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			if errors.Is(err, fs.ErrNotExist) && attempt < 10 {
+				continue
+			}
+			return nil, fmt.Errorf("create folder: %w", err)
+		}
+		f, err := os.CreateTemp(dir, tempPrefix+"*")
+		if errors.Is(err, fs.ErrNotExist) && attempt < 10 {
+			continue
+		}
+		return f, err
+	}
+}
+
+type fsStaged struct {
+	key, tmp, final string
+	done            bool
+}
+
+func (st *fsStaged) Commit(ctx context.Context) error {
+	if st.done {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := os.Rename(st.tmp, st.final); err != nil {
+		return fmt.Errorf("write %s: %w", st.key, err)
+	}
+	st.done = true
+	if err := syncDir(filepath.Dir(st.final)); err != nil {
+		return fmt.Errorf("write %s: sync folder: %w", st.key, err)
+	}
+	return nil
+}
+
+func (st *fsStaged) Abort() error {
+	if st.done {
+		return nil
+	}
+	st.done = true
+	if err := os.Remove(st.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// ReadFile implements Sink.
+func (s *FSSink) ReadFile(ctx context.Context, key string, max int64) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(s.root.Path(key))
+	if err != nil {
+		return nil, mapNotExist(key, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	if fi.IsDir() {
+		return nil, fmt.Errorf("read %s: is a folder", key)
+	}
+	if fi.Size() > max {
+		return nil, fmt.Errorf("read %s: %d bytes, more than the %d allowed", key, fi.Size(), max)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("read %s: more than the %d bytes allowed", key, max)
+	}
+	return b, nil
+}
+
+// Delete implements Sink.
+func (s *FSSink) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p := s.root.Path(key)
+	if err := os.Remove(p); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	if err := syncDir(filepath.Dir(p)); err != nil {
+		return fmt.Errorf("delete %s: sync folder: %w", key, err)
+	}
+	return nil
+}
+
+// Stat implements StatSink.
+func (s *FSSink) Stat(ctx context.Context, key string) (Info, error) {
+	if err := ctx.Err(); err != nil {
+		return Info{}, err
+	}
+	fi, err := os.Stat(s.root.Path(key))
+	if err != nil {
+		return Info{}, mapNotExist(key, err)
+	}
+	if fi.IsDir() {
+		return Info{Dir: true}, nil
+	}
+	return Info{Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// Empty implements EmptySink: the root is missing, or a folder that holds
+// nothing but what a writer starting at the same moment may have put there
+// (its temporary files and its .heron/ state), so that concurrent first
+// publishes into a new root all succeed.
+func (s *FSSink) Empty(ctx context.Context) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	f, err := os.Open(string(s.root))
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	if !fi.IsDir() {
+		return false, fmt.Errorf("%s is not a folder", s.root)
+	}
+	for {
+		names, err := f.Readdirnames(16)
+		if errors.Is(err, io.EOF) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		for _, n := range names {
+			if !strings.HasPrefix(n, tempPrefix) && n != layout.WriterStateDirKey() {
+				return false, nil
+			}
+		}
+	}
+}
+
+func mapNotExist(key string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w", key, ErrNotFound)
+	}
+	return err
+}
+
+// syncDir makes a rename or removal in dir durable. File systems that cannot
+// sync a folder (EINVAL) are tolerated.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	cerr := d.Close()
+	if err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP) {
+		return err
+	}
+	return cerr
+}

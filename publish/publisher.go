@@ -1,0 +1,458 @@
+package publish
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/heron-registry/heron/layout"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+)
+
+// ErrNotTree is returned for a root that exists, is not empty, and holds no
+// heron-layout.json: publish refuses to write into a folder that holds
+// something else.
+var ErrNotTree = errors.New("not a heron tree")
+
+// ErrNameConflict is returned for a repository whose file would clash with
+// another repository's folder: "a/b" (repositories/a/b.json) and
+// "a/b.json/c" (repositories/a/b.json/c.json) cannot both exist.
+var ErrNameConflict = errors.New("repository name conflict")
+
+// ErrNoTargets is returned by Publish when it is given nowhere to publish to.
+var ErrNoTargets = errors.New("no target: give at least one NAME:TAG")
+
+// maxLayoutFileSize bounds heron-layout.json.
+const maxLayoutFileSize = 64 << 10
+
+// Publisher writes images into the tree behind a Sink. It is the only
+// writer of a tree. A Publisher holds no state between calls, and any
+// number of them, in any number of processes, may write the same tree at
+// once when the sink is a [LockSink] (FSSink is): each read-modify-write of
+// a repository file or of the catalog holds that file's lock, so no update
+// is lost.
+type Publisher struct {
+	sink        Sink
+	log         *slog.Logger
+	shardSize   int
+	blobBaseURL string
+	// batchCatalog is set on the copies RunBatch publishes with: it
+	// updates the catalog once, at the end, rather than Publish each time.
+	batchCatalog bool
+	policy       Policy
+	progress     Progress
+	jobs         int
+}
+
+// Option configures a Publisher.
+type Option func(*Publisher)
+
+// WithLogger sets where the publisher logs (at debug level: what it writes
+// and skips). The default discards.
+func WithLogger(l *slog.Logger) Option {
+	return func(p *Publisher) {
+		if l != nil {
+			p.log = l
+		}
+	}
+}
+
+// WithCatalogShardSize sets the most names a catalog shard holds; the
+// default is layout.CatalogShardSize. Tests use small values.
+func WithCatalogShardSize(n int) Option {
+	return func(p *Publisher) {
+		if n > 0 {
+			p.shardSize = n
+		}
+	}
+}
+
+// WithBlobBaseURL sets the blobBaseURL of every repository published to:
+// the server redirects blob requests to <url>/blobs/<alg>/<hex>. A final
+// "/" is dropped. Without it, a repository keeps the one it has.
+func WithBlobBaseURL(u string) Option {
+	return func(p *Publisher) { p.blobBaseURL = strings.TrimRight(u, "/") }
+}
+
+// New returns a Publisher writing through sink.
+func New(sink Sink, opts ...Option) *Publisher {
+	p := &Publisher{
+		sink:      sink,
+		log:       slog.New(slog.DiscardHandler),
+		shardSize: layout.CatalogShardSize,
+		policy:    PolicyImmediate,
+		progress:  noProgress{},
+		jobs:      defaultJobs,
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// Result tells what a Publish did.
+type Result struct {
+	// Source is the source as the user spelled it, and Policy the policy
+	// it was published with.
+	Source string
+	Policy Policy
+	// Digest and MediaType are those of the published manifest or index.
+	Digest    digest.Digest
+	MediaType string
+	// Targets are the repositories and tags it was published to.
+	Targets []Target
+	// Manifests and Blobs count the image's manifests (the index and its
+	// children) and blobs (configs and layers).
+	Manifests, Blobs int
+	// BlobsWritten and BytesWritten count the blobs (manifests included)
+	// copied into the tree; BlobsSkipped and BytesSkipped those that were
+	// already there.
+	BlobsWritten, BlobsSkipped int
+	BytesWritten, BytesSkipped int64
+	// BlobsDeferred and BytesDeferred count the blobs an on_demand
+	// publish listed without storing them (see PolicyOnDemand).
+	BlobsDeferred int
+	BytesDeferred int64
+	// RepositoriesWritten lists the repository files that were rewritten
+	// (those that did not change are not).
+	RepositoriesWritten []string
+	// CatalogChanged reports whether a repository name was added to the
+	// catalog.
+	CatalogChanged bool
+	// LayoutCreated reports whether this publish initialised the tree.
+	LayoutCreated bool
+}
+
+// Publish copies the image src resolves to into the tree and tags it with
+// every target: blobs first, then manifests (children before indexes), then
+// the repository files (the commit point), then the catalog.
+//
+// The whole source is read and checked, and every target repository file
+// read, before anything is written, so that a bad source or target writes
+// nothing at all. A failure while content is copied (a blob that does not
+// match its digest, a full disk) leaves the tree as it was when the sink can
+// stage content (see StageSink); the first publish into a new root has then
+// written heron-layout.json only. If renaming verified content into place
+// fails, that content may remain, unreferenced, for a later gc. A publish
+// that would change nothing writes nothing.
+func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (_ *Result, err error) {
+	byRepo, names, err := groupTargets(targets)
+	if err != nil {
+		return nil, err
+	}
+	if p.blobBaseURL != "" {
+		if err := validateBaseURL(p.blobBaseURL); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.checkPolicy(src); err != nil {
+		return nil, err
+	}
+	rootDesc, err := src.Resolve(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pl, err := buildPlan(ctx, src, rootDesc, p.presentBlob)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	p.applyPolicy(pl, src)
+	needInit, err := p.checkTree(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		if _, _, err := p.prepareRepository(ctx, name, p.applyImage(pl, byRepo[name])); err != nil {
+			return nil, fmt.Errorf("repository %s: %w", name, err)
+		}
+	}
+
+	res := &Result{
+		Digest:    pl.root.desc.Digest,
+		MediaType: pl.root.desc.MediaType,
+		Source:    src.String(),
+		Policy:    p.policy,
+		Targets:   targets,
+		Manifests: len(pl.manifests),
+		Blobs:     len(pl.blobs) + len(pl.lazy),
+	}
+	// The marker goes first, so that a publish that fails below leaves
+	// an initialised (empty) tree that the next publish accepts, rather
+	// than a folder of stray files it refuses.
+	if needInit {
+		if err := p.sink.Put(ctx, layout.LayoutFileKey(), bytes.NewReader(layout.EncodeLayoutFile()), Want{}); err != nil {
+			return nil, fmt.Errorf("initialising the tree: %w", err)
+		}
+		res.LayoutCreated = true
+	}
+	staged, err := p.stage(ctx, src, pl, res)
+	defer func() {
+		for _, st := range staged {
+			if aerr := st.Abort(); aerr != nil && err == nil {
+				err = aerr
+			}
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range staged {
+		if err := st.Commit(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.keepContent(ctx, src, pl, names); err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		changed, err := p.updateRepository(ctx, name, p.touchAdded(ctx, p.applyImage(pl, byRepo[name])))
+		if err != nil {
+			return nil, fmt.Errorf("repository %s: %w", name, err)
+		}
+		if changed {
+			res.RepositoriesWritten = append(res.RepositoriesWritten, name)
+		}
+	}
+	if !p.batchCatalog {
+		if res.CatalogChanged, err = p.addToCatalog(ctx, names, true); err != nil {
+			return nil, fmt.Errorf("updating the catalog (the repositories are published): %w", err)
+		}
+	}
+	p.log.DebugContext(ctx, "published", "source", src.String(), "digest", res.Digest,
+		"written", res.BlobsWritten, "skipped", res.BlobsSkipped, "bytes", res.BytesWritten)
+	return res, nil
+}
+
+func groupTargets(targets []Target) (map[string][]string, []string, error) {
+	if len(targets) == 0 {
+		return nil, nil, ErrNoTargets
+	}
+	byRepo := map[string][]string{}
+	var names []string
+	for _, t := range targets {
+		if err := t.Validate(); err != nil {
+			return nil, nil, err
+		}
+		if _, ok := byRepo[t.Repository]; !ok {
+			names = append(names, t.Repository)
+		}
+		byRepo[t.Repository] = append(byRepo[t.Repository], t.Tag)
+	}
+	sort.Strings(names)
+	return byRepo, names, nil
+}
+
+func validateBaseURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("blob base URL %q: %w", s, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("blob base URL %q: want an absolute http:// or https:// URL", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("blob base URL %q: no query or fragment allowed (blobs/<alg>/<hex> is appended)", s)
+	}
+	return nil
+}
+
+// checkTree reads heron-layout.json. It reports whether the tree must be
+// initialised (no layout file, and an empty or missing root), and refuses
+// another layout version or a root holding something else.
+func (p *Publisher) checkTree(ctx context.Context) (needInit bool, err error) {
+	b, err := p.sink.ReadFile(ctx, layout.LayoutFileKey(), maxLayoutFileSize)
+	if err == nil {
+		if _, err := layout.DecodeLayoutFile(b); err != nil {
+			return false, fmt.Errorf("refusing to write into this tree: %w", err)
+		}
+		return false, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return false, err
+	}
+	if es, ok := p.sink.(EmptySink); ok {
+		empty, err := es.Empty(ctx)
+		if err != nil {
+			return false, err
+		}
+		if !empty {
+			// Another publisher may have initialised the tree
+			// since the marker was read.
+			if CheckTree(ctx, p.sink) == nil {
+				return false, nil
+			}
+			return false, fmt.Errorf("%w: the root holds files but no %s; refusing to write into it (use an empty or new folder)", ErrNotTree, layout.LayoutFileKey())
+		}
+	}
+	return true, nil
+}
+
+// stage writes every blob the tree does not hold (several at once), then
+// every manifest it does not hold (children first). With a StageSink,
+// nothing is visible until the returned Staged are committed, in the order
+// they are returned; with a plain Sink, content is put in place at once and
+// no Staged is returned. Blobs the tree holds were found by buildPlan, and
+// are not read from the source.
+func (p *Publisher) stage(ctx context.Context, src Source, pl *plan, res *Result) ([]Staged, error) {
+	var blobs, manifests []ocispec.Descriptor
+	var total int64
+	for _, b := range pl.blobs {
+		if pl.present[b.Digest] {
+			res.BlobsSkipped++
+			res.BytesSkipped += b.Size
+			continue
+		}
+		blobs = append(blobs, b)
+		total += b.Size
+	}
+	for _, b := range pl.lazy {
+		res.BlobsDeferred++
+		res.BytesDeferred += b.Size
+	}
+	raw := map[digest.Digest][]byte{}
+	for _, m := range pl.manifests {
+		present, err := p.presentBlob(ctx, m.desc)
+		if err != nil {
+			return nil, err
+		}
+		if present {
+			res.BlobsSkipped++
+			res.BytesSkipped += m.desc.Size
+			continue
+		}
+		manifests = append(manifests, m.desc)
+		raw[m.desc.Digest] = m.raw
+		total += m.desc.Size
+	}
+	p.progress.Start(len(blobs)+len(manifests), total)
+
+	staged := make([]Staged, len(blobs)+len(manifests))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(p.jobs)
+	for i, b := range blobs {
+		g.Go(func() error {
+			st, err := p.copyContent(gctx, src, b, nil)
+			if err != nil {
+				return fmt.Errorf("%s: blob %s: %w", src, b.Digest, err)
+			}
+			staged[i] = st
+			return nil
+		})
+	}
+	err := g.Wait()
+	for i, m := range manifests {
+		if err != nil {
+			break
+		}
+		staged[len(blobs)+i], err = p.copyContent(ctx, src, m, raw[m.Digest])
+		if err != nil {
+			err = fmt.Errorf("manifest %s: %w", m.Digest, err)
+		}
+	}
+	out := staged[:0]
+	for _, st := range staged {
+		if st != nil {
+			out = append(out, st)
+		}
+	}
+	if err != nil {
+		return out, err
+	}
+	res.BlobsWritten += len(blobs) + len(manifests)
+	res.BytesWritten += total
+	return out, nil
+}
+
+// copyContent copies one blob (from src) or manifest (raw) into the tree,
+// verified, and reports its progress.
+func (p *Publisher) copyContent(ctx context.Context, src Source, desc ocispec.Descriptor, raw []byte) (_ Staged, err error) {
+	key, err := layout.BlobKey(desc.Digest)
+	if err != nil {
+		return nil, err
+	}
+	cp := p.progress.Copy(desc)
+	defer func() { cp.Done(err) }()
+	want := Want{Digest: desc.Digest, Size: desc.Size}
+	if raw == nil {
+		if st, ok, err := p.copyLocalFile(ctx, src, key, desc, cp.Add); ok || err != nil {
+			if err == nil {
+				p.log.DebugContext(ctx, "write", "key", key, "size", desc.Size, "from", "file")
+			}
+			return st, err
+		}
+	}
+	var rc io.ReadCloser
+	if raw != nil {
+		rc = io.NopCloser(bytes.NewReader(raw))
+	} else if rc, err = src.Fetch(ctx, desc); err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	r := &progressReader{r: rc, add: cp.Add}
+	var st Staged
+	if ss, ok := p.sink.(StageSink); ok {
+		if st, err = ss.Stage(ctx, key, r, want); err != nil {
+			return nil, err
+		}
+	} else if err := p.sink.Put(ctx, key, r, want); err != nil {
+		return nil, err
+	}
+	p.log.DebugContext(ctx, "write", "key", key, "size", desc.Size)
+	return st, nil
+}
+
+// presentBlob reports whether the tree holds the content of desc.
+func (p *Publisher) presentBlob(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
+	key, err := layout.BlobKey(desc.Digest)
+	if err != nil {
+		return false, err
+	}
+	ok, err := p.present(ctx, key, desc.Size)
+	if ok {
+		p.log.DebugContext(ctx, "present", "key", key)
+	}
+	return ok, err
+}
+
+// present reports whether key holds content of the given size. Without
+// StatSink it reports false, and the content is written again.
+func (p *Publisher) present(ctx context.Context, key string, size int64) (bool, error) {
+	ss, ok := p.sink.(StatSink)
+	if !ok {
+		return false, nil
+	}
+	info, err := ss.Stat(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if info.Dir {
+		return false, fmt.Errorf("%s is a folder", key)
+	}
+	return info.Size == size, nil
+}
+
+// CheckTree reports whether the sink holds a heron tree this package can
+// read: a heron-layout.json of layout.Version. A missing layout file is
+// ErrNotTree.
+func CheckTree(ctx context.Context, sink Sink) error {
+	b, err := sink.ReadFile(ctx, layout.LayoutFileKey(), maxLayoutFileSize)
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%w: no %s", ErrNotTree, layout.LayoutFileKey())
+	}
+	if err != nil {
+		return err
+	}
+	_, err = layout.DecodeLayoutFile(b)
+	return err
+}

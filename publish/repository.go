@@ -1,0 +1,241 @@
+package publish
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/heron-registry/heron/layout"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// ReadRepository reads and decodes the repository file of name. A
+// repository that does not exist is ErrNotFound.
+func ReadRepository(ctx context.Context, sink Sink, name string) (*layout.Repository, error) {
+	r, _, err := readRepository(ctx, sink, name)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return nil, fmt.Errorf("repository %s: %w", name, ErrNotFound)
+	}
+	return r, nil
+}
+
+// readRepository returns the decoded repository file and its bytes, or
+// (nil, nil, nil) when there is none.
+func readRepository(ctx context.Context, sink Sink, name string) (*layout.Repository, []byte, error) {
+	key, err := layout.RepositoryKey(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := sink.ReadFile(ctx, key, layout.MaxRepositoryFileSize)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := layout.DecodeRepository(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if r.Name != name {
+		return nil, nil, fmt.Errorf("%s: the file names repository %q", key, r.Name)
+	}
+	return r, b, nil
+}
+
+// updateRepository is the one read-modify-write of a repository file: it
+// reads the file (or starts an empty one), applies mutate, and writes the
+// result atomically unless it is byte-identical to what is there. It
+// reports whether it wrote.
+//
+// It holds the repository's lock (see LockSink) from the read to the
+// write, so that concurrent publishers never lose each other's changes.
+// mutate must be a pure function of the repository it is given: a
+// compare-and-swap implementation may apply it again to a newer file.
+func (p *Publisher) updateRepository(ctx context.Context, name string, mutate func(*layout.Repository) error) (bool, error) {
+	return p.editRepository(ctx, name, true, mutate)
+}
+
+// editRepository is updateRepository; without create, a repository that
+// does not exist is ErrNotFound rather than an empty one.
+func (p *Publisher) editRepository(ctx context.Context, name string, create bool, mutate func(*layout.Repository) error) (bool, error) {
+	key, err := layout.RepositoryKey(name)
+	if err != nil {
+		return false, err
+	}
+	unlock, err := p.lock(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	b, changed, err := p.prepareRepositoryFile(ctx, name, create, mutate)
+	if err != nil || !changed {
+		return false, err
+	}
+	if err := p.sink.Put(ctx, key, bytes.NewReader(b), Want{}); err != nil {
+		return false, err
+	}
+	p.log.DebugContext(ctx, "write", "key", key)
+	return true, nil
+}
+
+// prepareRepository does everything updateRepository does but the write:
+// Publish calls it for every target before writing any content, so that an
+// unreadable or conflicting repository fails early.
+func (p *Publisher) prepareRepository(ctx context.Context, name string, mutate func(*layout.Repository) error) ([]byte, bool, error) {
+	return p.prepareRepositoryFile(ctx, name, true, mutate)
+}
+
+func (p *Publisher) prepareRepositoryFile(ctx context.Context, name string, create bool, mutate func(*layout.Repository) error) ([]byte, bool, error) {
+	if create {
+		if err := p.checkNameConflict(ctx, name); err != nil {
+			return nil, false, err
+		}
+	}
+	r, old, err := readRepository(ctx, p.sink, name)
+	if err != nil {
+		return nil, false, err
+	}
+	if r == nil {
+		if !create {
+			return nil, false, fmt.Errorf("repository %s: %w", name, ErrNotFound)
+		}
+		r = layout.NewRepository(name)
+	}
+	if err := mutate(r); err != nil {
+		return nil, false, fmt.Errorf("repository %s: %w", name, err)
+	}
+	b, err := r.Encode()
+	if err != nil {
+		return nil, false, fmt.Errorf("repository %s: %w", name, err)
+	}
+	return b, !bytes.Equal(b, old), nil
+}
+
+// checkNameConflict refuses a repository whose file would be a folder of
+// another repository, or whose file's key is a folder already.
+func (p *Publisher) checkNameConflict(ctx context.Context, name string) error {
+	for _, other := range layout.ConflictingRepositoryFolders(name) {
+		key, err := layout.RepositoryKey(other)
+		if err != nil {
+			return err
+		}
+		exists, _, err := p.exists(ctx, key)
+		if err != nil {
+			return err
+		}
+		if exists {
+			return fmt.Errorf("%w: repository %q cannot be created because repository %q exists (its file %s would have to be a folder)", ErrNameConflict, name, other, key)
+		}
+	}
+	key, err := layout.RepositoryKey(name)
+	if err != nil {
+		return err
+	}
+	if _, dir, err := p.exists(ctx, key); err != nil {
+		return err
+	} else if dir {
+		return fmt.Errorf("%w: repository %q cannot be created because %s is the folder of repositories named %s/…", ErrNameConflict, name, key, name+".json")
+	}
+	return nil
+}
+
+// exists reports whether key exists, and whether it is a folder (known only
+// with a StatSink).
+func (p *Publisher) exists(ctx context.Context, key string) (exists, dir bool, err error) {
+	if ss, ok := p.sink.(StatSink); ok {
+		info, err := ss.Stat(ctx, key)
+		if errors.Is(err, ErrNotFound) {
+			return false, false, nil
+		}
+		if err != nil {
+			return false, false, err
+		}
+		return true, info.Dir, nil
+	}
+	_, err = p.sink.ReadFile(ctx, key, layout.MaxRepositoryFileSize)
+	if errors.Is(err, ErrNotFound) {
+		return false, false, nil
+	}
+	return true, false, nil
+}
+
+// applyImage returns the mutation that records the image of pl in a
+// repository and points tags at it. Manifests a moved tag pointed at stay
+// listed (untagged, pullable by digest), as in a registry.
+func (p *Publisher) applyImage(pl *plan, tags []string) func(*layout.Repository) error {
+	return func(r *layout.Repository) error {
+		if p.blobBaseURL != "" {
+			r.BlobBaseURL = p.blobBaseURL
+		}
+		for _, b := range pl.blobs {
+			nb := layout.Blob{Size: b.Size, MediaType: b.MediaType}
+			if old, ok := r.Blobs[b.Digest]; ok && old.MediaType != "" {
+				// The same bytes can be a config here and a layer
+				// there; the first media type recorded stays, so
+				// that publishing again changes nothing.
+				nb.MediaType = old.MediaType
+			}
+			r.Blobs[b.Digest] = nb
+		}
+		if err := recordLazy(r, pl); err != nil {
+			return err
+		}
+		for _, m := range pl.manifests {
+			lm := layout.Manifest{
+				MediaType:    m.desc.MediaType,
+				Size:         m.desc.Size,
+				ArtifactType: m.artifactType,
+				Children:     m.children,
+				Blobs:        m.blobs,
+			}
+			if m.subject != nil {
+				lm.Subject = m.subject.Digest
+			}
+			r.Manifests[m.desc.Digest] = lm
+			if m.subject != nil {
+				addReferrer(r, m.subject.Digest, referrerDescriptor(m))
+			}
+		}
+		for _, t := range tags {
+			r.Tags[t] = pl.root.desc.Digest
+		}
+		return nil
+	}
+}
+
+// referrerDescriptor is the descriptor of m in the referrers list of its
+// subject. Per the distribution spec, an image manifest without an
+// artifactType is listed with its config's media type.
+func referrerDescriptor(m *manifestNode) ocispec.Descriptor {
+	at := m.artifactType
+	if at == "" && !m.index {
+		at = m.configType
+	}
+	return ocispec.Descriptor{
+		MediaType:    m.desc.MediaType,
+		Digest:       m.desc.Digest,
+		Size:         m.desc.Size,
+		ArtifactType: at,
+		Annotations:  m.annotations,
+	}
+}
+
+func addReferrer(r *layout.Repository, subject digest.Digest, d ocispec.Descriptor) {
+	if r.Referrers == nil {
+		r.Referrers = map[digest.Digest][]ocispec.Descriptor{}
+	}
+	refs := r.Referrers[subject]
+	for i := range refs {
+		if refs[i].Digest == d.Digest {
+			refs[i] = d
+			return
+		}
+	}
+	r.Referrers[subject] = append(refs, d)
+}

@@ -1,0 +1,28 @@
+// Package redirector is heron's read-only registry: a stateless
+// [http.Handler] that answers the OCI Distribution API
+// (https://github.com/opencontainers/distribution-spec/blob/main/spec.md)
+// straight from a tree written by publish.
+//
+// Nothing is loaded at start-up beyond the layout marker: a request reads
+// its repository file and at most one blob (a page of the catalog reads the
+// catalog index and one or a few shards). Any number of servers can
+// therefore read the same tree while publish updates it.
+//
+// Bounded caches of parsed repository files, of manifests and of catalog
+// shards (see cache.go, [WithCacheSize]) spare most of those reads and
+// change nothing but speed: a cached repository file is validated by one
+// stat of the file per request, so a publish is seen by the next request,
+// and manifests and shards are content addressed.
+//
+// Safety rests on two layers. Names, tags and digests from the URL are
+// validated with the layout package before any key is built from them; and
+// every file is then opened through an [os.Root] on the tree, which refuses
+// ".." and symbolic links that lead outside it. A repository only serves the
+// blobs and manifests its own repository file lists, although the bytes are
+// shared on disk.
+//
+// Blobs are redirected (307) to a base URL when one is configured (the
+// repository file's blobBaseURL, else [WithRedirectBase]) and served with
+// [http.ServeContent] otherwise. Manifests are served directly, verified
+// against their digest, unless [WithRedirectManifests] asks for redirects.
+package redirector

@@ -1,0 +1,173 @@
+package redirector
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/heron-registry/heron/layout"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// testTree writes a published tree by hand, through layout's keys and
+// encoders only, so that the server's tests do not depend on publish.
+type testTree struct {
+	t    testing.TB
+	root layout.Root
+}
+
+func newTestTree(t testing.TB) *testTree {
+	t.Helper()
+	tt := &testTree{t: t, root: layout.Root(t.TempDir())}
+	tt.write(layout.LayoutFileKey(), layout.EncodeLayoutFile())
+	return tt
+}
+
+func (tt *testTree) dir() string { return string(tt.root) }
+
+// write writes data at key.
+func (tt *testTree) write(key string, data []byte) {
+	tt.t.Helper()
+	p := tt.root.Path(key)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		tt.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		tt.t.Fatal(err)
+	}
+}
+
+// blob stores data under its digest and returns its descriptor.
+func (tt *testTree) blob(mediaType string, data []byte) v1.Descriptor {
+	tt.t.Helper()
+	d := digest.FromBytes(data)
+	key, err := layout.BlobKey(d)
+	if err != nil {
+		tt.t.Fatal(err)
+	}
+	tt.write(key, data)
+	return v1.Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(data))}
+}
+
+// manifest stores an image manifest and returns its descriptor and bytes.
+func (tt *testTree) manifest(m v1.Manifest) (v1.Descriptor, []byte) {
+	tt.t.Helper()
+	m.SchemaVersion = 2
+	m.MediaType = v1.MediaTypeImageManifest
+	data := mustJSON(tt.t, m)
+	desc := tt.blob(v1.MediaTypeImageManifest, data)
+	desc.ArtifactType = m.ArtifactType
+	return desc, data
+}
+
+// index stores an image index of children and returns its descriptor and
+// bytes.
+func (tt *testTree) index(children ...v1.Descriptor) (v1.Descriptor, []byte) {
+	tt.t.Helper()
+	idx := v1.Index{MediaType: v1.MediaTypeImageIndex, Manifests: children}
+	idx.SchemaVersion = 2
+	data := mustJSON(tt.t, idx)
+	return tt.blob(v1.MediaTypeImageIndex, data), data
+}
+
+// repository writes a repository file.
+func (tt *testTree) repository(r *layout.Repository) {
+	tt.t.Helper()
+	data, err := r.Encode()
+	if err != nil {
+		tt.t.Fatal(err)
+	}
+	key, err := layout.RepositoryKey(r.Name)
+	if err != nil {
+		tt.t.Fatal(err)
+	}
+	tt.write(key, data)
+}
+
+// catalog writes the catalog of sorted names, perShard names to a shard,
+// and returns the shard keys.
+func (tt *testTree) catalog(names []string, perShard int) []string {
+	tt.t.Helper()
+	var idx layout.CatalogIndex
+	var keys []string
+	for len(names) > 0 {
+		n := min(perShard, len(names))
+		data, id, err := layout.EncodeCatalogShard(names[:n])
+		if err != nil {
+			tt.t.Fatal(err)
+		}
+		key, err := layout.CatalogShardKey(id)
+		if err != nil {
+			tt.t.Fatal(err)
+		}
+		tt.write(key, data)
+		keys = append(keys, key)
+		idx.Shards = append(idx.Shards, layout.CatalogShard{ID: id, First: names[0], Last: names[n-1], Count: n})
+		names = names[n:]
+	}
+	data, err := layout.EncodeCatalogIndex(&idx)
+	if err != nil {
+		tt.t.Fatal(err)
+	}
+	tt.write(layout.CatalogIndexKey(), data)
+	return keys
+}
+
+// addImage lists an image manifest (and its config and layers) in r.
+func addImage(r *layout.Repository, desc v1.Descriptor, m v1.Manifest) {
+	var blobs []digest.Digest
+	for _, b := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+		r.Blobs[b.Digest] = layout.Blob{Size: b.Size, MediaType: b.MediaType}
+		blobs = append(blobs, b.Digest)
+	}
+	r.Manifests[desc.Digest] = layout.Manifest{
+		MediaType: desc.MediaType, Size: desc.Size, ArtifactType: m.ArtifactType, Blobs: blobs,
+	}
+	if m.Subject != nil {
+		mm := r.Manifests[desc.Digest]
+		mm.Subject = m.Subject.Digest
+		r.Manifests[desc.Digest] = mm
+		if r.Referrers == nil {
+			r.Referrers = map[digest.Digest][]v1.Descriptor{}
+		}
+		r.Referrers[m.Subject.Digest] = append(r.Referrers[m.Subject.Digest], desc)
+	}
+}
+
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// logBuffer collects a server's log lines; the server logs from its own
+// goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// take returns what was logged since the last call.
+func (b *logBuffer) take() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.buf.String()
+	b.buf.Reset()
+	return s
+}
+
+func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }

@@ -1,0 +1,196 @@
+package redirector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+
+	"github.com/heron-registry/heron/layout"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Page sizes of /v2/_catalog: a page without n has catalogDefaultN names,
+// and no page has more than catalogMaxN (the specification lets a registry
+// return fewer than asked, with a Link to the rest).
+const (
+	catalogDefaultN = 100
+	catalogMaxN     = 1000
+)
+
+// page is the pagination a list request asks for
+// (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#listing-tags):
+// at most n entries (all when n < 0) sorting after last.
+type page struct {
+	n    int
+	last string
+}
+
+// parsePage reads n and last; n < 0 means "no n given". An n that is not a
+// non-negative integer is ErrPaginationNumberInvalid.
+func parsePage(r *http.Request) (page, error) {
+	q := r.URL.Query()
+	p := page{n: -1, last: q.Get("last")}
+	if q.Has("n") {
+		n, err := strconv.Atoi(q.Get("n"))
+		if err != nil || n < 0 {
+			return page{}, ErrPaginationNumberInvalid.WithDetail(map[string]string{"n": q.Get("n")})
+		}
+		p.n = n
+	}
+	return p, nil
+}
+
+// setLink sets the Link header to the next page of path.
+func setLink(w http.ResponseWriter, path, last string, n int) {
+	q := url.Values{"last": {last}, "n": {strconv.Itoa(n)}}
+	w.Header().Set("Link", fmt.Sprintf("<%s?%s>; rel=\"next\"", path, q.Encode()))
+}
+
+// serveTags answers GET /v2/<name>/tags/list?n=&last=: the repository's
+// tags in lexical order, with a Link header when more remain.
+func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, name string) error {
+	p, err := parsePage(r)
+	if err != nil {
+		return err
+	}
+	repo, err := s.repository(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	tags := s.sortedTags(repo)
+	start := sort.SearchStrings(tags, p.last)
+	if start < len(tags) && tags[start] == p.last {
+		start++
+	}
+	tags = tags[start:]
+	if p.n >= 0 && p.n < len(tags) {
+		tags = tags[:p.n]
+		if p.n > 0 {
+			setLink(w, "/v2/"+name+"/tags/list", tags[len(tags)-1], p.n)
+		}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}{name, tags})
+	return nil
+}
+
+// serveCatalog answers GET /v2/_catalog?n=&last=
+// (https://github.com/opencontainers/distribution-spec/blob/main/detail.md#catalog)
+// from catalog/index.json and the shards a page needs. A tree without a
+// catalog has no repositories to list.
+func (s *Server) serveCatalog(w http.ResponseWriter, r *http.Request) error {
+	p, err := parsePage(r)
+	if err != nil {
+		return err
+	}
+	switch {
+	case p.n < 0:
+		p.n = catalogDefaultN
+	case p.n > catalogMaxN:
+		p.n = catalogMaxN
+	}
+	names, more, err := s.catalogPage(r.Context(), p)
+	if errors.Is(err, errShardGone) {
+		// publish replaced the catalog between our two reads: the new
+		// index names shards that exist, read it again (once).
+		names, more, err = s.catalogPage(r.Context(), p)
+	}
+	if err != nil {
+		return err
+	}
+	if more {
+		setLink(w, "/v2/_catalog", names[len(names)-1], p.n)
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Repositories []string `json:"repositories"`
+	}{names})
+	return nil
+}
+
+// errShardGone is returned when a shard the catalog index names is not
+// there.
+var errShardGone = errors.New("catalog shard named by the index is gone")
+
+// catalogPage reads one page of at most p.n (>= 0) names after p.last, and
+// whether more follow.
+func (s *Server) catalogPage(ctx context.Context, p page) (names []string, more bool, err error) {
+	names = make([]string, 0, p.n)
+	idx, err := s.catalogIndex(ctx)
+	if errors.Is(err, errNotFound) {
+		return names, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if s.afterCatalogIndex != nil {
+		s.afterCatalogIndex()
+	}
+	if p.n == 0 {
+		return names, false, nil
+	}
+	for i := idx.ShardAfter(p.last); i < len(idx.Shards); i++ {
+		shard, err := s.catalogShard(idx.Shards[i].ID)
+		if errors.Is(err, errNotFound) {
+			return nil, false, fmt.Errorf("%w: %w", errShardGone, err)
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		for j := shard.After(p.last); j < shard.Len(); j++ {
+			if len(names) == p.n {
+				return names, true, nil
+			}
+			names = append(names, shard.At(j))
+		}
+		if len(names) == p.n {
+			// Shards are never empty, so a following shard means more
+			// names.
+			return names, i+1 < len(idx.Shards), nil
+		}
+	}
+	return names, false, nil
+}
+
+// filtersHeader names the filters a referrers response applied.
+const filtersHeader = "OCI-Filters-Applied"
+
+// serveReferrers answers GET /v2/<name>/referrers/<digest>?artifactType=
+// (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#listing-referrers):
+// an image index of the manifests whose subject is digest, from the
+// repository file. A digest nothing refers to, listed or not, has an empty
+// index: the specification forbids a 404 from this endpoint for it.
+func (s *Server) serveReferrers(w http.ResponseWriter, r *http.Request, name, ref string) error {
+	d, err := layout.ParseDigest(ref)
+	if err != nil {
+		return ErrDigestInvalid.WithDetail(err.Error())
+	}
+	repo, err := s.repository(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	artifactType := r.URL.Query().Get("artifactType")
+	manifests := []v1.Descriptor{}
+	for _, desc := range repo.Referrers[d] {
+		if artifactType == "" || desc.ArtifactType == artifactType {
+			manifests = append(manifests, desc)
+		}
+	}
+	if artifactType != "" {
+		w.Header().Set(filtersHeader, "artifactType")
+	}
+	index := v1.Index{MediaType: v1.MediaTypeImageIndex, Manifests: manifests}
+	index.SchemaVersion = 2
+	body, err := json.Marshal(index)
+	if err != nil {
+		return err
+	}
+	writeBody(w, http.StatusOK, v1.MediaTypeImageIndex, body)
+	return nil
+}

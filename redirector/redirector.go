@@ -1,0 +1,219 @@
+package redirector
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// apiVersionHeader is sent with every response, as distribution does, so
+// that clients recognise a v2 registry.
+const (
+	apiVersionHeader = "Docker-Distribution-API-Version"
+	apiVersion       = "registry/2.0"
+)
+
+// Server answers the read-only OCI Distribution API from one tree. It is an
+// http.Handler; Close releases the tree's directory handle.
+type Server struct {
+	tree              *tree
+	repos             repositories   // the tree, or a repoCache in front of it
+	manifests         *manifestCache // nil when caching is off
+	shards            *shardCache    // nil when caching is off
+	index             *indexCache    // nil when caching is off
+	router            http.Handler
+	log               *slog.Logger
+	redirectBase      string
+	redirectManifests bool
+	metrics           *metrics     // nil without WithMetrics
+	accessLog         *slog.Logger // nil without WithAccessLog
+	ops               http.Handler // nil without WithOpsEndpoints
+	readiness         atomic.Int32 // the last /readyz answer, to log changes
+
+	// afterCatalogIndex, when set (by tests only), runs after the catalog
+	// index is read and before its shards are, to reproduce a publish that
+	// replaces the catalog between the two reads.
+	afterCatalogIndex func()
+}
+
+// Option configures a Server.
+type Option func(*options)
+
+type options struct {
+	redirectBase      string
+	logger            *slog.Logger
+	redirectManifests bool
+	cacheSize         int
+	cacheBytes        int64
+	racyWindow        time.Duration
+	metrics           prometheus.Registerer
+	accessLog         *slog.Logger
+	ops               bool
+	opsMetrics        http.Handler
+}
+
+// WithRedirectBase makes the server answer blob requests with a 307 to
+// base + "/blobs/<alg>/<hex>" for repositories whose file has no
+// blobBaseURL of its own. base is an absolute http or https URL: the
+// location a CDN or static host serves the tree's root at.
+func WithRedirectBase(base string) Option {
+	return func(o *options) { o.redirectBase = base }
+}
+
+// WithLogger sets the logger for what clients are not told: unreadable or
+// inconsistent files and other internal errors. The default is
+// slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
+
+// WithRedirectManifests makes GET requests for manifests redirect to the
+// blob base URL too, when the repository has one (as Crane's redirecting
+// registry did). HEAD requests are still answered directly, because clients
+// resolve tags with HEAD and need the exact Content-Type and digest.
+func WithRedirectManifests(redirect bool) Option {
+	return func(o *options) { o.redirectManifests = redirect }
+}
+
+// WithCacheSize bounds each of the server's caches (of parsed repository
+// files, of manifests and of catalog shards) to n entries (DefaultCacheSize
+// without this option). 0 turns them off: every request then reads the
+// files, and gets the same answer, only slower.
+func WithCacheSize(n int) Option {
+	return func(o *options) { o.cacheSize = n }
+}
+
+// WithCacheBytes bounds the approximate memory of the server's caches, all
+// together (DefaultCacheBytes without this option): a manifest weighs its
+// bytes, a parsed repository file a multiple of its size on disk, a catalog
+// shard its names. When they are full, the least recently used entries of
+// any of them make room. The parsed catalog index, one entry, is bounded
+// by n on its own.
+func WithCacheBytes(n int64) Option {
+	return func(o *options) { o.cacheBytes = n }
+}
+
+// WithMetrics registers the server's Prometheus metrics on reg: requests by
+// route, method and status, latency, bytes sent, redirected and direct
+// answers, cache hits and misses (docs/operating.md lists them). Close
+// unregisters them. Two servers cannot register on one registry unless it
+// is wrapped with distinct labels (prometheus.WrapRegistererWith).
+func WithMetrics(reg prometheus.Registerer) Option {
+	return func(o *options) { o.metrics = reg }
+}
+
+// WithAccessLog logs one line per request under /v2/ to l, at Info (see
+// logRequest for its fields). A handler whose level is above Info turns
+// the lines off at the cost of one Enabled call per request.
+func WithAccessLog(l *slog.Logger) Option {
+	return func(o *options) { o.accessLog = l }
+}
+
+// WithOpsEndpoints makes the server answer /healthz, /readyz and, when
+// metrics is not nil, /metrics itself, as OpsHandler does, beside the
+// registry API on the same listener. These requests are neither logged nor
+// counted in the metrics: probes and scrapes would drown the clients'.
+func WithOpsEndpoints(metrics http.Handler) Option {
+	return func(o *options) { o.ops, o.opsMetrics = true, metrics }
+}
+
+// New returns a Server for the tree at root. It opens the root, checks its
+// heron-layout.json once (a missing marker or another layout version is an
+// error) and reads nothing else.
+func New(root string, opts ...Option) (*Server, error) {
+	o := options{cacheSize: DefaultCacheSize, cacheBytes: DefaultCacheBytes, racyWindow: defaultRacyWindow}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	base, err := normalizeBase(o.redirectBase)
+	if err != nil {
+		return nil, err
+	}
+	if o.cacheSize < 0 || o.cacheBytes < 0 {
+		return nil, fmt.Errorf("cache bounds must not be negative (%d entries, %d bytes)", o.cacheSize, o.cacheBytes)
+	}
+	t, err := openTree(root)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		tree:              t,
+		repos:             t,
+		log:               o.logger,
+		redirectBase:      base,
+		redirectManifests: o.redirectManifests,
+	}
+	if o.cacheSize > 0 && o.cacheBytes > 0 {
+		budget := newCacheBudget(o.cacheBytes)
+		s.manifests = newManifestCache(o.cacheSize, budget)
+		s.shards = newShardCache(o.cacheSize, budget)
+		if identitySupported {
+			s.repos = newRepoCache(t, o.cacheSize, budget, o.racyWindow)
+			s.index = newIndexCache(t, o.cacheBytes, o.racyWindow)
+		}
+	}
+	s.router = s.routes()
+	s.accessLog = o.accessLog
+	if o.ops {
+		s.ops = s.OpsHandler(o.opsMetrics)
+	}
+	if o.metrics != nil {
+		m, err := newMetrics(o.metrics, s)
+		if err != nil {
+			t.close()
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+		s.metrics = m
+	}
+	return s, nil
+}
+
+// normalizeBase checks a redirect base URL and drops its trailing slashes.
+func normalizeBase(base string) (string, error) {
+	if base == "" {
+		return "", nil
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", fmt.Errorf("blob base URL %q: %w", base, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("blob base URL %q: want an absolute http or https URL", base)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("blob base URL %q: a query or fragment cannot be followed by a blob key", base)
+	}
+	return strings.TrimRight(base, "/"), nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.ops != nil && isOpsPath(r.URL.Path) {
+		s.ops.ServeHTTP(w, r)
+		return
+	}
+	w.Header()[apiVersionKey] = apiVersionValue
+	if s.metrics == nil && s.accessLog == nil {
+		s.router.ServeHTTP(w, r)
+		return
+	}
+	s.serveObserved(w, r)
+}
+
+// Close releases the tree and unregisters the metrics. Requests served
+// after Close fail.
+func (s *Server) Close() error {
+	if s.metrics != nil {
+		s.metrics.unregister()
+	}
+	return s.tree.close()
+}

@@ -1,0 +1,158 @@
+package redirector
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/heron-registry/heron/layout"
+	"github.com/julienschmidt/httprouter"
+)
+
+// endpoint is what a path under /v2/ asks for.
+type endpoint int
+
+const (
+	endpointUnknown   endpoint = iota
+	endpointBase               // /v2/
+	endpointCatalog            // /v2/_catalog
+	endpointTags               // /v2/<name>/tags/list
+	endpointManifest           // /v2/<name>/manifests/<reference>
+	endpointBlob               // /v2/<name>/blobs/<digest>
+	endpointReferrers          // /v2/<name>/referrers/<digest>
+)
+
+// request is a parsed /v2/ path: the endpoint, and the repository name and
+// reference when it has them. Nothing in it is validated yet.
+type request struct {
+	endpoint endpoint
+	name     string
+	ref      string
+}
+
+// parsePath parses what follows "/v2/" from the right, because repository
+// names contain "/" while the endpoint's own segments are fixed: the last
+// two segments are "tags/list" or "<kind>/<reference>", and everything
+// before them is the name.
+func parsePath(rest string) request {
+	switch rest {
+	case "":
+		return request{endpoint: endpointBase}
+	case "_catalog":
+		return request{endpoint: endpointCatalog}
+	}
+	if name, ok := strings.CutSuffix(rest, "/tags/list"); ok {
+		return request{endpoint: endpointTags, name: name}
+	}
+	i := strings.LastIndexByte(rest, '/')
+	if i < 0 {
+		return request{}
+	}
+	head, ref := rest[:i], rest[i+1:]
+	name, kind := "", head
+	if j := strings.LastIndexByte(head, '/'); j >= 0 {
+		name, kind = head[:j], head[j+1:]
+	}
+	var e endpoint
+	switch kind {
+	case "manifests":
+		e = endpointManifest
+	case "blobs":
+		e = endpointBlob
+	case "referrers":
+		e = endpointReferrers
+	default:
+		return request{}
+	}
+	return request{endpoint: e, name: name, ref: ref}
+}
+
+// routes builds the router: one catch-all /v2/*path for reads, the same
+// path answering 405 for every method that would write, and OCI errors
+// for anything else. httprouter's path "fixing" redirects are off: a path
+// is answered as it was sent, or refused.
+func (s *Server) routes() http.Handler {
+	r := httprouter.New()
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleOPTIONS = false
+
+	read := func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) {
+		s.respond(w, req, s.serveV2(w, req, strings.TrimPrefix(ps.ByName("path"), "/")))
+	}
+	base := func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
+		s.respond(w, req, s.serveBase(w, req))
+	}
+	write := func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
+		w.Header().Set("Allow", "GET, HEAD")
+		s.respond(w, req, ErrUnsupported)
+	}
+	for _, m := range []string{http.MethodGet, http.MethodHead} {
+		r.Handle(m, "/v2", base)
+		r.Handle(m, "/v2/*path", read)
+	}
+	for _, m := range []string{http.MethodPut, http.MethodPost, http.MethodPatch, http.MethodDelete} {
+		r.Handle(m, "/v2", write)
+		r.Handle(m, "/v2/*path", write)
+	}
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		s.respond(w, req, ErrNotFound)
+	})
+	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		s.respond(w, req, ErrUnsupported)
+	})
+	r.PanicHandler = func(w http.ResponseWriter, req *http.Request, v any) {
+		if v == http.ErrAbortHandler {
+			panic(v)
+		}
+		s.respond(w, req, fmt.Errorf("panic: %v", v))
+	}
+	return r
+}
+
+// serveV2 answers a GET or HEAD under /v2/.
+func (s *Server) serveV2(w http.ResponseWriter, r *http.Request, rest string) error {
+	// An encoded slash would let a client make one segment of what the
+	// router splits as two (or the reverse); no name, tag or digest
+	// contains one, so the whole path is refused.
+	if strings.Contains(strings.ToLower(r.URL.EscapedPath()), "%2f") {
+		return ErrNameInvalid.WithDetail("encoded slash in path")
+	}
+	// Dot segments are refused wherever they are, so that every such path
+	// gets the same answer whether or not it parses as an endpoint.
+	for seg := range strings.SplitSeq(rest, "/") {
+		if seg == "." || seg == ".." {
+			return ErrNameInvalid.WithDetail("dot segment in path")
+		}
+	}
+	req := parsePath(rest)
+	switch req.endpoint {
+	case endpointBase:
+		return s.serveBase(w, r)
+	case endpointCatalog:
+		return s.serveCatalog(w, r)
+	case endpointUnknown:
+		return ErrNotFound
+	}
+	if err := layout.ValidateRepository(req.name); err != nil {
+		return ErrNameInvalid.WithDetail(err.Error())
+	}
+	switch req.endpoint {
+	case endpointTags:
+		return s.serveTags(w, r, req.name)
+	case endpointManifest:
+		return s.serveManifest(w, r, req.name, req.ref)
+	case endpointBlob:
+		return s.serveBlob(w, r, req.name, req.ref)
+	case endpointReferrers:
+		return s.serveReferrers(w, r, req.name, req.ref)
+	}
+	return ErrNotFound
+}
+
+// serveBase answers /v2/, the API version check
+// (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#determining-support).
+func (s *Server) serveBase(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
+}

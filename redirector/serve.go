@@ -1,0 +1,331 @@
+package redirector
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heron-registry/heron/layout"
+	"github.com/opencontainers/go-digest"
+)
+
+// Headers of content responses.
+const (
+	contentDigestHeader = "Docker-Content-Digest"
+	// blobCacheControl is distribution's: content addressed bytes never
+	// change, so they may be cached for a year.
+	blobCacheControl = "max-age=31536000"
+	blobContentType  = "application/octet-stream"
+)
+
+// wellKnownBlobs are served from any existing repository, listed or not and
+// stored or not: clients (and Docker's schema 1 conversions) ask for them
+// without any manifest of the repository naming them.
+var wellKnownBlobs = map[digest.Digest][]byte{
+	// EmptyLayer is a gzipped empty tar archive (two zero blocks), the
+	// layer Docker uses for "throwaway" layers; these are its canonical
+	// 32 bytes, as distribution ships them.
+	emptyLayerDigest: {
+		0x1f, 0x8b, 0x08, 0x00, 0x00, 0x09, 0x6e, 0x88, 0x00, 0xff, 0x62, 0x18, 0x05, 0xa3, 0x60, 0x14,
+		0x8c, 0x58, 0x00, 0x08, 0x00, 0x00, 0xff, 0xff, 0x2e, 0xaf, 0xb5, 0xef, 0x00, 0x04, 0x00, 0x00,
+	},
+	// The OCI empty descriptor's content
+	// (https://github.com/opencontainers/image-spec/blob/main/manifest.md#guidance-for-an-empty-descriptor).
+	emptyJSONDigest: []byte("{}"),
+}
+
+const (
+	emptyLayerDigest digest.Digest = "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"
+	emptyJSONDigest  digest.Digest = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+)
+
+// repository returns the repository file of a valid name, ErrNameUnknown if
+// there is none, or an internal error (logged by respond, with the file's
+// path) if it cannot be read or is malformed: that fails this repository
+// only.
+func (s *Server) repository(ctx context.Context, name string) (*layout.Repository, error) {
+	repo, err := s.repos.repository(ctx, name)
+	if errors.Is(err, errNotFound) {
+		return nil, ErrNameUnknown.WithDetail(map[string]string{"name": name})
+	}
+	return repo, err
+}
+
+// blobBase is where blobs of repo are redirected to: the repository's own
+// base URL, else the server's, else nowhere ("").
+func (s *Server) blobBase(repo *layout.Repository) string {
+	if repo.BlobBaseURL != "" {
+		return strings.TrimRight(repo.BlobBaseURL, "/")
+	}
+	return s.redirectBase
+}
+
+// redirectTo returns the redirect to the blob key of d under base.
+func redirectTo(base string, d digest.Digest) error {
+	key, err := layout.BlobKey(d)
+	if err != nil {
+		return err
+	}
+	return &redirect{location: base + "/" + key}
+}
+
+func etag(d digest.Digest) string { return `"` + d.String() + `"` }
+
+// notModified reports whether the request's If-None-Match matches the ETag
+// (weak comparison, as RFC 9110 asks for If-None-Match).
+func notModified(r *http.Request, tag string) bool {
+	inm := r.Header.Get("If-None-Match")
+	if inm == "" {
+		return false
+	}
+	for _, t := range strings.Split(inm, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == "*" || t == tag {
+			return true
+		}
+	}
+	return false
+}
+
+// serveManifest answers GET and HEAD /v2/<name>/manifests/<reference>
+// (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests).
+// The stored manifest is sent whatever the Accept header says, as
+// registries do; its Content-Type is the media type the repository file
+// records.
+func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, name, ref string) error {
+	if layout.IsDigest(ref) {
+		if _, err := layout.ParseDigest(ref); err != nil {
+			return ErrDigestInvalid.WithDetail(err.Error())
+		}
+	} else if err := layout.ValidateTag(ref); err != nil {
+		return ErrTagInvalid.WithDetail(err.Error())
+	}
+	repo, err := s.repository(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	d, ok := repo.Resolve(ref)
+	if !ok {
+		return ErrManifestUnknown.WithDetail(map[string]string{"name": name, "reference": ref})
+	}
+	m := repo.Manifests[d]
+	// A hot manifest (in the cache) is answered without any file access;
+	// otherwise mc carries its headers only, until it is read.
+	mc, hot := s.manifests.get(d, m.Size)
+	if !hot {
+		mc = newManifestEntry(d, m.Size, nil)
+	}
+	h := w.Header()
+	h[contentDigestKey] = mc.digest
+	h[etagKey] = mc.etag
+	if r.Method == http.MethodGet && s.redirectManifests {
+		if base := s.blobBase(repo); base != "" {
+			return redirectTo(base, d)
+		}
+	}
+	if notModified(r, mc.etag[0]) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	switch {
+	case hot:
+	case r.Method == http.MethodHead:
+		// HEAD sends no bytes, so without a cache to fill it does not
+		// read them: the file must only be there with the listed size.
+		// With one, it reads and keeps them for the GET that follows,
+		// and answers as without a cache if they do not verify.
+		if s.manifests != nil {
+			if full, err := s.manifest(d, m.Size); err == nil {
+				mc = full
+				break
+			}
+		}
+		if err := s.tree.statBlob(d, m.Size); err != nil {
+			return err
+		}
+	default:
+		if mc, err = s.manifest(d, m.Size); err != nil {
+			return err
+		}
+	}
+	h[contentTypeKey] = []string{m.MediaType}
+	h[contentLengthKey] = mc.length
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(mc.data)
+	}
+	return nil
+}
+
+// serveBlob answers GET and HEAD /v2/<name>/blobs/<digest>
+// (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-blobs):
+// only for a digest the repository lists as a blob or a manifest, by a 307
+// to the blob base URL if there is one, or with the bytes and Range
+// support otherwise.
+func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, name, ref string) error {
+	d, err := layout.ParseDigest(ref)
+	if err != nil {
+		return ErrDigestInvalid.WithDetail(err.Error())
+	}
+	repo, err := s.repository(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	if content, ok := wellKnownBlobs[d]; ok {
+		serveContent(w, r, d, bytes.NewReader(content))
+		return nil
+	}
+	var size int64
+	stored := true
+	if b, ok := repo.Blobs[d]; ok {
+		size, stored = b.Size, b.IsStored()
+	} else if m, ok := repo.Manifests[d]; ok {
+		size = m.Size
+	} else {
+		return ErrBlobUnknown.WithDetail(map[string]string{"name": name, "digest": d.String()})
+	}
+	h := w.Header()
+	h.Set(contentDigestHeader, d.String())
+	if !stored {
+		// Listed by an on_demand publish but not fetched yet: its size is
+		// known, its bytes are not here.
+		if r.Method == http.MethodHead {
+			h.Set("Content-Type", blobContentType)
+			h.Set("Content-Length", strconv.FormatInt(size, 10))
+			h.Set("Etag", etag(d))
+			w.WriteHeader(http.StatusOK)
+			return nil
+		}
+		s.log.WarnContext(r.Context(), "blob is listed but not stored; on-demand fetching is not implemented",
+			"repository", name, "digest", d.String())
+		return ErrBlobUnknown.WithDetail(map[string]string{"name": name, "digest": d.String()})
+	}
+	if base := s.blobBase(repo); base != "" {
+		return redirectTo(base, d)
+	}
+	if r.Method == http.MethodHead && !conditional(r) {
+		// What http.ServeContent answers, without opening the file:
+		// a stat says it is there, whole.
+		if err := s.tree.statBlob(d, size); err != nil {
+			return err
+		}
+		setBlobHeaders(h, d)
+		h[acceptRangesKey] = acceptRangesValue
+		h[contentLengthKey] = []string{strconv.FormatInt(size, 10)}
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	f, err := s.tree.openBlob(d, size)
+	if err != nil {
+		// The repository lists it, so a missing file is a broken tree,
+		// not an unknown blob.
+		return err
+	}
+	defer f.Close()
+	serveContent(w, r, d, f)
+	return nil
+}
+
+// conditional reports whether r has a header that http.ServeContent
+// answers with another status than 200 (a range, a precondition).
+func conditional(r *http.Request) bool {
+	for _, k := range [...]string{"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"} {
+		if _, ok := r.Header[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	blobContentTypeValue  = []string{blobContentType}
+	blobCacheControlValue = []string{blobCacheControl}
+	acceptRangesKey       = http.CanonicalHeaderKey("Accept-Ranges")
+	acceptRangesValue     = []string{"bytes"}
+	cacheControlKey       = http.CanonicalHeaderKey("Cache-Control")
+)
+
+// setBlobHeaders sets the headers of every answer with the bytes of blob d.
+func setBlobHeaders(h http.Header, d digest.Digest) {
+	h[contentTypeKey] = blobContentTypeValue
+	h[contentDigestKey] = []string{d.String()}
+	h[etagKey] = []string{etag(d)}
+	h[cacheControlKey] = blobCacheControlValue
+}
+
+// serveContent sends content with the blob headers; http.ServeContent
+// handles HEAD, Range (206, 416) and If-None-Match (304).
+func serveContent(w http.ResponseWriter, r *http.Request, d digest.Digest, content io.ReadSeeker) {
+	setBlobHeaders(w.Header(), d)
+	if _, ok := r.Header["Range"]; ok {
+		r = withoutEmptyRanges(r, content)
+	}
+	// No modification time: the digest is the validator.
+	http.ServeContent(w, r, "", time.Time{}, content)
+}
+
+// withoutEmptyRanges drops from r's Range header the ranges that select no
+// bytes: a suffix range of length 0 ("bytes=-0"), or any suffix range of
+// empty content. http.ServeContent answers them with a 206 whose
+// Content-Range is invalid ("bytes 3-2/3", golang/go#81262). A server may
+// ignore a Range header (RFC 9110, section 14.2), so when no range is left
+// the whole content is sent. r is returned as it is when nothing is
+// dropped.
+func withoutEmptyRanges(r *http.Request, content io.Seeker) *http.Request {
+	spec, ok := strings.CutPrefix(r.Header.Get("Range"), "bytes=")
+	if !ok {
+		return r
+	}
+	size, err := content.Seek(0, io.SeekEnd)
+	if err != nil {
+		return r
+	}
+	if _, err := content.Seek(0, io.SeekStart); err != nil {
+		return r
+	}
+	var kept []string
+	dropped := false
+	for _, ra := range strings.Split(spec, ",") {
+		if n, suffix := strings.CutPrefix(strings.Trim(ra, " \t"), "-"); suffix {
+			if v, err := strconv.ParseInt(n, 10, 64); err == nil && (v == 0 || size == 0) {
+				dropped = true
+				continue
+			}
+		}
+		kept = append(kept, ra)
+	}
+	if !dropped {
+		return r
+	}
+	r = r.Clone(r.Context())
+	if len(kept) == 0 {
+		r.Header.Del("Range")
+	} else {
+		r.Header.Set("Range", "bytes="+strings.Join(kept, ","))
+	}
+	return r
+}
+
+// writeJSON sends v as a JSON body with its length.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		// Only the server's own types are written here; they marshal.
+		panic(err)
+	}
+	writeBody(w, status, "application/json", body)
+}
+
+func writeBody(w http.ResponseWriter, status int, contentType string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,29 @@
+// Package reliability holds heron's crash and concurrency tests, which run
+// the real binary as separate processes:
+//
+//   - TestCrash runs `heron publish` again and again into one tree and kills
+//     it with SIGKILL at a random moment (before it writes, while it copies
+//     blobs, while it renames them into place, while it writes the
+//     repository file or the catalog, or after it is done). After every
+//     kill the tree must be consistent (`heron verify --deep`, when the
+//     binary has it, and the test's own check of every file) and a
+//     `heron serve` started once over the tree must answer every tag,
+//     manifest and blob with whole content that matches its digest. Some
+//     kills hit a publish that runs alongside another one, which must not
+//     be blocked nor lose its update; `heron gc` must then delete what the
+//     kills left, and nothing else.
+//   - TestCrashFirstPublish kills the first publish into an empty folder
+//     around the moment it writes heron-layout.json; publishing into the
+//     folder again must work.
+//   - TestSoak has a publisher move tags between two versions of an image
+//     and of an index, in a loop, while clients pull those tags through
+//     `heron serve` (with and without caches, and with blobs redirected to
+//     a static file server): no 5xx, no digest mismatch, and every pull
+//     gets one version whole.
+//
+// The tests are behind the reliability build tag, so that `go test ./...`
+// stays fast; run them with `make reliability` (or
+// `go test -tags reliability -v ./reliability/`). HERON_CRASH_KILLS,
+// HERON_CRASH_SEED and HERON_SOAK_DURATION tune them; docs/reliability.md
+// has the commands and the figures of a run.
+package reliability

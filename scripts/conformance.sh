@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# conformance.sh runs the OCI distribution-spec conformance suite against
+# `heron serve`, read-only.
+#
+# Usage:
+#
+#   scripts/conformance.sh
+#
+# What it does:
+#   1. builds the suite (Go module github.com/opencontainers/distribution-spec/conformance
+#      at CONFORMANCE_VERSION below) in a scratch module under $HERON_CACHE and keeps the
+#      binary in $HERON_CACHE/bin (default <repo>/.cache, ignored by git); a second run
+#      reuses it;
+#   2. builds heron (go build ./cmd/heron) and the fixtures helper into a temporary folder;
+#   3. publishes the fixtures (testdata/fixtures, or $HERON_FIXTURES: a folder written by
+#      `go run ./internal/fixtures/gen -out DIR`) with `heron publish` into a fresh tree:
+#      repository conformance/test, one tag per fixture (see PLAN), so that the suite sees
+#      OCI and Docker images, an OCI index, a Docker manifest list and their children,
+#      an OCI 1.1 artifact and a referrer (signature) of oci-image;
+#   4. starts `heron serve --root TREE --addr 127.0.0.1:PORT` on a free port, waits for
+#      /v2/, runs the suite with push and every write API off and the read-only data
+#      (OCI_RO_DATA_TAGS, _MANIFESTS, _BLOBS, _REFERRERS) pointing at what it published,
+#      and stops the server (by its PID) when it exits, whatever happens.
+#
+# Output: the suite's log goes to $HERON_CACHE/conformance/suite.log, its reports to
+# $HERON_CACHE/conformance/results/ and the server's log to $HERON_CACHE/conformance/serve.log; the script prints the failing tests, if any, and
+# ends with exactly one line
+#
+#   conformance: N passed, N failed, N skipped
+#
+# (passed = Pass, failed = FAIL + Error, skipped = Skip + Disabled: the suite's own
+# counts, plus one test of this script's: in read-only mode the suite is given only the
+# subjects of referrers, so the script checks itself that GET /v2/<name>/referrers/<digest>
+# of oci-image lists the signature fixture's descriptor (media type, size, artifactType,
+# annotations), also with ?artifactType=, with `query check-referrers`, and counts that
+# as one more passed or failed test). It exits 0 only when nothing failed, something
+# passed and the suite printed its counts. This suite version exits 0 on a configuration error and panics while
+# writing its reports when push is off, after printing its counts: its exit status is
+# therefore ignored and the counts decide.
+#
+# Environment: HERON_CACHE (cache folder), HERON_FIXTURES (fixtures folder; when it
+# holds large-image, from `gen -large`, that is published and tested too),
+# CONFORMANCE_KEEP=1 (keep the temporary folder: tree, server log), GOPROXY and the
+# other Go variables as the environment has them.
+set -euo pipefail
+
+CONFORMANCE_MODULE=github.com/opencontainers/distribution-spec/conformance
+CONFORMANCE_VERSION=v0.0.0-20260831232431-97274622c111
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${HERON_CACHE:-$REPO/.cache}
+FIXTURES=${HERON_FIXTURES:-$REPO/testdata/fixtures}
+REPOSITORY=conformance/test
+
+# PLAN: fixture name -> tags in $REPOSITORY. Every fixture that is a subject
+# of another must be published with its referrers for the referrers test.
+PLAN=(
+	"oci-image oci-image latest"
+	"docker-image docker-image"
+	"oci-index oci-index"
+	"docker-list docker-list"
+	"artifact artifact"
+	"signature signature"
+	"docker-archive-image docker-archive"
+	"docker-archive-image-2 docker-archive-2"
+	"oci-archive-index oci-archive"
+)
+
+say() { echo "conformance: $*" >&2; }
+die() {
+	say "$*"
+	exit 1
+}
+
+mkdir -p "$CACHE/bin"
+CACHE=$(cd "$CACHE" && pwd)
+SUITE=$CACHE/bin/oci-conformance-$CONFORMANCE_VERSION
+
+# 1. The suite, built once per version.
+if [[ ! -x $SUITE ]]; then
+	say "building $CONFORMANCE_MODULE@$CONFORMANCE_VERSION"
+	build=$CACHE/conformance-build
+	rm -rf "$build"
+	mkdir -p "$build"
+	cat >"$build/go.mod" <<EOF
+module heron.local/conformance-build
+
+go 1.24
+
+require $CONFORMANCE_MODULE $CONFORMANCE_VERSION
+EOF
+	(cd "$build" && GOWORK=off GOFLAGS="${GOFLAGS:-} -mod=mod" go build -o "$SUITE.tmp" "$CONFORMANCE_MODULE") ||
+		die "cannot build the conformance suite"
+	mv "$SUITE.tmp" "$SUITE"
+fi
+
+RESULTS=
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/heron-conformance.XXXXXX")
+SERVER_PID=
+cleanup() {
+	if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+		kill "$SERVER_PID" 2>/dev/null || true
+		wait "$SERVER_PID" 2>/dev/null || true
+	fi
+	if [[ -n ${RESULTS:-} && -d $RESULTS && -f $WORK/serve.log ]]; then
+		cp "$WORK/serve.log" "$RESULTS/serve.log" || true
+	fi
+	if [[ ${CONFORMANCE_KEEP:-} == 1 ]]; then
+		say "kept $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+
+# 2. heron and the fixtures helper.
+(cd "$REPO" && go build -o "$WORK/heron" ./cmd/heron) || die "cannot build heron (go build ./cmd/heron)"
+(cd "$REPO" && go build -o "$WORK/query" ./internal/fixtures/query) || die "cannot build internal/fixtures/query"
+[[ -f $FIXTURES/expected.json ]] || die "$FIXTURES/expected.json is missing (go run ./internal/fixtures/gen -out DIR)"
+q() { "$WORK/query" -dir "$FIXTURES" "$@"; }
+
+# 3. Publish. Fixtures generated with -large add large-image.
+if [[ " $(q names) " == *" large-image "* ]]; then
+	PLAN+=("large-image large-image")
+fi
+TREE=$WORK/tree
+TAGS=()
+NAMES=()
+for entry in "${PLAN[@]}"; do
+	read -r -a words <<<"$entry"
+	name=${words[0]}
+	to=()
+	for tag in "${words[@]:1}"; do
+		to+=(--to "$REPOSITORY:$tag")
+		TAGS+=("$tag")
+	done
+	src=$(q source "$name") || die "fixture $name is not in $FIXTURES/expected.json"
+	"$WORK/heron" publish "$src" --root "$TREE" "${to[@]}" >"$WORK/publish-$name.out" 2>"$WORK/publish-$name.err" ||
+		die "heron publish $src failed: $(cat "$WORK/publish-$name.err")"
+	# heron publish prints NAME:TAG@DIGEST per target: the digest must be the
+	# one expected.json records (for docker-archive, the one ggcr computes).
+	want=$(q digest "$name")
+	grep -q "@$want\$" "$WORK/publish-$name.out" ||
+		die "heron publish $src: expected digest $want, printed: $(cat "$WORK/publish-$name.out")"
+	NAMES+=("$name")
+done
+RO_TAGS="${TAGS[*]}"
+RO_MANIFESTS=$(q manifests "${NAMES[@]}")
+RO_BLOBS=$(q blobs "${NAMES[@]}")
+RO_REFERRERS=$(q subjects "${NAMES[@]}")
+[[ -n $RO_REFERRERS ]] || die "no fixture has referrers: the referrers API would go untested"
+
+# 4. Serve on a free port.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+ping_v2() (
+	exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+	printf 'GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+	IFS= read -r -t 2 status <&3 || exit 1
+	[[ $status =~ ^HTTP/1\.[01]\ 200 ]]
+)
+PORT=
+for _ in 1 2 3 4 5; do
+	port=$((20000 + RANDOM % 40000))
+	port_in_use "$port" && continue
+	"$WORK/heron" serve --root "$TREE" --addr "127.0.0.1:$port" >"$WORK/serve.log" 2>&1 &
+	SERVER_PID=$!
+	for _ in $(seq 1 100); do # up to 10 s
+		if ping_v2 "$port" 2>/dev/null; then
+			PORT=$port
+			break
+		fi
+		kill -0 "$SERVER_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	[[ -n $PORT ]] && break
+	kill "$SERVER_PID" 2>/dev/null || true
+	wait "$SERVER_PID" 2>/dev/null || true
+	SERVER_PID=
+done
+[[ -n $PORT ]] || die "heron serve did not answer GET /v2/ with 200: $(tail -n 20 "$WORK/serve.log")"
+say "heron serve is at 127.0.0.1:$PORT (pid $SERVER_PID)"
+
+# 5. The suite, read-only. Only our OCI_* variables reach it.
+RESULTS=$CACHE/conformance
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS/results"
+LOG=$RESULTS/suite.log
+env_args=()
+while IFS= read -r v; do env_args+=(-u "$v"); done < <(compgen -e | grep '^OCI_' || true)
+set +e
+(
+	cd "$WORK" && env "${env_args[@]}" \
+		OCI_REGISTRY="127.0.0.1:$PORT" \
+		OCI_TLS=disabled \
+		OCI_VERSION=1.1 \
+		OCI_REPO1="$REPOSITORY" \
+		OCI_REPO2="$REPOSITORY-2" \
+		OCI_LOG=warn \
+		OCI_RESULTS_DIR="$RESULTS/results" \
+		OCI_API_PING=true \
+		OCI_API_PULL=true \
+		OCI_API_PUSH=false \
+		OCI_API_BLOBS_ATOMIC=false \
+		OCI_API_BLOBS_DELETE=false \
+		OCI_API_BLOBS_MOUNT_ANONYMOUS=false \
+		OCI_API_BLOBS_UPLOAD_CANCEL=false \
+		OCI_API_MANIFESTS_ATOMIC=false \
+		OCI_API_MANIFESTS_DELETE=false \
+		OCI_API_MANIFESTS_TAG_PARAM=false \
+		OCI_API_TAGS_ATOMIC=false \
+		OCI_API_TAGS_DELETE=false \
+		OCI_API_TAGS_LIST=true \
+		OCI_API_REFERRER=true \
+		OCI_RO_DATA_TAGS="$RO_TAGS" \
+		OCI_RO_DATA_MANIFESTS="$RO_MANIFESTS" \
+		OCI_RO_DATA_BLOBS="$RO_BLOBS" \
+		OCI_RO_DATA_REFERRERS="$RO_REFERRERS" \
+		"$SUITE"
+) >"$LOG" 2>&1
+suite_status=$?
+set -e
+
+# The suite cannot check the content of read-only referrers (it is given
+# subjects, not the descriptors that should refer to them): check it here.
+extra_failed=0
+if ! "$WORK/query" -dir "$FIXTURES" check-referrers "http://127.0.0.1:$PORT" "$REPOSITORY" "${NAMES[@]}" >"$RESULTS/referrers.log" 2>&1; then
+	extra_failed=1
+fi
+
+# The counts block of the suite's summary:
+#   "  Pass..........................:         42"
+count() { awk -v s="$1" '$0 ~ "^  " s "\\.+: +[0-9]+$" { n = $NF } END { print n }' "$LOG"; }
+pass=$(count Pass) fail=$(count FAIL) errs=$(count Error) skip=$(count Skip) disabled=$(count Disabled)
+if [[ -z $pass || -z $fail || -z $errs || -z $skip || -z $disabled ]]; then
+	tail -n 40 "$LOG" >&2
+	say "the suite printed no results (exit status $suite_status, log $LOG)"
+	echo "conformance: 0 passed, 1 failed, 0 skipped"
+	exit 1
+fi
+suite_pass=$pass
+failed=$((fail + errs))
+if ((fail + errs > 0)); then
+	say "failing tests (suite log: $LOG, server log: $RESULTS/serve.log):"
+	# The result tree: failing nodes and the errors of failing leaves.
+	awk '/^Test results/ { on = 1; next } /^Configuration:/ { on = 0 } on && (/: (FAIL|Error)$/ || /^ *- /)' "$LOG" >&2
+fi
+if ((extra_failed)); then
+	say "referrers content check failed: $(cat "$RESULTS/referrers.log")"
+	failed=$((failed + 1))
+else
+	pass=$((pass + 1))
+fi
+echo "conformance: $pass passed, $failed failed, $((skip + disabled)) skipped"
+((failed == 0 && suite_pass > 0))

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# install-tools.sh installs the real clients the end-to-end suite (e2e/)
+# drives against heron serve:
+#
+#   skopeo, podman   Debian packages, with apt-get (needs root, or sudo)
+#   crane, oras, regctl
+#                    `go install` at the pinned versions below, into
+#                    $HERON_CACHE/bin (default: <repo>/.cache/bin, ignored by git)
+#
+# It is idempotent: a Debian package that is installed is not installed
+# again, and a Go tool whose binary in the cache was built from the pinned
+# module version is not rebuilt, so a second run (CI on a machine it has
+# used before) costs a few milliseconds. The Go module and build caches stay
+# where `go env` puts them (GOMODCACHE, GOCACHE), which a machine keeps
+# between runs anyway.
+#
+# Any failure is fatal: in CI a client that cannot be installed is a failed
+# run, never a skipped test.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${HERON_CACHE:-$REPO/.cache}
+BIN=$CACHE/bin
+
+# Pinned versions. Change them here only; docs/clients.md names them too.
+CRANE_MODULE=github.com/google/go-containerregistry
+CRANE_VERSION=v0.22.1
+ORAS_MODULE=oras.land/oras
+ORAS_VERSION=v1.3.6
+REGCTL_MODULE=github.com/regclient/regclient
+REGCTL_VERSION=v0.11.7
+
+export PATH=$PATH:/usr/local/go/bin
+
+log() { printf 'install-tools: %s\n' "$*" >&2; }
+
+# --- Debian packages ---------------------------------------------------------
+#
+# podman pulls as root with `--storage-driver vfs` and its own --root, so it
+# needs neither fuse-overlayfs nor uidmap (those are for overlay storage and
+# rootless use); --no-install-recommends keeps them, and the rest of what
+# podman recommends for running containers, out. containers-common (a
+# dependency) ships /etc/containers/policy.json and registries.conf; the suite
+# does not rely on them and passes its own policy file to skopeo and podman.
+apt_pkgs=()
+command -v skopeo >/dev/null 2>&1 || apt_pkgs+=(skopeo)
+command -v podman >/dev/null 2>&1 || apt_pkgs+=(podman)
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
+	SUDO=
+	[ "$(id -u)" -eq 0 ] || SUDO=sudo
+	export DEBIAN_FRONTEND=noninteractive
+	log "apt-get install ${apt_pkgs[*]}"
+	$SUDO apt-get update -qq
+	$SUDO apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" </dev/null
+fi
+for t in skopeo podman; do
+	command -v "$t" >/dev/null 2>&1 || { log "$t is not on PATH after apt-get install"; exit 1; }
+done
+
+# --- Go tools ----------------------------------------------------------------
+
+# installed BIN MODULE VERSION reports whether BIN was built from MODULE at
+# VERSION (go version -m reads the build information of the binary itself).
+installed() {
+	[ -x "$1" ] || return 1
+	go version -m "$1" 2>/dev/null | awk -v m="$2" -v v="$3" '
+		($1 == "mod" || $1 == "dep") && $2 == m && $3 == v { found = 1 }
+		END { exit !found }'
+}
+
+# goinstall NAME PACKAGE MODULE VERSION
+goinstall() {
+	local name=$1 pkg=$2 module=$3 version=$4
+	if installed "$BIN/$name" "$module" "$version"; then
+		return 0
+	fi
+	log "go install $pkg@$version"
+	mkdir -p "$BIN"
+	# GOTOOLCHAIN=local: build with the Go that is here, never download one.
+	GOBIN=$BIN GOTOOLCHAIN=local GOFLAGS=-buildvcs=false go install "$pkg@$version"
+	installed "$BIN/$name" "$module" "$version" || {
+		log "$BIN/$name is not $module $version after go install"
+		exit 1
+	}
+}
+
+goinstall crane "$CRANE_MODULE/cmd/crane" "$CRANE_MODULE" "$CRANE_VERSION"
+goinstall oras "$ORAS_MODULE/cmd/oras" "$ORAS_MODULE" "$ORAS_VERSION"
+goinstall regctl "$REGCTL_MODULE/cmd/regctl" "$REGCTL_MODULE" "$REGCTL_VERSION"
+
+log "ready: skopeo $(skopeo --version | awk '{print $3}'), podman $(podman --version | awk '{print $3}'), crane $CRANE_VERSION, oras $ORAS_VERSION, regctl $REGCTL_VERSION in $BIN"
