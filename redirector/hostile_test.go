@@ -133,6 +133,8 @@ func testHostile(t *testing.T, mode cacheMode) {
 			WantHeader: map[string]string{"Content-Range": ""}},
 		{Description: "zero-length suffix range among others", URL: alpineBlob, Header: map[string]string{"Range": "bytes=0-1, -0"}, Code: 206, WantBody: "01",
 			WantHeader: map[string]string{"Content-Range": fmt.Sprintf("bytes 0-1/%d", len(layerData))}},
+		{Description: "zero-length suffix range with whitespace inside", URL: alpineBlob, Header: map[string]string{"Range": "bytes=-1,-\t\t0"}, Code: 206,
+			WantBody: layerData[len(layerData)-1:], WantHeader: map[string]string{"Content-Range": fmt.Sprintf("bytes %d-%d/%d", len(layerData)-1, len(layerData)-1, len(layerData))}},
 		{Description: "suffix range of an empty blob", URL: blobURL("library/alpine", h.emptyLayer.Digest), Header: map[string]string{"Range": "bytes=-5"},
 			Code: 200, WantEmptyBody: true, WantHeader: map[string]string{"Content-Range": "", "Content-Length": "0"}},
 		{Description: "range past the end", URL: alpineBlob, Header: map[string]string{"Range": "bytes=1000-"}, Code: 416},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -292,8 +293,10 @@ func withoutEmptyRanges(r *http.Request, content io.Seeker) *http.Request {
 	var kept []string
 	dropped := false
 	for _, ra := range strings.Split(spec, ",") {
-		if n, suffix := strings.CutPrefix(strings.Trim(ra, " \t"), "-"); suffix {
-			if v, err := strconv.ParseInt(n, 10, 64); err == nil && (v == 0 || size == 0) {
+		// Trimmed as net/http's parseRange trims: the range, then each side
+		// of its dash ("-\t0" is the suffix range "-0").
+		if start, end, ok := strings.Cut(textproto.TrimString(ra), "-"); ok && textproto.TrimString(start) == "" {
+			if v, err := strconv.ParseInt(textproto.TrimString(end), 10, 64); err == nil && (v == 0 || size == 0) {
 				dropped = true
 				continue
 			}
