@@ -14,11 +14,11 @@ import (
 	"time"
 
 	"github.com/heron-registry/heron/redirector"
+	"github.com/heron-registry/heron/redirector/h1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
-	"golang.org/x/net/netutil"
 )
 
 // Defaults of the server's limits. There is no read timeout (net/http
@@ -46,6 +46,7 @@ type serveConfig struct {
 	logLevel          string
 	metricsAddr       string
 	maxConnections    int
+	fastPath          bool
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
 	writeTimeout      time.Duration
@@ -107,6 +108,7 @@ environment, which wins over the file. See docs/operating.md.`,
 	f.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info (one line per request), warn or error")
 	f.StringVar(&c.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address only (default: on --addr)")
+	f.BoolVar(&c.fastPath, "fast-path", true, "answer GET and HEAD requests of /v2/ on heron's own HTTP/1.1 loop, handing every other request to Go's net/http (false: net/http for all; docs/operating.md)")
 	f.IntVar(&c.maxConnections, "max-connections", defaultMaxConnections, "most client connections open at once; more wait to be accepted (0: no limit)")
 	f.DurationVar(&c.readHeaderTimeout, "read-header-timeout", defaultReadHeaderTimeout, "time a client has to send a request's headers")
 	f.DurationVar(&c.idleTimeout, "idle-timeout", defaultIdleTimeout, "time an idle keep-alive connection is kept open")
@@ -189,9 +191,6 @@ func serve(ctx context.Context, stderr io.Writer, c serveConfig) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	if c.maxConnections > 0 {
-		ln = netutil.LimitListener(ln, c.maxConnections)
-	}
 	registry := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: c.readHeaderTimeout,
@@ -207,7 +206,14 @@ func serve(ctx context.Context, stderr io.Writer, c serveConfig) error {
 			}
 		},
 	}
-	servers := []*http.Server{registry}
+	// The connection limit is kept by the loop (h1.Server.MaxConnections)
+	// for both ways of serving: a limiting net.Listener would wrap the
+	// connections and hide the ReadFrom that sends files with sendfile.
+	var registryServer server = &h1.Server{HTTP: registry, FastPath: redirector.IsAPITarget, MaxConnections: c.maxConnections}
+	if !c.fastPath {
+		registryServer = &h1.Server{HTTP: registry, FastPath: func(string) bool { return false }, MaxConnections: c.maxConnections}
+	}
+	servers := []server{registryServer}
 	listeners := []net.Listener{ln}
 	opsURL := "http://" + ln.Addr().String()
 	if c.metricsAddr != "" {
@@ -262,4 +268,12 @@ func serve(ctx context.Context, stderr io.Writer, c serveConfig) error {
 		logger.Info("stopped")
 	}
 	return failed
+}
+
+// server is what serve runs: the registry's h1.Server and the operations
+// endpoints' http.Server.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
 }

@@ -1,0 +1,217 @@
+package h1
+
+import (
+	"bytes"
+	"net/http"
+	"net/url"
+)
+
+// parse returns the request of a header block (request line, header
+// fields, empty line; every line ended by CRLF), or nil when the loop must
+// not serve it: then net/http parses it again from its first byte and
+// answers it, whatever it is.
+func (c *conn) parse(head []byte) *http.Request {
+	line, rest, ok := cutLine(head)
+	if !ok {
+		return nil
+	}
+	var method string
+	switch {
+	case bytes.HasPrefix(line, []byte("GET ")):
+		method, line = http.MethodGet, line[4:]
+	case bytes.HasPrefix(line, []byte("HEAD ")):
+		method, line = http.MethodHead, line[5:]
+	default:
+		return nil
+	}
+	target, ok := bytes.CutSuffix(line, []byte(" HTTP/1.1"))
+	if !ok || len(target) == 0 || target[0] != '/' {
+		return nil
+	}
+	for _, b := range target {
+		// Visible ASCII only: anything else net/http may refuse.
+		if b <= ' ' || b >= 0x7f {
+			return nil
+		}
+	}
+	uri := string(target)
+	if c.srv.FastPath != nil && !c.srv.FastPath(uri) {
+		return nil
+	}
+	u, err := url.ParseRequestURI(uri)
+	if err != nil {
+		return nil
+	}
+
+	h := make(http.Header, 8)
+	var host string
+	hosts := 0
+	closing := false
+	for {
+		line, rest, ok = cutLine(rest)
+		if !ok {
+			return nil
+		}
+		if len(line) == 0 {
+			break
+		}
+		i := bytes.IndexByte(line, ':')
+		if i <= 0 {
+			return nil
+		}
+		name, value := line[:i], trim(line[i+1:])
+		for _, b := range name {
+			if !isToken(b) {
+				return nil
+			}
+		}
+		for _, b := range value {
+			if (b < ' ' && b != '\t') || b == 0x7f {
+				return nil
+			}
+		}
+		key := canonicalKey(name)
+		switch key {
+		case "Host":
+			hosts++
+			host = string(value)
+			continue
+		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer", "Http2-Settings":
+			// A body, an interim answer, another protocol: net/http's.
+			return nil
+		case "Connection":
+			switch {
+			case asciiEqualFold(value, "close"):
+				closing = true
+			case asciiEqualFold(value, "keep-alive"):
+			default:
+				return nil
+			}
+		}
+		h[key] = append(h[key], string(value))
+	}
+	if hosts != 1 || !validHost(host) {
+		return nil
+	}
+	r := &http.Request{
+		Method:     method,
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Body:       http.NoBody,
+		Host:       host,
+		RemoteAddr: c.remoteAddr,
+		RequestURI: uri,
+		Close:      closing,
+	}
+	return r.WithContext(c.ctx)
+}
+
+// cutLine cuts b at its first CRLF. A bare LF (which net/http accepts) is
+// not a line end here: the request goes to net/http.
+func cutLine(b []byte) (line, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, '\n')
+	if i <= 0 || b[i-1] != '\r' {
+		return nil, nil, false
+	}
+	line = b[:i-1]
+	if bytes.IndexByte(line, '\r') >= 0 {
+		return nil, nil, false
+	}
+	return line, b[i+1:], true
+}
+
+// trim removes the spaces and tabs around a field value.
+func trim(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// isToken reports whether b may appear in a field name (RFC 9110 tchar).
+func isToken(b byte) bool {
+	switch {
+	case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		return true
+	}
+	switch b {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}
+
+// validHost accepts what a Host of a pull looks like (a name or address
+// and a port); anything else goes to net/http, which has the full rules.
+func validHost(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		b := h[i]
+		if !isToken(b) && b != ':' && b != '[' && b != ']' {
+			return false
+		}
+	}
+	return true
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		x := b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if x != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// commonKeys are the canonical names of the fields clients send, so that
+// finding the key costs no allocation.
+var commonKeys = func() map[string]string {
+	m := make(map[string]string)
+	for _, k := range []string{
+		"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control",
+		"Connection", "Content-Length", "Cookie", "Docker-Distribution-Api-Version", "Expect",
+		"Host", "Http2-Settings", "If-Match", "If-Modified-Since", "If-None-Match", "If-Range",
+		"If-Unmodified-Since", "Range", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "User-Agent",
+		"Via", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id",
+	} {
+		m[k] = k
+	}
+	return m
+}()
+
+// canonicalKey is http.CanonicalHeaderKey of name.
+func canonicalKey(name []byte) string {
+	var buf [32]byte
+	if len(name) <= len(buf) {
+		b := buf[:len(name)]
+		upper := true
+		for i, x := range name {
+			if upper && 'a' <= x && x <= 'z' {
+				x -= 'a' - 'A'
+			} else if !upper && 'A' <= x && x <= 'Z' {
+				x += 'a' - 'A'
+			}
+			b[i] = x
+			upper = x == '-'
+		}
+		if k, ok := commonKeys[string(b)]; ok {
+			return k
+		}
+	}
+	return http.CanonicalHeaderKey(string(name))
+}
