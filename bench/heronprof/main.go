@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/heron-registry/heron/redirector"
+	"github.com/heron-registry/heron/redirector/h1"
 )
 
 func main() {
@@ -33,6 +34,7 @@ func main() {
 		dur                       time.Duration
 		cacheSize                 int
 		cacheBytes                int64
+		fastPath                  bool
 	)
 	flag.StringVar(&root, "root", "", "the tree to serve")
 	flag.StringVar(&addr, "addr", "127.0.0.1:5000", "loopback address to listen on")
@@ -40,6 +42,7 @@ func main() {
 	flag.StringVar(&profile, "cpuprofile", "cpu.out", "write the CPU profile here")
 	flag.IntVar(&cacheSize, "cache-size", redirector.DefaultCacheSize, "as heron serve --cache-size")
 	flag.Int64Var(&cacheBytes, "cache-bytes", redirector.DefaultCacheBytes, "as heron serve --cache-bytes (the memory limit follows, as heron serve's does)")
+	flag.BoolVar(&fastPath, "fast-path", true, "as heron serve --fast-path")
 	flag.DurationVar(&dur, "for", 30*time.Second, "stop after this long")
 	flag.Parse()
 	opts := []redirector.Option{redirector.WithCacheSize(cacheSize), redirector.WithCacheBytes(cacheBytes)}
@@ -47,13 +50,13 @@ func main() {
 	if base != "" {
 		opts = append(opts, redirector.WithRedirectBase(base))
 	}
-	if err := run(root, addr, profile, dur, opts); err != nil {
+	if err := run(root, addr, profile, dur, fastPath, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "heronprof:", err)
 		os.Exit(1)
 	}
 }
 
-func run(root, addr, profile string, dur time.Duration, opts []redirector.Option) error {
+func run(root, addr, profile string, dur time.Duration, fastPath bool, opts []redirector.Option) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, dur)
@@ -71,11 +74,15 @@ func run(root, addr, profile string, dur time.Duration, opts []redirector.Option
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
+	hs := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	srv := &h1.Server{HTTP: hs, FastPath: redirector.IsAPITarget, MaxConnections: 10000}
+	if !fastPath {
+		srv.FastPath = func(string) bool { return false }
 	}
 
 	f, err := os.Create(profile)

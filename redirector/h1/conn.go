@@ -130,15 +130,16 @@ func (c *conn) peekHead(n int) []byte {
 
 // readHead waits until the buffer holds a whole header block (through the
 // empty line) and returns its length, or 0 if it does not fit in the
-// buffer. The bytes stay in the buffer.
+// buffer or has a line ended by a bare LF (net/http's to parse). The bytes
+// stay in the buffer.
 func readHead(br *bufio.Reader) (int, error) {
 	scanned := 0
 	for {
 		buf, _ := br.Peek(br.Buffered())
-		if n := headEnd(buf, scanned); n > 0 {
-			return n, nil
+		if n := headEnd(buf, scanned); n != 0 {
+			return max(n, 0), nil
 		}
-		scanned = max(len(buf)-3, 0)
+		scanned = len(buf)
 		if len(buf) >= br.Size() {
 			return 0, nil
 		}
@@ -149,11 +150,18 @@ func readHead(br *bufio.Reader) (int, error) {
 }
 
 // headEnd returns the length of the header block ending with the first
-// "\r\n\r\n" at or after from, or 0.
+// "\r\n\r\n" at or after from, 0 if there is none yet, or -1 if a line
+// ends with a bare LF.
 func headEnd(b []byte, from int) int {
-	for i := from; i+3 < len(b); i++ {
-		if b[i] == '\r' && b[i+1] == '\n' && b[i+2] == '\r' && b[i+3] == '\n' {
-			return i + 4
+	for i := from; i < len(b); i++ {
+		if b[i] != '\n' {
+			continue
+		}
+		if i == 0 || b[i-1] != '\r' {
+			return -1
+		}
+		if i >= 3 && b[i-3] == '\r' && b[i-2] == '\n' {
+			return i + 1
 		}
 	}
 	return 0

@@ -117,6 +117,9 @@ func (w *response) WriteHeader(code int) {
 			w.header.Del("Content-Length")
 		}
 	}
+	if strings.EqualFold(w.header.Get("Connection"), "close") {
+		w.closeAfter = true
+	}
 	_, w.haveType = w.header["Content-Type"]
 	_, w.haveDate = w.header["Date"]
 	w.encoded = w.header.Get("Content-Encoding") != ""
@@ -136,10 +139,12 @@ func (w *response) Write(p []byte) (int, error) {
 	if !w.bodyAllowed() {
 		return 0, http.ErrBodyNotAllowed
 	}
-	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
+	// Counted even when refused, as net/http counts it: the body is then
+	// short of its length and the connection is closed after it.
+	w.written += int64(len(p))
+	if w.declared >= 0 && w.written > w.declared {
 		return 0, http.ErrContentLength
 	}
-	w.written += int64(len(p))
 	if w.err != nil {
 		return 0, w.err
 	}
