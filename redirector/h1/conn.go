@@ -3,6 +3,7 @@ package h1
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -94,8 +95,13 @@ func (c *conn) serve() {
 		}
 		n, err := readHead(c.br)
 		if err != nil {
-			// A client gone, or too slow, in the middle of its header
-			// block: nothing to answer.
+			// A client too slow with its header block gets no answer, as
+			// from net/http. One that closed its side in the middle of it
+			// gets net/http's (a 400 for what it sent).
+			var ne net.Error
+			if c.br.Buffered() > 0 && !(errors.As(err, &ne) && ne.Timeout()) {
+				c.handOff()
+			}
 			return
 		}
 		var req *http.Request

@@ -154,8 +154,10 @@ func validHost(h string) bool {
 		return false
 	}
 	for i := 0; i < len(h); i++ {
-		b := h[i]
-		if !isToken(b) && b != ':' && b != '[' && b != ']' {
+		switch b := h[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		case b == '-', b == '.', b == ':', b == '[', b == ']':
+		default:
 			return false
 		}
 	}
