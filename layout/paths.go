@@ -22,6 +22,7 @@ const (
 	catalogIndexName = "index.json"
 	catalogShardsDir = "shards"
 	writerStateDir   = ".heron"
+	changesName      = "changes"
 	locksDir         = "locks"
 	lockExt          = ".lock"
 )
@@ -154,6 +155,32 @@ func CatalogShardsDirKey() string { return catalogDir + "/" + catalogShardsDir }
 // files). Readers ignore it: the server never opens anything under it, and
 // a tree copied without it is the same tree.
 func WriterStateDirKey() string { return writerStateDir }
+
+// ChangesKey is the key of the change counter, .heron/changes: a file of
+// ChangesFileSize bytes (zeros when created) whose first 8 bytes hold an
+// unsigned little-endian counter. A writer increments it atomically, on
+// the shared memory of the file (mmap(2) and an atomic add, so that
+// writers in several processes never lose an increment), after each
+// change to a file that IsSignalled reports, and before it reports the
+// change done. A server that maps the file, on a local file system, may
+// then keep using what it parsed from such files while the counter does
+// not change, without a stat per request (docs/layout.md, ".heron/changes").
+func ChangesKey() string { return writerStateDir + "/" + changesName }
+
+// ChangesFileSize is the size of the change counter's file: one page, the
+// unit of mmap(2).
+const ChangesFileSize = 4096
+
+// IsSignalled reports whether a change to the file at key must increment
+// the change counter: repository files and the catalog index, the files
+// that writers replace in place. Blobs and catalog shards are immutable.
+func IsSignalled(key string) bool {
+	if key == CatalogIndexKey() {
+		return true
+	}
+	_, ok := RepositoryNameFromKey(key)
+	return ok
+}
 
 // LockKey is the key of the lock file that writers hold while they
 // read-modify-write the file at key (a repository file, the catalog index):

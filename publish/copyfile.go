@@ -162,7 +162,7 @@ func (s *FSSink) stageRegion(ctx context.Context, key string, region *fileRegion
 	if got != want.Digest {
 		return nil, &VerifyError{Key: key, Want: want, GotSize: copied, GotDigest: got}
 	}
-	return sealTemp(f, key, tmp, final)
+	return s.sealTemp(f, key, tmp, final)
 }
 
 // follower hashes a file while it is being written: copied tells it how

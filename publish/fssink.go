@@ -78,13 +78,13 @@ func (s *FSSink) Stage(ctx context.Context, key string, r io.Reader, want Want) 
 	if _, err := copyVerified(ctx, key, f, r, want); err != nil {
 		return nil, err
 	}
-	return sealTemp(f, key, tmp, final)
+	return s.sealTemp(f, key, tmp, final)
 }
 
 // sealTemp makes a verified temporary file readable by all (CreateTemp
 // makes it 0600, and a server may run as another user), syncs and closes
 // it, and returns it staged for its rename to final.
-func sealTemp(f *os.File, key, tmp, final string) (Staged, error) {
+func (s *FSSink) sealTemp(f *os.File, key, tmp, final string) (Staged, error) {
 	if err := f.Chmod(0o644); err != nil {
 		return nil, fmt.Errorf("write %s: %w", key, err)
 	}
@@ -94,7 +94,7 @@ func sealTemp(f *os.File, key, tmp, final string) (Staged, error) {
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("write %s: %w", key, err)
 	}
-	return &fsStaged{key: key, tmp: tmp, final: final}, nil
+	return &fsStaged{sink: s, key: key, tmp: tmp, final: final}, nil
 }
 
 // createTemp creates a temporary file in dir, creating dir first. A writer
@@ -118,6 +118,7 @@ func createTemp(dir string) (*os.File, error) {
 }
 
 type fsStaged struct {
+	sink            *FSSink
 	key, tmp, final string
 	done            bool
 }
@@ -136,7 +137,7 @@ func (st *fsStaged) Commit(ctx context.Context) error {
 	if err := syncDir(filepath.Dir(st.final)); err != nil {
 		return fmt.Errorf("write %s: sync folder: %w", st.key, err)
 	}
-	return nil
+	return st.sink.signalChange(st.key)
 }
 
 func (st *fsStaged) Abort() error {
@@ -195,7 +196,53 @@ func (s *FSSink) Delete(ctx context.Context, key string) error {
 	if err := syncDir(filepath.Dir(p)); err != nil {
 		return fmt.Errorf("delete %s: sync folder: %w", key, err)
 	}
-	return nil
+	return s.signalChange(key)
+}
+
+// signalChange increments the tree's change counter (layout.ChangesKey)
+// after the file at key was replaced or removed, if it is one whose
+// changes are signalled, creating the counter when the tree has none. A
+// server that trusts the counter sees the change from its next request.
+// The change is made when this fails: the error says the servers may not
+// see it for up to a second (they validate what they cached at least
+// that often).
+func (s *FSSink) signalChange(key string) error {
+	if !layout.IsSignalled(key) {
+		return nil
+	}
+	ck := layout.ChangesKey()
+	fail := func(err error) error {
+		return fmt.Errorf("wrote %s, but could not signal the change in %s (servers may answer from their caches for up to a second): %w", key, ck, err)
+	}
+	p := s.root.Path(ck)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fail(err)
+	}
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fail(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	if fi.Size() < layout.ChangesFileSize {
+		// A new file (or one cut short): extending it keeps what it holds,
+		// so writers creating it at once lose nothing.
+		if err := f.Truncate(layout.ChangesFileSize); err != nil {
+			return fail(err)
+		}
+	}
+	c, err := layout.MapChangeCounter(f, true)
+	if errors.Is(err, errors.ErrUnsupported) {
+		return nil
+	}
+	if err != nil {
+		return fail(err)
+	}
+	c.Increment()
+	return c.Unmap()
 }
 
 // Stat implements StatSink.

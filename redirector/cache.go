@@ -116,6 +116,10 @@ type fileCache[V any] struct {
 	// stat is tree.identity; tests replace it to simulate other file
 	// systems.
 	stat func(file string) (fileIdentity, error)
+	// changes returns the tree's change counter at a time (unix
+	// nanoseconds), or false if there is none to trust; it is
+	// changeSignal.load, nil for none.
+	changes func(now int64) (uint64, bool)
 
 	// hits and misses count the uses answered from the cache and the
 	// others; loads counts the reads of files (concurrent misses share
@@ -132,6 +136,22 @@ type fileEntry[V any] struct {
 	file  string // its key in the tree
 	id    fileIdentity
 	value V
+	// gen is the change counter read before the latest stat that found
+	// id, at checked (unix nanoseconds; 0: never, the tree had no counter
+	// then). See changeSignal.
+	gen     atomic.Uint64
+	checked atomic.Int64
+}
+
+// validated records that a stat made at start (unix nanoseconds), after
+// the change counter read gen (ok: the tree has one), found e's identity.
+func (e *fileEntry[V]) validated(gen uint64, ok bool, start int64) {
+	if !ok {
+		e.checked.Store(0)
+		return
+	}
+	e.gen.Store(gen)
+	e.checked.Store(start)
 }
 
 // flightKey names one load of one version of a file; concurrent requests
@@ -153,6 +173,7 @@ func (c *fileCache[V]) init(t *tree, entries int, budget *cacheBudget, racyWindo
 	c.racyWindow = racyWindow
 	c.now = time.Now
 	c.stat = t.identity
+	c.changes = t.changes.load
 	c.flights = map[flightKey]*flight[V]{}
 }
 
@@ -161,8 +182,21 @@ func (c *fileCache[V]) init(t *tree, entries int, budget *cacheBudget, racyWindo
 // fetch's, never cached.
 func (c *fileCache[V]) get(ctx context.Context, key string) (V, error) {
 	e, cached := c.lru.get(key)
+	start := c.now()
+	gen, counted := uint64(0), false
+	if c.changes != nil {
+		gen, counted = c.changes(start.UnixNano())
+	}
 	var file string
 	if cached {
+		// Hot: no signalled file changed since the last stat found this
+		// one, and that stat is recent.
+		if counted && e.gen.Load() == gen {
+			if checked := e.checked.Load(); checked != 0 && start.UnixNano()-checked < int64(trustWindow) {
+				c.hits.Add(1)
+				return e.value, nil
+			}
+		}
 		file = e.file
 	} else {
 		var err error
@@ -171,7 +205,6 @@ func (c *fileCache[V]) get(ctx context.Context, key string) (V, error) {
 			return c.fetch(ctx, key)
 		}
 	}
-	start := c.now()
 	id, err := c.stat(file)
 	if err != nil {
 		// Gone, a folder, unreadable: fetch says what it is.
@@ -182,6 +215,7 @@ func (c *fileCache[V]) get(ctx context.Context, key string) (V, error) {
 		return c.fetch(ctx, key)
 	}
 	if cached && e.id == id {
+		e.validated(gen, counted, start.UnixNano())
 		c.hits.Add(1)
 		return e.value, nil
 	}
@@ -194,7 +228,9 @@ func (c *fileCache[V]) get(ctx context.Context, key string) (V, error) {
 		return v, err
 	}
 	if start.Sub(time.Unix(0, id.ctime)) >= c.racyWindow {
-		c.lru.add(key, &fileEntry[V]{file: file, id: id, value: v}, c.weight(id.size))
+		e := &fileEntry[V]{file: file, id: id, value: v}
+		e.validated(gen, counted, start.UnixNano())
+		c.lru.add(key, e, c.weight(id.size))
 	} else if cached {
 		c.lru.remove(key)
 	}

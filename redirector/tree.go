@@ -52,6 +52,8 @@ type tree struct {
 	// subtrees are the folders of files named by digest, by key; see
 	// subtree.
 	subtrees map[string]*subtree
+	// changes is the tree's change counter (see changeSignal).
+	changes *changeSignal
 }
 
 var _ repositories = (*tree)(nil)
@@ -63,6 +65,7 @@ func openTree(dir string) (*tree, error) {
 		return nil, fmt.Errorf("open tree: %w", err)
 	}
 	t := &tree{dir: layout.Root(dir), root: root, subtrees: map[string]*subtree{}}
+	t.changes = newChangeSignal(t)
 	for _, key := range subtreeKeys() {
 		t.subtrees[key] = &subtree{key: key}
 	}

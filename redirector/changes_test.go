@@ -1,0 +1,161 @@
+package redirector
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heron-registry/heron/layout"
+)
+
+// signal increments the tree's change counter as a writer does after a
+// change, creating it if needed (publish's FSSink does the same; the
+// server's tests do not import publish).
+func (tt *testTree) signal() {
+	tt.t.Helper()
+	p := tt.root.Path(layout.ChangesKey())
+	must(tt.t.(*testing.T), os.MkdirAll(filepath.Dir(p), 0o755))
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		tt.t.Fatal(err)
+	}
+	defer f.Close()
+	must(tt.t.(*testing.T), f.Truncate(layout.ChangesFileSize))
+	c, err := layout.MapChangeCounter(f, true)
+	if err != nil {
+		tt.t.Fatal(err)
+	}
+	c.Increment()
+	must(tt.t.(*testing.T), c.Unmap())
+}
+
+// countedServer is a server on tt whose repository cache counts its stats
+// and runs on a clock the test moves.
+type countedServer struct {
+	s     *Server
+	c     *repoCache
+	stats atomic.Int64
+	clock atomic.Int64 // added to the real time, nanoseconds
+}
+
+func newCountedServer(t *testing.T, tt *testTree) *countedServer {
+	s, err := New(tt.dir(), withRacyWindow(0), WithLogger(discardLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	cs := &countedServer{s: s, c: repoCacheOf(t, s)}
+	stat := cs.c.stat
+	cs.c.stat = func(file string) (fileIdentity, error) {
+		cs.stats.Add(1)
+		return stat(file)
+	}
+	cs.c.now = func() time.Time { return time.Now().Add(time.Duration(cs.clock.Load())) }
+	return cs
+}
+
+// pull asks for app:latest and wants d.
+func (cs *countedServer) pull(t *testing.T, method, want string) {
+	t.Helper()
+	w := get(cs.s, method, manifestURL("app", "latest"))
+	if got := w.Header().Get(contentDigestHeader); w.Code != 200 || got != want {
+		t.Fatalf("%s answered %d %s, want %s", method, w.Code, got, want)
+	}
+}
+
+// TestSignalledRepublish republishes a tag in a loop, signalling each
+// change: the request after each publish gets the new digest, and the
+// requests after it are answered without a stat.
+func TestSignalledRepublish(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the change counter is used on Linux only")
+	}
+	tt := newTestTree(t)
+	publishVersion(tt, 0)
+	tt.signal()
+	cs := newCountedServer(t, tt)
+	for i := range 50 {
+		d := publishVersion(tt, i).String()
+		tt.signal()
+		before := cs.stats.Load()
+		for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodGet, http.MethodHead} {
+			cs.pull(t, method, d)
+		}
+		if n := cs.stats.Load() - before; n != 1 {
+			t.Fatalf("version %d: %d stats for 4 requests, want 1 (the first after the signal)", i, n)
+		}
+	}
+}
+
+// TestUnsignalledChange changes the repository file without signalling
+// it, as a copy made by another tool would: the server sees the change
+// once trustWindow has passed since its last stat.
+func TestUnsignalledChange(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the change counter is used on Linux only")
+	}
+	tt := newTestTree(t)
+	d0 := publishVersion(tt, 0).String()
+	tt.signal()
+	cs := newCountedServer(t, tt)
+	cs.pull(t, http.MethodGet, d0)
+	d1 := publishVersion(tt, 1).String() // no signal
+	cs.clock.Add(int64(trustWindow / 2))
+	cs.pull(t, http.MethodGet, d0) // still trusted: the old answer
+	cs.clock.Add(int64(trustWindow/2) + 1)
+	cs.pull(t, http.MethodGet, d1)
+	before := cs.stats.Load()
+	cs.pull(t, http.MethodGet, d1)
+	if n := cs.stats.Load() - before; n != 0 {
+		t.Errorf("%d stats for a request right after one that validated the file, want 0", n)
+	}
+}
+
+// TestCounterReplaced removes the counter file and lets a writer create a
+// new one: the server maps the new one within trustWindow, and until then
+// validates what it serves by the window.
+func TestCounterReplaced(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the change counter is used on Linux only")
+	}
+	tt := newTestTree(t)
+	d0 := publishVersion(tt, 0).String()
+	tt.signal()
+	cs := newCountedServer(t, tt)
+	cs.pull(t, http.MethodGet, d0)
+	must(t, os.Remove(tt.root.Path(layout.ChangesKey())))
+	d1 := publishVersion(tt, 1).String()
+	tt.signal() // a new file: the server still has the old one mapped
+	cs.clock.Add(int64(trustWindow) + 1)
+	cs.pull(t, http.MethodGet, d1)
+	// The new counter is mapped now: the next signalled change is seen at
+	// once.
+	d2 := publishVersion(tt, 2).String()
+	tt.signal()
+	cs.pull(t, http.MethodGet, d2)
+	before := cs.stats.Load()
+	cs.pull(t, http.MethodHead, d2)
+	if n := cs.stats.Load() - before; n != 0 {
+		t.Errorf("%d stats after the new counter was mapped, want 0", n)
+	}
+}
+
+// TestNoCounter checks that without a counter file every use of a cached
+// repository file is validated by a stat.
+func TestNoCounter(t *testing.T) {
+	tt := newTestTree(t)
+	d0 := publishVersion(tt, 0).String()
+	cs := newCountedServer(t, tt)
+	for range 5 {
+		cs.pull(t, http.MethodGet, d0)
+	}
+	if n := cs.stats.Load(); n != 5 {
+		t.Errorf("%d stats for 5 requests, want 5", n)
+	}
+	d1 := publishVersion(tt, 1).String()
+	cs.pull(t, http.MethodGet, d1)
+}
