@@ -10,7 +10,8 @@
 //	  repositories/<name>.json     one repository file per repository
 //	  catalog/index.json           the catalog's shard list (first/last name of each shard)
 //	  catalog/shards/<hex>.json    sorted runs of repository names, content addressed
-//	  .heron/locks/<hex>.lock      writer's private state (lock files); readers ignore it
+//	  .heron/locks/<hex>.lock      writers' lock files; readers ignore them
+//	  .heron/changes               the change counter (ChangesKey); servers may map it
 //
 // Keys use "/" whatever the operating system: they are also object-store keys
 // and URL suffixes (a CDN serving the tree's blobs/ folder answers

@@ -151,9 +151,10 @@ func CatalogShardIDFromKey(key string) (string, bool) {
 // CatalogShardsDirKey is the folder of the catalog shards.
 func CatalogShardsDirKey() string { return catalogDir + "/" + catalogShardsDir }
 
-// WriterStateDirKey is the folder of the writer's private state (lock
-// files). Readers ignore it: the server never opens anything under it, and
-// a tree copied without it is the same tree.
+// WriterStateDirKey is the folder of the writers' state: lock files, and
+// the change counter (ChangesKey). No request serves a file from it (the
+// server only maps the counter), and a tree copied without it is the same
+// tree.
 func WriterStateDirKey() string { return writerStateDir }
 
 // ChangesKey is the key of the change counter, .heron/changes: a file of

@@ -136,7 +136,7 @@ func (p *Publisher) addToCatalog(ctx context.Context, names []string, existing b
 		replace[i] = splitNames(merged, p.shardSize)
 	}
 	if len(replace) == 0 {
-		return false, nil
+		return false, p.unchanged(ctx, layout.CatalogIndexKey())
 	}
 	return true, p.writeCatalog(ctx, c, replace)
 }
@@ -183,7 +183,7 @@ func (p *Publisher) removeFromCatalogLocked(ctx context.Context, names []string)
 		}
 	}
 	if len(left) == 0 {
-		return false, nil
+		return false, p.unchanged(ctx, layout.CatalogIndexKey())
 	}
 	replace := map[int][][]string{}
 	for i, rest := range left {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
@@ -101,4 +103,49 @@ func TestSignalChange(t *testing.T) {
 	if got := changes(t, root); got != 4+8*20 {
 		t.Errorf("after 160 concurrent writes: counter %d, want %d", got, 4+8*20)
 	}
+}
+
+// TestSignalIfRecent checks that a publish that writes nothing increments
+// the counter when the repository file it found changed in the last
+// seconds (its writer may have died before incrementing it), and not when
+// it is older.
+func TestSignalIfRecent(t *testing.T) {
+	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" {
+		t.Skip("no change counter here")
+	}
+	dir := t.TempDir()
+	spec, _, _, _, _ := sourceCases()[0].setup(t, filepath.Join(dir, "src"))
+	root := filepath.Join(dir, "tree")
+	publishOnce := func() {
+		t.Helper()
+		mustPublish(t, root, spec, "team/app:v1")
+	}
+	publishOnce()
+	first := changes(t, root)
+	if first != 2 {
+		t.Fatalf("counter after the first publish: %d, want 2 (the repository file, the catalog)", first)
+	}
+	publishOnce() // the files changed a moment ago
+	if got := changes(t, root); got != first+2 {
+		t.Errorf("counter after a re-publish right after: %d, want %d", got, first+2)
+	}
+	old := time.Now().Add(-time.Hour)
+	for _, key := range []string{mustKey(t, "team/app"), layout.CatalogIndexKey()} {
+		if err := os.Chtimes(layout.Root(root).Path(key), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := changes(t, root)
+	publishOnce()
+	if got := changes(t, root); got != before {
+		t.Errorf("counter after a re-publish of files an hour old: %d, want %d", got, before)
+	}
+}
+
+func mustKey(t *testing.T, name string) string {
+	key, err := layout.RepositoryKey(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
 }

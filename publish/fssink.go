@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/heron-registry/heron/layout"
 )
@@ -29,7 +30,8 @@ var (
 	_ Sink      = (*FSSink)(nil)
 	_ StatSink  = (*FSSink)(nil)
 	_ StageSink = (*FSSink)(nil)
-	_ EmptySink = (*FSSink)(nil)
+	_ EmptySink       = (*FSSink)(nil)
+	_ ChangeSignaller = (*FSSink)(nil)
 )
 
 // NewFSSink returns a sink writing the tree at root. Nothing is created
@@ -195,6 +197,27 @@ func (s *FSSink) Delete(ctx context.Context, key string) error {
 	}
 	if err := syncDir(filepath.Dir(p)); err != nil {
 		return fmt.Errorf("delete %s: sync folder: %w", key, err)
+	}
+	return s.signalChange(key)
+}
+
+// recentChange is how recently a file must have changed for a writer that
+// finds it as it wants it, and so writes nothing, to signal it anyway (see
+// SignalIfRecent). Servers trust the counter for a second at most.
+const recentChange = 10 * time.Second
+
+// SignalIfRecent implements ChangeSignaller: it increments the change
+// counter if the signalled file at key changed less than recentChange
+// ago. A writer killed between a change and its increment leaves a file
+// the servers were not told of, and the writer run again finds that file
+// as it wants it and writes nothing: this tells them.
+func (s *FSSink) SignalIfRecent(ctx context.Context, key string) error {
+	if !layout.IsSignalled(key) {
+		return nil
+	}
+	fi, err := os.Stat(s.root.Path(key))
+	if err != nil || time.Since(fi.ModTime()) >= recentChange {
+		return nil
 	}
 	return s.signalChange(key)
 }

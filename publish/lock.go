@@ -58,3 +58,12 @@ func (p *Publisher) lockRepository(ctx context.Context, name string) (func(), er
 func (p *Publisher) lockCatalog(ctx context.Context) (func(), error) {
 	return p.lock(ctx, layout.CatalogIndexKey())
 }
+
+// unchanged is called, under the lock of key, by a read-modify-write that
+// found nothing to change: see ChangeSignaller.
+func (p *Publisher) unchanged(ctx context.Context, key string) error {
+	if cs, ok := p.sink.(ChangeSignaller); ok {
+		return cs.SignalIfRecent(ctx, key)
+	}
+	return nil
+}

@@ -74,8 +74,11 @@ func (p *Publisher) editRepository(ctx context.Context, name string, create bool
 	}
 	defer unlock()
 	b, changed, err := p.prepareRepositoryFile(ctx, name, create, mutate)
-	if err != nil || !changed {
+	if err != nil {
 		return false, err
+	}
+	if !changed {
+		return false, p.unchanged(ctx, key)
 	}
 	if err := p.sink.Put(ctx, key, bytes.NewReader(b), Want{}); err != nil {
 		return false, err

@@ -135,3 +135,14 @@ type EmptySink interface {
 	// as empty).
 	Empty(ctx context.Context) (bool, error)
 }
+
+// ChangeSignaller is a Sink whose tree has a change counter
+// (layout.ChangesKey) that its writes of repository files and of the
+// catalog index increment. SignalIfRecent is called by a read-modify-write
+// that found the file at key as it wanted it and wrote nothing: it
+// increments the counter if that file changed recently, since the writer
+// of that change may have died before incrementing it.
+type ChangeSignaller interface {
+	Sink
+	SignalIfRecent(ctx context.Context, key string) error
+}
