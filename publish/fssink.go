@@ -27,9 +27,9 @@ type FSSink struct {
 }
 
 var (
-	_ Sink      = (*FSSink)(nil)
-	_ StatSink  = (*FSSink)(nil)
-	_ StageSink = (*FSSink)(nil)
+	_ Sink            = (*FSSink)(nil)
+	_ StatSink        = (*FSSink)(nil)
+	_ StageSink       = (*FSSink)(nil)
 	_ EmptySink       = (*FSSink)(nil)
 	_ ChangeSignaller = (*FSSink)(nil)
 )
