@@ -2,6 +2,7 @@ package layout
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"path"
@@ -171,6 +172,15 @@ func ChangesKey() string { return writerStateDir + "/" + changesName }
 // ChangesFileSize is the size of the change counter's file: one page, the
 // unit of mmap(2).
 const ChangesFileSize = 4096
+
+// EncodeChanges returns the content of a change counter's file holding n:
+// what a writer that creates a whole tree at once (rather than changing
+// one) writes, with n = 1.
+func EncodeChanges(n uint64) []byte {
+	b := make([]byte, ChangesFileSize)
+	binary.LittleEndian.PutUint64(b, n)
+	return b
+}
 
 // IsSignalled reports whether a change to the file at key must increment
 // the change counter: repository files and the catalog index, the files

@@ -184,7 +184,8 @@ func run(ctx context.Context, cfg *config) (err error) {
 // change of parameters makes a new tree; a folder without the layout
 // marker (an interrupted generation) is made again.
 func ensureTree(ctx context.Context, cacheDir string, n int, rep *report) (string, error) {
-	name := fmt.Sprintf("v1-r%d-t%d", n, tagsPerRepo)
+	// v2: trees with the change counter (.heron/changes).
+	name := fmt.Sprintf("v2-r%d-t%d", n, tagsPerRepo)
 	dir, err := filepath.Abs(filepath.Join(cacheDir, "trees", name))
 	if err != nil {
 		return "", err
@@ -282,6 +283,32 @@ func comparePeers(ctx context.Context, cfg *config, fx *fixture, tree, runDir st
 		return err
 	}
 
+	// The same two on net/http alone.
+	netHTTPAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	heronNetHTTP, err := launch(start("heron-nethttp", netHTTPAddr, runDir, cfg.heron, "serve", "--root", tree,
+		"--addr", netHTTPAddr, "--fast-path=false", "--log-level", "warn"))
+	if err != nil {
+		return err
+	}
+	if err := heronNetHTTP.waitReady(ctx, "http://"+netHTTPAddr+"/v2/", 200, 10*time.Second); err != nil {
+		return err
+	}
+	redirNetHTTPAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	heronRedirNetHTTP, err := launch(start("heron-redirect-nethttp", redirNetHTTPAddr, runDir, cfg.heron, "serve", "--root", tree,
+		"--addr", redirNetHTTPAddr, "--blob-base-url", "http://"+nginxAddr, "--fast-path=false", "--log-level", "warn"))
+	if err != nil {
+		return err
+	}
+	if err := heronRedirNetHTTP.waitReady(ctx, "http://"+redirNetHTTPAddr+"/v2/", 200, 10*time.Second); err != nil {
+		return err
+	}
+
 	// heron without its caches: every request reads the files.
 	noCacheAddr, err := freeAddr()
 	if err != nil {
@@ -326,6 +353,9 @@ func comparePeers(ctx context.Context, cfg *config, fx *fixture, tree, runDir st
 		tHeron:         {name: tHeron, addr: heronAddr},
 		tHeronRedirect: {name: tHeronRedirect, addr: redirAddr},
 		tHeronNoCache:  {name: tHeronNoCache, addr: noCacheAddr},
+
+		tHeronNetHTTP:         {name: tHeronNetHTTP, addr: netHTTPAddr},
+		tHeronRedirectNetHTTP: {name: tHeronRedirectNetHTTP, addr: redirNetHTTPAddr},
 	}
 	scs := scenarios()
 	for _, s := range scs {
@@ -361,7 +391,7 @@ func comparePeers(ctx context.Context, cfg *config, fx *fixture, tree, runDir st
 		}
 		rep.scenarios = append(rep.scenarios, row)
 	}
-	for _, p := range []*proc{heron, heronRedir, heronNoCache, registry} {
+	for _, p := range []*proc{heron, heronRedir, heronNetHTTP, heronRedirNetHTTP, heronNoCache, registry} {
 		if peak, _, err := memory(p.pid()); err == nil {
 			rep.peerMemory = append(rep.peerMemory, fmt.Sprintf("%s %.1f MiB", p.name, float64(peak)/(1<<20)))
 		}

@@ -57,6 +57,10 @@ const (
 	tHeron         = "heron"
 	tHeronRedirect = "heron --blob-base-url"
 	tHeronNoCache  = "heron --cache-size 0"
+	// The same two herons with every request on Go's net/http instead of
+	// heron's HTTP/1.1 loop (redirector/h1), to show what the loop is worth.
+	tHeronNetHTTP         = "heron --fast-path=false"
+	tHeronRedirectNetHTTP = "heron --blob-base-url --fast-path=false"
 )
 
 // target is one server as a scenario sees it.
@@ -86,7 +90,7 @@ type scenario struct {
 func scenarios() []scenario {
 	manifestBody := func(f *fixture) int64 { return int64(len(f.img.Manifest)) }
 	layerBody := func(f *fixture) int64 { return int64(len(f.img.Layer)) }
-	peers := []string{tNginx, tRegistry, tHeron, tHeronNoCache}
+	peers := []string{tNginx, tRegistry, tHeron, tHeronNetHTTP, tHeronNoCache}
 	return []scenario{
 		{id: "manifest-get-tag", title: "GET manifest by tag", method: http.MethodGet, accept: true,
 			path:   func(f *fixture) string { return f.manifestPath(f.repo, "latest") },
@@ -106,7 +110,7 @@ func scenarios() []scenario {
 		{id: "blob-307", title: "GET blob, answered 307", method: http.MethodGet,
 			path:    func(f *fixture) string { return f.blobPath(f.repo, f.img.LayerDigest) },
 			status:  307,
-			targets: []string{tNginxRedirect, tHeronRedirect}, check: checkRedirect},
+			targets: []string{tNginxRedirect, tHeronRedirect, tHeronRedirectNetHTTP}, check: checkRedirect},
 		{id: "tags-list", title: "GET tags/list (100 tags)", method: http.MethodGet,
 			path:   func(f *fixture) string { return "/v2/" + f.tagsRepo + "/tags/list" },
 			status: 200, targets: peers, check: checkTags},

@@ -171,6 +171,11 @@ func Generate(ctx context.Context, opts Options) (*Stats, error) {
 	}
 	st.CatalogTime = time.Since(t0)
 
+	// The change counter, as heron's writers keep it (docs/layout.md), so
+	// that servers of the tree may trust it.
+	if err := w.write(layout.ChangesKey(), layout.EncodeChanges(1), nil); err != nil {
+		return nil, err
+	}
 	// The marker last: a folder without it is not a tree, so a run that
 	// stopped half way is never mistaken for a whole one.
 	if err := w.write(layout.LayoutFileKey(), layout.EncodeLayoutFile(), nil); err != nil {

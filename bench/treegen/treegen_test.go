@@ -114,7 +114,9 @@ func TestGenerateServes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Repositories != repos+1 || st.Shards != 3 || st.Files != 3+repos+1+3+2 {
+	// 3 blobs, the repository files, 3 shards and the index, the change
+	// counter, the marker.
+	if st.Repositories != repos+1 || st.Shards != 3 || st.Files != 3+repos+1+3+1+1+1 {
 		t.Fatalf("stats: %+v", st)
 	}
 
