@@ -122,9 +122,9 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, err error) {
 	if err == nil {
 		return
 	}
-	var rd *redirect
-	if errors.As(err, &rd) {
-		w.Header().Set("Location", rd.location)
+	rd, ok := err.(*redirect) // the common case, without errors.As's reflection
+	if ok || errors.As(err, &rd) {
+		w.Header()[locationKey] = []string{rd.location}
 		w.WriteHeader(http.StatusTemporaryRedirect)
 		return
 	}
@@ -155,3 +155,5 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, err error) {
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(body)
 }
+
+var locationKey = http.CanonicalHeaderKey("Location")

@@ -115,7 +115,7 @@ func (s *Server) serveV2(w http.ResponseWriter, r *http.Request, rest string) er
 	// An encoded slash would let a client make one segment of what the
 	// router splits as two (or the reverse); no name, tag or digest
 	// contains one, so the whole path is refused.
-	if strings.Contains(strings.ToLower(r.URL.EscapedPath()), "%2f") {
+	if p := r.URL.EscapedPath(); strings.IndexByte(p, '%') >= 0 && strings.Contains(strings.ToLower(p), "%2f") {
 		return ErrNameInvalid.WithDetail("encoded slash in path")
 	}
 	// Dot segments are refused wherever they are, so that every such path

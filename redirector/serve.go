@@ -192,7 +192,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, name, ref str
 		return ErrBlobUnknown.WithDetail(map[string]string{"name": name, "digest": d.String()})
 	}
 	h := w.Header()
-	h.Set(contentDigestHeader, d.String())
+	h[contentDigestKey] = []string{d.String()}
 	if !stored {
 		// Listed by an on_demand publish but not fetched yet: its size is
 		// known, its bytes are not here.

@@ -36,6 +36,10 @@ type conn struct {
 	ctx        context.Context
 	out        []byte // the response being written: header, then body or its start
 	handedOff  bool
+	// header and respHeader are the request's and the response's fields,
+	// reused from one request to the next: a handler does not keep them
+	// past its return.
+	header, respHeader http.Header
 }
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // parse returns the request of a header block (request line, header
@@ -34,16 +35,24 @@ func (c *conn) parse(head []byte) *http.Request {
 			return nil
 		}
 	}
-	uri := string(target)
+	// One string for the whole block: the target and every value are
+	// parts of it (one allocation instead of one per field).
+	block := string(head)
+	uri := part(block, head, target)
 	if c.srv.FastPath != nil && !c.srv.FastPath(uri) {
 		return nil
 	}
-	u, err := url.ParseRequestURI(uri)
-	if err != nil {
+	u := parseTarget(uri)
+	if u == nil {
 		return nil
 	}
 
-	h := make(http.Header, 8)
+	if c.header == nil {
+		c.header = make(http.Header, 8)
+	}
+	h := c.header
+	clear(h)
+	values := make([]string, 0, bytes.Count(rest, []byte("\n")))
 	var host string
 	hosts := 0
 	closing := false
@@ -74,7 +83,7 @@ func (c *conn) parse(head []byte) *http.Request {
 		switch key {
 		case "Host":
 			hosts++
-			host = string(value)
+			host = part(block, head, value)
 			continue
 		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer", "Http2-Settings":
 			// A body, an interim answer, another protocol: net/http's.
@@ -88,7 +97,13 @@ func (c *conn) parse(head []byte) *http.Request {
 				return nil
 			}
 		}
-		h[key] = append(h[key], string(value))
+		v := part(block, head, value)
+		if prev := h[key]; prev != nil {
+			h[key] = append(prev, v)
+		} else {
+			values = append(values, v)
+			h[key] = values[len(values)-1 : len(values) : len(values)]
+		}
 	}
 	if hosts != 1 || !validHost(host) {
 		return nil
@@ -107,6 +122,43 @@ func (c *conn) parse(head []byte) *http.Request {
 		Close:      closing,
 	}
 	return r.WithContext(c.ctx)
+}
+
+// part returns the part of block (string(head)) that sub is of head: sub
+// is a slice of head, and slicing keeps the end of the backing array, so
+// its offset is what its capacity lacks.
+func part(block string, head, sub []byte) string {
+	at := cap(head) - cap(sub)
+	return block[at : at+len(sub)]
+}
+
+// parseTarget is url.ParseRequestURI of an origin-form target, without
+// its work for a path that has nothing to unescape or escape (the paths
+// of the registry API): such a path is its own Path, with no RawPath.
+// Anything else goes to url.ParseRequestURI; nil if it fails.
+func parseTarget(uri string) *url.URL {
+	path, query, hasQuery := strings.Cut(uri, "?")
+	for i := 0; i < len(path); i++ {
+		switch b := path[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		case b == '/', b == '-', b == '_', b == '.', b == '~', b == ':', b == '@',
+			b == '$', b == '&', b == '+', b == ',', b == ';', b == '=':
+		default:
+			u, err := url.ParseRequestURI(uri)
+			if err != nil {
+				return nil
+			}
+			return u
+		}
+	}
+	if strings.IndexByte(query, '#') >= 0 {
+		u, err := url.ParseRequestURI(uri)
+		if err != nil {
+			return nil
+		}
+		return u
+	}
+	return &url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}
 }
 
 // cutLine cuts b at its first CRLF. A bare LF (which net/http accepts) is

@@ -65,7 +65,11 @@ var responsePool = sync.Pool{New: func() any { return new(response) }}
 
 func newResponse(c *conn, req *http.Request) *response {
 	w := responsePool.Get().(*response)
-	*w = response{c: c, req: req, header: make(http.Header, 8), head: req.Method == http.MethodHead, declared: -1, closeAfter: req.Close}
+	if c.respHeader == nil {
+		c.respHeader = make(http.Header, 8)
+	}
+	clear(c.respHeader)
+	*w = response{c: c, req: req, header: c.respHeader, head: req.Method == http.MethodHead, declared: -1, closeAfter: req.Close}
 	if c.out == nil {
 		c.out = getOut()
 	}
@@ -109,7 +113,9 @@ func (w *response) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
-	if cl := w.header.Get("Content-Length"); cl != "" {
+	// The fields are read by their canonical names, as net/http's
+	// response does (a handler's Header().Set canonicalizes them).
+	if cl := headerValue(w.header["Content-Length"]); cl != "" {
 		if v, err := strconv.ParseInt(strings.TrimSpace(cl), 10, 64); err == nil && v >= 0 {
 			w.declared = v
 		} else {
@@ -117,12 +123,12 @@ func (w *response) WriteHeader(code int) {
 			w.header.Del("Content-Length")
 		}
 	}
-	if strings.EqualFold(w.header.Get("Connection"), "close") {
+	if strings.EqualFold(headerValue(w.header["Connection"]), "close") {
 		w.closeAfter = true
 	}
 	_, w.haveType = w.header["Content-Type"]
 	_, w.haveDate = w.header["Date"]
-	w.encoded = w.header.Get("Content-Encoding") != ""
+	w.encoded = headerValue(w.header["Content-Encoding"]) != ""
 	out := appendStatusLine(w.c.out, code)
 	w.c.out = appendFields(out, w.header, suppressed(code))
 }
@@ -225,7 +231,7 @@ func (w *response) commit(done bool, first []byte) {
 	}
 	if w.closeAfter || w.c.srv.shutting.Load() {
 		w.closeAfter = true
-		if !strings.EqualFold(w.header.Get("Connection"), "close") {
+		if !strings.EqualFold(headerValue(w.header["Connection"]), "close") {
 			out = append(out, "Connection: close\r\n"...)
 		}
 	}
@@ -442,3 +448,11 @@ type dateText struct {
 }
 
 var cachedDate atomic.Pointer[dateText]
+
+// headerValue is http.Header.Get of a canonical key's values.
+func headerValue(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
+}
