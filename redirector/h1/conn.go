@@ -74,10 +74,13 @@ func (c *conn) serve() {
 		c.srv.forget(c)
 	}()
 
+	// The deadlines of net/http: the header timeout from the connection's
+	// start for the first request; between requests the idle timeout for
+	// the next one's first byte, then the header timeout for the rest.
 	idle, header := c.srv.idleTimeout(), c.srv.readHeaderTimeout()
 	deadline := false // a read deadline is set
-	for {
-		if c.br.Buffered() == 0 {
+	for first := true; ; first = false {
+		if !first && c.br.Buffered() == 0 {
 			if idle > 0 {
 				c.rwc.SetReadDeadline(time.Now().Add(idle))
 				deadline = true
@@ -86,10 +89,6 @@ func (c *conn) serve() {
 				return
 			}
 		}
-		if !c.phase.CompareAndSwap(phaseIdle, phaseActive) {
-			return // closed by Shutdown
-		}
-		c.setState(http.StateActive)
 		if header > 0 {
 			c.rwc.SetReadDeadline(time.Now().Add(header))
 			deadline = true
@@ -97,6 +96,15 @@ func (c *conn) serve() {
 			c.rwc.SetReadDeadline(time.Time{})
 			deadline = false
 		}
+		if first {
+			if _, err := c.br.Peek(1); err != nil {
+				return
+			}
+		}
+		if !c.phase.CompareAndSwap(phaseIdle, phaseActive) {
+			return // closed by Shutdown
+		}
+		c.setState(http.StateActive)
 		n, err := readHead(c.br)
 		if err != nil {
 			// A client too slow with its header block gets no answer, as

@@ -588,3 +588,56 @@ func TestConcurrentClients(t *testing.T) {
 }
 
 func discardLog() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// TestTimeouts checks net/http's deadlines on the loop: a connection that
+// sends nothing is closed after the header timeout (not the idle one), a
+// request whose headers come too slowly gets no answer, and an idle
+// connection between requests is closed after the idle timeout.
+func TestTimeouts(t *testing.T) {
+	s := startServer(t, testHandler(t, testFile(t)), true, func(s *Server) {
+		s.HTTP.ReadHeaderTimeout = 150 * time.Millisecond
+		s.HTTP.IdleTimeout = time.Second
+	})
+	closedWithin := func(c net.Conn, br *bufio.Reader, d time.Duration) bool {
+		c.SetReadDeadline(time.Now().Add(d))
+		_, err := br.ReadByte()
+		var ne net.Error
+		return !(errorsAs(err, &ne) && ne.Timeout())
+	}
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, bufio.NewReader(c)
+	}
+
+	silent, br := dial()
+	if closedWithin(silent, br, 75*time.Millisecond) {
+		t.Error("a silent connection was closed before the header timeout")
+	}
+	if !closedWithin(silent, br, 600*time.Millisecond) {
+		t.Error("a silent connection was not closed soon after the header timeout (the idle timeout applied?)")
+	}
+
+	slow, br := dial()
+	fmt.Fprint(slow, "GET /v2/fixed HTTP/1.1\r\nHost: h\r\n")
+	if !closedWithin(slow, br, 2*time.Second) {
+		t.Error("a request with unfinished headers was not dropped after the header timeout")
+	}
+
+	idle, br := dial()
+	fmt.Fprint(idle, "GET /v2/fixed HTTP/1.1\r\nHost: h\r\n\r\n")
+	if resp, err := http.ReadResponse(br, nil); err != nil {
+		t.Fatal(err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+	}
+	if closedWithin(idle, br, 500*time.Millisecond) {
+		t.Error("an idle connection was closed before the idle timeout (after the header timeout?)")
+	}
+	if !closedWithin(idle, br, 2*time.Second) {
+		t.Error("an idle connection was not closed after the idle timeout")
+	}
+}

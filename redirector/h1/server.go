@@ -33,6 +33,12 @@
 // declared length, after "Connection: close", and on a handler's panic.
 // Bodies of declared length are sent with sendfile when the handler copies
 // a file (io.ReaderFrom), as net/http does.
+//
+// One difference a handler can see: the request's context is not canceled
+// when the client goes away in the middle of a request (net/http notices
+// it with its background read, which the loop does not have); it is
+// canceled when the connection closes. A handler learns of a lost client
+// from its next write, which fails.
 package h1
 
 import (
