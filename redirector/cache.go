@@ -36,9 +36,11 @@ import (
 // File-system events (fsnotify) are deliberately not used to skip the
 // stat: an event reaches the server some time after the rename that caused
 // it, so a request arriving in between would be answered from the old file
-// after publish has returned. The stat costs about a microsecond; it is the
-// price of read-after-publish consistency, and it works where events cannot
-// be had (network file systems, more directories than inotify watches).
+// after publish has returned. What skips the stat is the change counter
+// that heron's writers increment before they return (changes.go): read
+// from memory, it is as synchronous as the stat. Where there is no counter
+// to trust (a tree written by another tool, a network file system), the
+// stat is the price of read-after-publish consistency.
 
 // Default bounds of the caches.
 const (
@@ -131,7 +133,7 @@ type fileCache[V any] struct {
 }
 
 // fileEntry is one parsed file. It is shared by every request that uses
-// it and never modified.
+// it; only its validation record (gen, checked) changes, atomically.
 type fileEntry[V any] struct {
 	file  string // its key in the tree
 	id    fileIdentity
