@@ -235,16 +235,27 @@ func comparePeers(ctx context.Context, cfg *config, fx *fixture, tree, runDir st
 		return p, nil
 	}
 
+	// startHeron starts heron serve on the tree, on a free address, with
+	// extra flags, and waits until it answers.
+	startHeron := func(name string, flags ...string) (*proc, string, error) {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, "", err
+		}
+		argv := append([]string{cfg.heron, "serve", "--root", tree, "--addr", addr, "--log-level", "warn"}, flags...)
+		p, err := launch(start(name, addr, runDir, argv...))
+		if err != nil {
+			return nil, "", err
+		}
+		if err := p.waitReady(ctx, "http://"+addr+"/v2/", 200, 10*time.Second); err != nil {
+			return nil, "", err
+		}
+		return p, addr, nil
+	}
+
 	// heron, blobs served directly.
-	heronAddr, err := freeAddr()
+	heron, heronAddr, err := startHeron("heron")
 	if err != nil {
-		return err
-	}
-	heron, err := launch(start("heron", heronAddr, runDir, cfg.heron, "serve", "--root", tree, "--addr", heronAddr, "--log-level", "warn"))
-	if err != nil {
-		return err
-	}
-	if err := heron.waitReady(ctx, "http://"+heronAddr+"/v2/", 200, 10*time.Second); err != nil {
 		return err
 	}
 	tagsList, err := get("http://" + heronAddr + "/v2/" + fx.tagsRepo + "/tags/list")
@@ -269,57 +280,22 @@ func comparePeers(ctx context.Context, cfg *config, fx *fixture, tree, runDir st
 		return err
 	}
 
-	// heron, blobs redirected to nginx.
-	redirAddr, err := freeAddr()
+	// heron, blobs redirected to nginx; the same two on net/http alone;
+	// heron without its caches (every request reads the files).
+	heronRedir, redirAddr, err := startHeron("heron-redirect", "--blob-base-url", "http://"+nginxAddr)
 	if err != nil {
 		return err
 	}
-	heronRedir, err := launch(start("heron-redirect", redirAddr, runDir, cfg.heron, "serve", "--root", tree,
-		"--addr", redirAddr, "--blob-base-url", "http://"+nginxAddr, "--log-level", "warn"))
+	heronNetHTTP, netHTTPAddr, err := startHeron("heron-nethttp", "--fast-path=false")
 	if err != nil {
 		return err
 	}
-	if err := heronRedir.waitReady(ctx, "http://"+redirAddr+"/v2/", 200, 10*time.Second); err != nil {
-		return err
-	}
-
-	// The same two on net/http alone.
-	netHTTPAddr, err := freeAddr()
+	heronRedirNetHTTP, redirNetHTTPAddr, err := startHeron("heron-redirect-nethttp", "--blob-base-url", "http://"+nginxAddr, "--fast-path=false")
 	if err != nil {
 		return err
 	}
-	heronNetHTTP, err := launch(start("heron-nethttp", netHTTPAddr, runDir, cfg.heron, "serve", "--root", tree,
-		"--addr", netHTTPAddr, "--fast-path=false", "--log-level", "warn"))
+	heronNoCache, noCacheAddr, err := startHeron("heron-nocache", "--cache-size", "0")
 	if err != nil {
-		return err
-	}
-	if err := heronNetHTTP.waitReady(ctx, "http://"+netHTTPAddr+"/v2/", 200, 10*time.Second); err != nil {
-		return err
-	}
-	redirNetHTTPAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	heronRedirNetHTTP, err := launch(start("heron-redirect-nethttp", redirNetHTTPAddr, runDir, cfg.heron, "serve", "--root", tree,
-		"--addr", redirNetHTTPAddr, "--blob-base-url", "http://"+nginxAddr, "--fast-path=false", "--log-level", "warn"))
-	if err != nil {
-		return err
-	}
-	if err := heronRedirNetHTTP.waitReady(ctx, "http://"+redirNetHTTPAddr+"/v2/", 200, 10*time.Second); err != nil {
-		return err
-	}
-
-	// heron without its caches: every request reads the files.
-	noCacheAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	heronNoCache, err := launch(start("heron-nocache", noCacheAddr, runDir, cfg.heron, "serve", "--root", tree,
-		"--addr", noCacheAddr, "--cache-size", "0", "--log-level", "warn"))
-	if err != nil {
-		return err
-	}
-	if err := heronNoCache.waitReady(ctx, "http://"+noCacheAddr+"/v2/", 200, 10*time.Second); err != nil {
 		return err
 	}
 
