@@ -30,7 +30,7 @@ import (
 //
 // The repository, manifest and shard caches share one memory budget
 // (WithCacheBytes, see cacheBudget): whichever the traffic needs gets the
-// memory, but catalog shards at most a quarter of it (see newShardCache). The catalog index, a single entry needed by every catalog page,
+// memory. The catalog index, a single entry needed by every catalog page,
 // is bounded on its own by the same number.
 //
 // File-system events (fsnotify) are deliberately not used to skip the
@@ -50,9 +50,9 @@ const (
 	// together: what their repository files weigh (see repoWeight), their
 	// manifests' bytes and their catalog shards' names. It holds a
 	// thousand parsed repository files of a few KB (the entries bound)
-	// with room to spare; catalog shards may use a quarter of it (the
-	// catalog of 100,000 repositories). With the default memory limit,
-	// heron serve stays under 40 MB of RSS (docs/benchmarks.md).
+	// with room to spare, or a third of the catalog of a tree of 1,000,000
+	// repositories; with the default memory limit, heron serve stays under
+	// 40 MB of RSS (docs/benchmarks.md).
 	DefaultCacheBytes = 8 << 20
 	// MemoryHeadroom is what the server needs beside its caches, under
 	// load, before the garbage collector must work harder: the requests in
@@ -460,22 +460,9 @@ type shardCache struct {
 	hits, misses atomic.Uint64
 }
 
-//
-// Shards may take at most a quarter of the budget (shardShare): a client
-// paging through the catalog of a large tree (a crawler, a mirror) would
-// otherwise fill the whole budget with shards and push out the repository
-// files and manifests that pulls need, and the server's memory would grow
-// with the size of the tree (docs/benchmarks.md).
 func newShardCache(entries int, budget *cacheBudget) *shardCache {
-	l := newLRUIn[string, *layout.CatalogNames](entries, budget)
-	l.share = budget.maxWeight / shardShare
-	return &shardCache{lru: l}
+	return &shardCache{lru: newLRUIn[string, *layout.CatalogNames](entries, budget)}
 }
-
-// shardShare is the part of the cache budget catalog shards may use: a
-// quarter, 2 MiB of the default 8, about 100 shards of 1,000 names, the
-// catalog of 100,000 repositories.
-const shardShare = 4
 
 // catalogShard returns the names of the catalog shard id, verified: from
 // the cache, or read from the tree (and then cached). They are shared and

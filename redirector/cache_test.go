@@ -640,33 +640,6 @@ func TestLRUBudget(t *testing.T) {
 	}
 }
 
-// TestLRUShare checks an lru's own share of a budget: it keeps within it
-// by dropping its own oldest entries, and leaves the other lrus of the
-// budget alone.
-func TestLRUShare(t *testing.T) {
-	b := newCacheBudget(100)
-	pulls := newLRUIn[string, int](100, b)
-	shards := newLRUIn[string, int](100, b)
-	shards.share = 25
-	pulls.add("repo", 1, 50)
-	for i := range 10 {
-		shards.add(fmt.Sprint("shard", i), 1, 10)
-	}
-	if n, w := shards.size(); n != 2 || w != 20 {
-		t.Errorf("shards: %d entries of weight %d, want the 2 newest, 20", n, w)
-	}
-	if _, ok := shards.peek("shard9"); !ok {
-		t.Error("the newest shard was dropped")
-	}
-	if _, ok := pulls.peek("repo"); !ok {
-		t.Error("the shards pushed a repository out")
-	}
-	shards.add("huge", 1, 26) // heavier than the share: not kept
-	if _, ok := shards.peek("huge"); ok {
-		t.Error("an entry heavier than the share was kept")
-	}
-}
-
 // TestCatalogIndexCache: the catalog index is parsed once and then
 // validated by its identity, and a new catalog is seen by the next
 // request, in a tree that had none when the server started too.

@@ -64,9 +64,7 @@ func (b *cacheBudget) shrink() {
 type lru[K comparable, V any] struct {
 	budget     *cacheBudget // its mu guards this lru too
 	maxEntries int
-	// share, if positive, bounds this lru's weight within the budget.
-	share  int64
-	weight int64 // of this lru's entries
+	weight     int64 // of this lru's entries
 	items      map[K]*lruItem[K, V]
 	// root is the sentinel of a circular list of the items, the most
 	// recently used first.
@@ -138,7 +136,7 @@ func (c *lru[K, V]) add(k K, v V, weight int64) {
 	if old, ok := c.items[k]; ok {
 		c.drop(old)
 	}
-	if weight > b.maxWeight || (c.share > 0 && weight > c.share) {
+	if weight > b.maxWeight {
 		return
 	}
 	it := &lruItem[K, V]{key: k, value: v, weight: weight, used: b.tick()}
@@ -146,7 +144,7 @@ func (c *lru[K, V]) add(k K, v V, weight int64) {
 	c.pushFront(it)
 	c.weight += weight
 	b.weight += weight
-	for len(c.items) > c.maxEntries || (c.share > 0 && c.weight > c.share) {
+	for len(c.items) > c.maxEntries {
 		c.drop(c.root.prev)
 	}
 	b.shrink()
