@@ -595,8 +595,8 @@ func discardLog() *log.Logger { return log.New(io.Discard, "", 0) }
 // connection between requests is closed after the idle timeout.
 func TestTimeouts(t *testing.T) {
 	s := startServer(t, testHandler(t, testFile(t)), true, func(s *Server) {
-		s.HTTP.ReadHeaderTimeout = 150 * time.Millisecond
-		s.HTTP.IdleTimeout = time.Second
+		s.HTTP.ReadHeaderTimeout = 100 * time.Millisecond
+		s.HTTP.IdleTimeout = 1500 * time.Millisecond
 	})
 	closedWithin := func(c net.Conn, br *bufio.Reader, d time.Duration) bool {
 		c.SetReadDeadline(time.Now().Add(d))
@@ -614,16 +614,16 @@ func TestTimeouts(t *testing.T) {
 	}
 
 	silent, br := dial()
-	if closedWithin(silent, br, 75*time.Millisecond) {
+	if closedWithin(silent, br, 50*time.Millisecond) {
 		t.Error("a silent connection was closed before the header timeout")
 	}
-	if !closedWithin(silent, br, 600*time.Millisecond) {
+	if !closedWithin(silent, br, time.Second) {
 		t.Error("a silent connection was not closed soon after the header timeout (the idle timeout applied?)")
 	}
 
 	slow, br := dial()
 	fmt.Fprint(slow, "GET /v2/fixed HTTP/1.1\r\nHost: h\r\n")
-	if !closedWithin(slow, br, 2*time.Second) {
+	if !closedWithin(slow, br, 3*time.Second) {
 		t.Error("a request with unfinished headers was not dropped after the header timeout")
 	}
 
@@ -634,10 +634,10 @@ func TestTimeouts(t *testing.T) {
 	} else {
 		io.Copy(io.Discard, resp.Body)
 	}
-	if closedWithin(idle, br, 500*time.Millisecond) {
+	if closedWithin(idle, br, 700*time.Millisecond) {
 		t.Error("an idle connection was closed before the idle timeout (after the header timeout?)")
 	}
-	if !closedWithin(idle, br, 2*time.Second) {
+	if !closedWithin(idle, br, 3*time.Second) {
 		t.Error("an idle connection was not closed after the idle timeout")
 	}
 }
