@@ -405,7 +405,7 @@ func TestKeepAliveAndClose(t *testing.T) {
 			}
 			// Then either the server closes (EOF, or a reset) or the
 			// connection stays open (the short deadline passes).
-			c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			c.SetReadDeadline(time.Now().Add(time.Second))
 			_, err = br.ReadByte()
 			var ne net.Error
 			open := errorsAs(err, &ne) && ne.Timeout()
