@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -89,8 +91,8 @@ func WithUserAgent(ua string) SourceOption {
 }
 
 // retryStatusCodes are the answers a registry source retries: timeouts,
-// rate limits (429, which registries send with a Retry-After that ggcr's
-// retry does not read: the backoff stands in for it) and server errors.
+// rate limits (429, with the Retry-After that retryAfter honours) and
+// server errors.
 var retryStatusCodes = []int{
 	http.StatusRequestTimeout,
 	http.StatusTooManyRequests,
@@ -191,7 +193,7 @@ func (s *remoteSource) connect(ctx context.Context) error {
 		}
 		base = t
 	}
-	var rt http.RoundTripper = transport.NewRetry(&schemeGuard{inner: base, host: repo.RegistryStr(), insecure: s.opts.insecure},
+	var rt http.RoundTripper = transport.NewRetry(&retryAfter{inner: &schemeGuard{inner: base, host: repo.RegistryStr(), insecure: s.opts.insecure}, max: maxRetryAfter},
 		transport.WithRetryBackoff(s.opts.backoff),
 		transport.WithRetryPredicate(retryable),
 		transport.WithRetryStatusCodes(retryStatusCodes...))
@@ -404,4 +406,61 @@ func (g *schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("http://%s: %w", req.URL.Host, ErrPlainHTTP)
 	}
 	return g.inner.RoundTrip(req)
+}
+
+// maxRetryAfter bounds the wait a registry may ask for with Retry-After:
+// past it, the backoff alone decides (a registry asking for an hour is
+// better answered by failing and saying so).
+const maxRetryAfter = time.Minute
+
+// retryAfter honours the Retry-After of a 429 or 503 (RFC 9110, section
+// 10.2.3: seconds, or an HTTP date): it waits that long, up to max and
+// while the request's context lasts, before it returns the answer to the
+// retrying transport above it, which then waits its own backoff and tries
+// again. ggcr's retry does not read the field.
+type retryAfter struct {
+	inner http.RoundTripper
+	max   time.Duration
+	now   func() time.Time // tests
+}
+
+func (t *retryAfter) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.inner.RoundTrip(r)
+	if err != nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
+		return resp, err
+	}
+	now := time.Now
+	if t.now != nil {
+		now = t.now
+	}
+	d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now())
+	if !ok || d <= 0 {
+		return resp, nil
+	}
+	timer := time.NewTimer(min(d, t.max))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-r.Context().Done():
+	}
+	return resp, nil
+}
+
+// parseRetryAfter reads a Retry-After value: a number of seconds, or an
+// HTTP date (then the time until it).
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 {
+			return 0, false
+		}
+		return time.Duration(min(n, int64(24*time.Hour/time.Second))) * time.Second, true
+	}
+	if at, err := http.ParseTime(v); err == nil {
+		return at.Sub(now), true
+	}
+	return 0, false
 }

@@ -43,6 +43,8 @@ type upstream struct {
 	// failWith, in turn.
 	failFirst atomic.Int64
 	failWith  []int
+	// retryAfter is the Retry-After of those answers ("0" if empty).
+	retryAfter string
 	// failBlobsAfter > 0: the GETs of blobs after that many succeed with
 	// 500, forever.
 	failBlobsAfter atomic.Int64
@@ -98,7 +100,11 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request, reg http.Handle
 		status := u.failWith[u.failed%len(u.failWith)]
 		u.failed++
 		u.mu.Unlock()
-		w.Header().Set("Retry-After", "0")
+		retryAfter := u.retryAfter
+		if retryAfter == "" {
+			retryAfter = "0"
+		}
+		w.Header().Set("Retry-After", retryAfter)
 		http.Error(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}`, status)
 		return
 	}
@@ -378,6 +384,27 @@ func TestRemoteRetries(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRemoteRetryAfter checks that a 429's Retry-After is waited for
+// before the next try, beyond the backoff (1 ms here).
+func TestRemoteRetryAfter(t *testing.T) {
+	img := ociImage(t, 71, 1)
+	u := newUpstream(t, false)
+	u.push("app:v1", img)
+	u.failWith = []int{http.StatusTooManyRequests}
+	u.retryAfter = "1"
+	u.failFirst.Store(1)
+	root := filepath.Join(t.TempDir(), "tree")
+	start := time.Now()
+	if _, err := publishRemote(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/app:v1",
+		fast(publish.WithRetry(time.Millisecond, 3)), "app:v1"); err != nil {
+		t.Fatal(err)
+	}
+	if elapsed := time.Since(start); elapsed < time.Second {
+		t.Errorf("published %s after a 429 asking for 1 s", elapsed)
+	}
+	assertConsistent(t, root)
 }
 
 // writeDockerConfig writes a docker config.json into a new folder, points
