@@ -77,3 +77,70 @@ func (r *Result) Summary() Summary {
 	sort.Strings(s.Repositories)
 	return s
 }
+
+// BatchSummary is what `heron publish --batch --output json` prints: what
+// RunBatch did, for CI.
+type BatchSummary struct {
+	// Repositories has one entry per repository of the batch, in its
+	// order.
+	Repositories []BatchRepositorySummary `json:"repositories"`
+	// Removed are the repositories pruned because the batch does not
+	// list them.
+	Removed []string `json:"removed"`
+	// TagsPublished, TagsUnchanged and TagsPruned count the tags of all
+	// the repositories; RepositoriesFailed those with an error.
+	TagsPublished      int `json:"tagsPublished"`
+	TagsUnchanged      int `json:"tagsUnchanged"`
+	TagsPruned         int `json:"tagsPruned"`
+	RepositoriesFailed int `json:"repositoriesFailed"`
+	// BlobsWritten and BytesWritten count the content copied into the
+	// tree.
+	BlobsWritten int   `json:"blobsWritten"`
+	BytesWritten int64 `json:"bytesWritten"`
+	// CatalogChanged and LayoutCreated are as in BatchResult.
+	CatalogChanged bool `json:"catalogChanged"`
+	LayoutCreated  bool `json:"layoutCreated"`
+}
+
+// BatchRepositorySummary is one repository of a BatchSummary.
+type BatchRepositorySummary struct {
+	Name      string   `json:"name"`
+	Published []string `json:"published"`
+	Unchanged []string `json:"unchanged"`
+	Pruned    []string `json:"pruned"`
+	// Written reports whether the repository file was rewritten.
+	Written bool `json:"written"`
+	// Error is why the repository could not be brought to what the batch
+	// says; absent when it was.
+	Error string `json:"error,omitempty"`
+}
+
+// Summary returns r as a BatchSummary (empty lists as [], never null).
+func (r *BatchResult) Summary() BatchSummary {
+	s := BatchSummary{
+		Repositories:   make([]BatchRepositorySummary, 0, len(r.Repositories)),
+		Removed:        append([]string{}, r.Pruned...),
+		BlobsWritten:   r.BlobsWritten,
+		BytesWritten:   r.BytesWritten,
+		CatalogChanged: r.CatalogChanged,
+		LayoutCreated:  r.LayoutCreated,
+	}
+	for _, rr := range r.Repositories {
+		rs := BatchRepositorySummary{
+			Name:      rr.Name,
+			Published: append([]string{}, rr.Published...),
+			Unchanged: append([]string{}, rr.Unchanged...),
+			Pruned:    append([]string{}, rr.PrunedTags...),
+			Written:   rr.Written,
+		}
+		if rr.Err != nil {
+			rs.Error = rr.Err.Error()
+			s.RepositoriesFailed++
+		}
+		s.TagsPublished += len(rr.Published)
+		s.TagsUnchanged += len(rr.Unchanged)
+		s.TagsPruned += len(rr.PrunedTags)
+		s.Repositories = append(s.Repositories, rs)
+	}
+	return s
+}

@@ -98,10 +98,7 @@ list. See docs/publish-batch.md.`,
 				if len(args) > 0 || len(to) > 0 {
 					return errors.New("--batch takes no SOURCE and no --to: the batch file lists them")
 				}
-				if output == "json" {
-					return errors.New("--output json is not supported with --batch yet")
-				}
-				err := runBatch(cmd, publish.New(publish.NewFSSink(layout.Root(root)), opts...), batch, prune,
+				err := runBatch(cmd, publish.New(publish.NewFSSink(layout.Root(root)), opts...), batch, prune, output == "json",
 					publish.WithInsecure(insecure), publish.WithUserAgent("heron"))
 				if progress != nil {
 					progress.finish(err == nil)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/heron-registry/heron/publish"
@@ -10,7 +11,7 @@ import (
 // runBatch is heron publish --batch FILE: it prints one line per tag
 // published or pruned and per repository removed, then a summary on
 // standard error. The batch's sources are opened with srcOpts.
-func runBatch(cmd *cobra.Command, p *publish.Publisher, file string, prune bool, srcOpts ...publish.SourceOption) error {
+func runBatch(cmd *cobra.Command, p *publish.Publisher, file string, prune, asJSON bool, srcOpts ...publish.SourceOption) error {
 	b, err := publish.ReadBatchFile(file)
 	if err != nil {
 		return err
@@ -21,6 +22,16 @@ func runBatch(cmd *cobra.Command, p *publish.Publisher, file string, prune bool,
 		return err
 	}
 	out := cmd.OutOrStdout()
+	if asJSON {
+		// The summary even when some repositories failed (each says why);
+		// the exit status still says so.
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(res.Summary()); jerr != nil && err == nil {
+			err = jerr
+		}
+		return err
+	}
 	var published, unchanged, pruned, failed int
 	for _, r := range res.Repositories {
 		for _, t := range r.Published {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/heron-registry/heron/internal/fixtures"
+	"github.com/heron-registry/heron/publish"
 )
 
 // heron runs the heron command line with args and returns what it printed.
@@ -103,5 +105,55 @@ func TestBatchRmTag(t *testing.T) {
 		if stdout != s.stdout || !strings.Contains(stderr, s.stderr) {
 			t.Fatalf("step %d %v:\nstdout %q\n  want %q\nstderr %q\n  want %q", i, s.args, stdout, s.stdout, stderr, s.stderr)
 		}
+	}
+}
+
+// TestBatchOutputJSON checks publish --batch --output json: the summary on
+// standard output, the same counts as the text, and a failed repository
+// named with its error while the command fails.
+func TestBatchOutputJSON(t *testing.T) {
+	img, _ := fixtureSource(t, "oci-image")
+	dir := t.TempDir()
+	root := filepath.Join(dir, "tree")
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", fmt.Sprintf("repositories:\n- name: team/app\n  tags:\n    v1: %s\n    latest: %s\n", img, img))
+	bad := write("bad.yaml", fmt.Sprintf("repositories:\n- name: team/app\n  tags:\n    v1: %s\n- name: broken\n  tags:\n    v1: oci:%s\n", img, filepath.Join(dir, "missing")))
+
+	run := func(file string) (publish.BatchSummary, error) {
+		t.Helper()
+		stdout, _, err := heron(t, "publish", "--root", root, "--batch", file, "--output", "json")
+		var s publish.BatchSummary
+		if jerr := json.Unmarshal([]byte(stdout), &s); jerr != nil {
+			t.Fatalf("stdout is not a summary: %v\n%s", jerr, stdout)
+		}
+		return s, err
+	}
+	s, err := run(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.TagsPublished != 2 || s.TagsUnchanged != 0 || s.RepositoriesFailed != 0 || s.BlobsWritten == 0 || !s.LayoutCreated || !s.CatalogChanged ||
+		len(s.Repositories) != 1 || s.Repositories[0].Name != "team/app" || !s.Repositories[0].Written || s.Removed == nil {
+		t.Errorf("first run: %+v", s)
+	}
+	s, err = run(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.TagsPublished != 0 || s.TagsUnchanged != 2 || s.BlobsWritten != 0 || s.LayoutCreated || s.CatalogChanged || s.Repositories[0].Written {
+		t.Errorf("second run: %+v", s)
+	}
+	s, err = run(bad)
+	if err == nil {
+		t.Fatal("a batch with a missing source succeeded")
+	}
+	if s.RepositoriesFailed != 1 || len(s.Repositories) != 2 || s.Repositories[1].Name != "broken" || !strings.Contains(s.Repositories[1].Error, "missing") || s.Repositories[0].Error != "" {
+		t.Errorf("failed run: %+v", s)
 	}
 }
