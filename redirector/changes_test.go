@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -71,10 +70,8 @@ func (cs *countedServer) pull(t *testing.T, method, want string) {
 // change: the request after each publish gets the new digest, and the
 // requests after it are answered without a stat.
 func TestSignalledRepublish(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the change counter is used on Linux only")
-	}
 	tt := newTestTree(t)
+	skipUnlessCounterTrusted(t, tt.dir())
 	publishVersion(tt, 0)
 	tt.signal()
 	cs := newCountedServer(t, tt)
@@ -95,10 +92,8 @@ func TestSignalledRepublish(t *testing.T) {
 // it, as a copy made by another tool would: the server sees the change
 // once trustWindow has passed since its last stat.
 func TestUnsignalledChange(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the change counter is used on Linux only")
-	}
 	tt := newTestTree(t)
+	skipUnlessCounterTrusted(t, tt.dir())
 	d0 := publishVersion(tt, 0).String()
 	tt.signal()
 	cs := newCountedServer(t, tt)
@@ -119,10 +114,8 @@ func TestUnsignalledChange(t *testing.T) {
 // new one: the server maps the new one within trustWindow, and until then
 // validates what it serves by the window.
 func TestCounterReplaced(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the change counter is used on Linux only")
-	}
 	tt := newTestTree(t)
+	skipUnlessCounterTrusted(t, tt.dir())
 	d0 := publishVersion(tt, 0).String()
 	tt.signal()
 	cs := newCountedServer(t, tt)
