@@ -421,7 +421,6 @@ const maxRetryAfter = time.Minute
 type retryAfter struct {
 	inner http.RoundTripper
 	max   time.Duration
-	now   func() time.Time // tests
 }
 
 func (t *retryAfter) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -429,11 +428,7 @@ func (t *retryAfter) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
 		return resp, err
 	}
-	now := time.Now
-	if t.now != nil {
-		now = t.now
-	}
-	d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now())
+	d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	if !ok || d <= 0 {
 		return resp, nil
 	}

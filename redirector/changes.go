@@ -86,13 +86,15 @@ func (s *changeSignal) check(now int64) {
 		return
 	}
 	s.nextCheck.Store(now + int64(trustWindow))
+	if s.counter.Load() != nil {
+		// Mapped already: one stat tells whether it is still the file.
+		if id, err := s.t.identity(layout.ChangesKey()); err == nil && id.dev == s.id.dev && id.ino == s.id.ino {
+			return
+		}
+	}
 	c, id, err := s.t.mapChanges()
 	if err != nil {
 		s.counter.Store(nil)
-		return
-	}
-	if s.counter.Load() != nil && id == s.id {
-		c.Unmap()
 		return
 	}
 	// Earlier mappings stay mapped: a request may still be reading one.

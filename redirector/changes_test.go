@@ -17,19 +17,38 @@ import (
 func (tt *testTree) signal() {
 	tt.t.Helper()
 	p := tt.root.Path(layout.ChangesKey())
-	must(tt.t.(*testing.T), os.MkdirAll(filepath.Dir(p), 0o755))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		tt.t.Fatal(err)
+	}
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		tt.t.Fatal(err)
 	}
 	defer f.Close()
-	must(tt.t.(*testing.T), f.Truncate(layout.ChangesFileSize))
+	if err := f.Truncate(layout.ChangesFileSize); err != nil {
+		tt.t.Fatal(err)
+	}
 	c, err := layout.MapChangeCounter(f, true)
 	if err != nil {
 		tt.t.Fatal(err)
 	}
 	c.Increment()
-	must(tt.t.(*testing.T), c.Unmap())
+	if err := c.Unmap(); err != nil {
+		tt.t.Fatal(err)
+	}
+}
+
+// signalledTree is a tree with version 0 of app published and signalled,
+// on a file system where the server trusts the counter (the test is
+// skipped elsewhere), served by a countedServer that has answered it once.
+func signalledTree(t *testing.T) (*testTree, *countedServer, string) {
+	tt := newTestTree(t)
+	skipUnlessCounterTrusted(t, tt.dir())
+	d0 := publishVersion(tt, 0).String()
+	tt.signal()
+	cs := newCountedServer(t, tt)
+	cs.pull(t, http.MethodGet, d0)
+	return tt, cs, d0
 }
 
 // countedServer is a server on tt whose repository cache counts its stats
@@ -66,15 +85,21 @@ func (cs *countedServer) pull(t *testing.T, method, want string) {
 	}
 }
 
+// pullWithoutStat is pull, and wants no stat made for it.
+func (cs *countedServer) pullWithoutStat(t *testing.T, method, want string) {
+	t.Helper()
+	before := cs.stats.Load()
+	cs.pull(t, method, want)
+	if n := cs.stats.Load() - before; n != 0 {
+		t.Errorf("%s: %d stats, want 0 (answered on the counter)", method, n)
+	}
+}
+
 // TestSignalledRepublish republishes a tag in a loop, signalling each
 // change: the request after each publish gets the new digest, and the
 // requests after it are answered without a stat.
 func TestSignalledRepublish(t *testing.T) {
-	tt := newTestTree(t)
-	skipUnlessCounterTrusted(t, tt.dir())
-	publishVersion(tt, 0)
-	tt.signal()
-	cs := newCountedServer(t, tt)
+	tt, cs, _ := signalledTree(t)
 	for i := range 50 {
 		d := publishVersion(tt, i).String()
 		tt.signal()
@@ -92,34 +117,20 @@ func TestSignalledRepublish(t *testing.T) {
 // it, as a copy made by another tool would: the server sees the change
 // once trustWindow has passed since its last stat.
 func TestUnsignalledChange(t *testing.T) {
-	tt := newTestTree(t)
-	skipUnlessCounterTrusted(t, tt.dir())
-	d0 := publishVersion(tt, 0).String()
-	tt.signal()
-	cs := newCountedServer(t, tt)
-	cs.pull(t, http.MethodGet, d0)
+	tt, cs, d0 := signalledTree(t)
 	d1 := publishVersion(tt, 1).String() // no signal
 	cs.clock.Add(int64(trustWindow / 2))
 	cs.pull(t, http.MethodGet, d0) // still trusted: the old answer
 	cs.clock.Add(int64(trustWindow/2) + 1)
 	cs.pull(t, http.MethodGet, d1)
-	before := cs.stats.Load()
-	cs.pull(t, http.MethodGet, d1)
-	if n := cs.stats.Load() - before; n != 0 {
-		t.Errorf("%d stats for a request right after one that validated the file, want 0", n)
-	}
+	cs.pullWithoutStat(t, http.MethodGet, d1) // right after a request that validated the file
 }
 
 // TestCounterReplaced removes the counter file and lets a writer create a
 // new one: the server maps the new one within trustWindow, and until then
 // validates what it serves by the window.
 func TestCounterReplaced(t *testing.T) {
-	tt := newTestTree(t)
-	skipUnlessCounterTrusted(t, tt.dir())
-	d0 := publishVersion(tt, 0).String()
-	tt.signal()
-	cs := newCountedServer(t, tt)
-	cs.pull(t, http.MethodGet, d0)
+	tt, cs, _ := signalledTree(t)
 	must(t, os.Remove(tt.root.Path(layout.ChangesKey())))
 	d1 := publishVersion(tt, 1).String()
 	tt.signal() // a new file: the server still has the old one mapped
@@ -130,11 +141,7 @@ func TestCounterReplaced(t *testing.T) {
 	d2 := publishVersion(tt, 2).String()
 	tt.signal()
 	cs.pull(t, http.MethodGet, d2)
-	before := cs.stats.Load()
-	cs.pull(t, http.MethodHead, d2)
-	if n := cs.stats.Load() - before; n != 0 {
-		t.Errorf("%d stats after the new counter was mapped, want 0", n)
-	}
+	cs.pullWithoutStat(t, http.MethodHead, d2)
 }
 
 // TestNoCounter checks that without a counter file every use of a cached

@@ -155,5 +155,3 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, err error) {
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(body)
 }
-
-var locationKey = http.CanonicalHeaderKey("Location")

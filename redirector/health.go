@@ -68,15 +68,6 @@ func isOpsPath(path string) bool {
 	return path == healthzPath || path == readyzPath || path == metricsPath
 }
 
-// IsAPITarget reports whether a request target (path and query, as sent)
-// is under /v2, the registry API: what heron serve answers on its own
-// HTTP/1.1 loop (package h1). The operations endpoints are served by
-// net/http.
-func IsAPITarget(target string) bool {
-	rest, ok := strings.CutPrefix(target, "/v2")
-	return ok && (rest == "" || rest[0] == '/' || rest[0] == '?')
-}
-
 // serveHealthz is the liveness check: it touches no file, so that a slow
 // or lost file system makes the server unready, not restarted.
 func (s *Server) serveHealthz(w http.ResponseWriter, r *http.Request) {

@@ -67,6 +67,15 @@ func parsePath(rest string) request {
 	return request{endpoint: e, name: name, ref: ref}
 }
 
+// IsAPITarget reports whether a request target (path and query, as sent)
+// is under /v2, the registry API: what heron serve answers on its own
+// HTTP/1.1 loop (package h1). The operations endpoints are served by
+// net/http.
+func IsAPITarget(target string) bool {
+	rest, ok := strings.CutPrefix(target, "/v2")
+	return ok && (rest == "" || rest[0] == '/' || rest[0] == '?')
+}
+
 // routes builds the router: one catch-all /v2/*path for reads, the same
 // path answering 405 for every method that would write, and OCI errors
 // for anything else. httprouter's path "fixing" redirects are off: a path

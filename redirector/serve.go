@@ -248,6 +248,7 @@ var (
 	blobContentTypeValue  = []string{blobContentType}
 	blobCacheControlValue = []string{blobCacheControl}
 	acceptRangesKey       = http.CanonicalHeaderKey("Accept-Ranges")
+	locationKey           = http.CanonicalHeaderKey("Location")
 	acceptRangesValue     = []string{"bytes"}
 	cacheControlKey       = http.CanonicalHeaderKey("Cache-Control")
 )

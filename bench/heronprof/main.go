@@ -82,7 +82,7 @@ func run(root, addr, profile string, dur time.Duration, fastPath bool, opts []re
 	}
 	srv := &h1.Server{HTTP: hs, FastPath: redirector.IsAPITarget, MaxConnections: 10000}
 	if !fastPath {
-		srv.FastPath = func(string) bool { return false }
+		srv.FastPath = h1.NoFastPath
 	}
 
 	f, err := os.Create(profile)

@@ -22,35 +22,29 @@ func runBatch(cmd *cobra.Command, p *publish.Publisher, file string, prune, asJS
 		return err
 	}
 	out := cmd.OutOrStdout()
+	sum := res.Summary()
 	if asJSON {
 		// The summary even when some repositories failed (each says why);
 		// the exit status still says so.
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		if jerr := enc.Encode(res.Summary()); jerr != nil && err == nil {
+		if jerr := enc.Encode(sum); jerr != nil && err == nil {
 			err = jerr
 		}
 		return err
 	}
-	var published, unchanged, pruned, failed int
-	for _, r := range res.Repositories {
+	for _, r := range sum.Repositories {
 		for _, t := range r.Published {
 			fmt.Fprintf(out, "published %s:%s\n", r.Name, t)
 		}
-		for _, t := range r.PrunedTags {
+		for _, t := range r.Pruned {
 			fmt.Fprintf(out, "pruned %s:%s\n", r.Name, t)
 		}
-		published += len(r.Published)
-		unchanged += len(r.Unchanged)
-		pruned += len(r.PrunedTags)
-		if r.Err != nil {
-			failed++
-		}
 	}
-	for _, n := range res.Pruned {
+	for _, n := range sum.Removed {
 		fmt.Fprintf(out, "removed %s\n", n)
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "%d repositories (%d failed): %d tag(s) published, %d unchanged, %d pruned; %d repositories removed; wrote %d blob(s) (%d bytes)\n",
-		len(res.Repositories), failed, published, unchanged, pruned, len(res.Pruned), res.BlobsWritten, res.BytesWritten)
+		len(sum.Repositories), sum.RepositoriesFailed, sum.TagsPublished, sum.TagsUnchanged, sum.TagsPruned, len(sum.Removed), sum.BlobsWritten, sum.BytesWritten)
 	return err
 }

@@ -44,6 +44,16 @@ func fixtureSource(t *testing.T, name string) (spec string, digest string) {
 	return f.SourceIn(abs), string(f.Digest)
 }
 
+// writeFile writes content to dir/name and returns its path.
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // TestBatchRmTag drives publish --batch, tag and rm through the command
 // line, each step checked by what it prints and by heron ls.
 func TestBatchRmTag(t *testing.T) {
@@ -51,13 +61,7 @@ func TestBatchRmTag(t *testing.T) {
 	idx, _ := fixtureSource(t, "oci-index")
 	dir := t.TempDir()
 	root := filepath.Join(dir, "tree")
-	writeBatch := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	writeBatch := func(name, content string) string { return writeFile(t, dir, name, content) }
 	full := writeBatch("full.yaml", fmt.Sprintf("repositories:\n- name: team/app\n  tags:\n    v1: %s\n    latest: %s\n- name: other\n  tags:\n    \"1.0\": %s\n", img, img, idx))
 	small := writeBatch("small.json", fmt.Sprintf(`{"repositories": [{"name": "team/app", "tags": {"v1": %q}}]}`, img))
 
@@ -115,13 +119,7 @@ func TestBatchOutputJSON(t *testing.T) {
 	img, _ := fixtureSource(t, "oci-image")
 	dir := t.TempDir()
 	root := filepath.Join(dir, "tree")
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, content string) string { return writeFile(t, dir, name, content) }
 	good := write("good.yaml", fmt.Sprintf("repositories:\n- name: team/app\n  tags:\n    v1: %s\n    latest: %s\n", img, img))
 	bad := write("bad.yaml", fmt.Sprintf("repositories:\n- name: team/app\n  tags:\n    v1: %s\n- name: broken\n  tags:\n    v1: oci:%s\n", img, filepath.Join(dir, "missing")))
 

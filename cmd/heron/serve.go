@@ -209,11 +209,11 @@ func serve(ctx context.Context, stderr io.Writer, c serveConfig) error {
 	// The connection limit is kept by the loop (h1.Server.MaxConnections)
 	// for both ways of serving: a limiting net.Listener would wrap the
 	// connections and hide the ReadFrom that sends files with sendfile.
-	var registryServer server = &h1.Server{HTTP: registry, FastPath: redirector.IsAPITarget, MaxConnections: c.maxConnections}
+	fast := redirector.IsAPITarget
 	if !c.fastPath {
-		registryServer = &h1.Server{HTTP: registry, FastPath: func(string) bool { return false }, MaxConnections: c.maxConnections}
+		fast = h1.NoFastPath
 	}
-	servers := []server{registryServer}
+	servers := []server{&h1.Server{HTTP: registry, FastPath: fast, MaxConnections: c.maxConnections}}
 	listeners := []net.Listener{ln}
 	opsURL := "http://" + ln.Addr().String()
 	if c.metricsAddr != "" {

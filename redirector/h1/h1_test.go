@@ -162,7 +162,7 @@ func startServer(t testing.TB, handler http.Handler, fast bool, configure ...fun
 	hs.ErrorLog = discardLog()
 	ts.srv = &Server{HTTP: hs, FastPath: func(target string) bool { return strings.HasPrefix(target, "/v2") }}
 	if !fast {
-		ts.srv.FastPath = func(string) bool { return false }
+		ts.srv.FastPath = NoFastPath
 	}
 	for _, c := range configure {
 		c(ts.srv)

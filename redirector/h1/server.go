@@ -79,6 +79,10 @@ type Server struct {
 	connsDone sync.WaitGroup
 }
 
+// NoFastPath is a FastPath that serves nothing on the loop: every
+// connection goes to net/http (heron serve --fast-path=false).
+func NoFastPath(string) bool { return false }
+
 // ErrServerClosed is what Serve returns after Shutdown or Close.
 var ErrServerClosed = http.ErrServerClosed
 
