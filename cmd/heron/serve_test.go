@@ -407,12 +407,14 @@ func TestServeSlowLoris(t *testing.T) {
 	dir := t.TempDir()
 	writeLayoutFile(t, dir, layout.EncodeLayoutFile())
 	s := startServe(t, "--root", dir, "--addr", "127.0.0.1:0", "--read-header-timeout", "300ms")
+	// Before the dial: the server's deadline starts when it accepts the
+	// connection, which may come a moment before Dial returns here.
+	start := time.Now()
 	c, err := net.Dial("tcp", s.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	start := time.Now()
 	closed := make(chan time.Duration, 1)
 	go func() {
 		// The server closes the connection without an answer.
