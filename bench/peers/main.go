@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/heron-registry/heron/bench/load"
 	"github.com/heron-registry/heron/bench/treegen"
+	"github.com/heron-registry/heron/layout"
 )
 
 // config holds the flags.
@@ -73,7 +75,23 @@ func main() {
 	flag.IntVar(&cfg.peerRepos, "peer-repos", 1000, "repositories of the tree the servers are compared on")
 	flag.IntVar(&cfg.startups, "startups", 5, "start-ups measured per tree size")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the run folder (server logs, configurations)")
+	var floorMode, floorAddr, floorLocation, floorDigest string
+	flag.StringVar(&floorMode, "floor-serve", "", "(internal) serve a floor of the 307 scenario: nethttp or loop")
+	flag.StringVar(&floorAddr, "floor-addr", "", "(internal) with -floor-serve: the address")
+	flag.StringVar(&floorLocation, "floor-location", "", "(internal) with -floor-serve: the Location")
+	flag.StringVar(&floorDigest, "floor-digest", "", "(internal) with -floor-serve: the Docker-Content-Digest")
 	flag.Parse()
+	if floorMode != "" {
+		ln, err := net.Listen("tcp", floorAddr)
+		if err == nil {
+			err = floorServe(floorMode, ln, floorLocation, floorDigest)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "peers:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	cfg.command = strings.Join(os.Args, " ")
 	if cfg.heron == "" || flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: peers -heron BIN [flags]")
@@ -299,6 +317,36 @@ func comparePeers(ctx context.Context, cfg *config, fx *fixture, tree, runDir st
 		return err
 	}
 
+	// The floors of the 307 scenario (floor.go), this binary again.
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	layerKey, err := layout.BlobKey(fx.img.LayerDigest)
+	if err != nil {
+		return err
+	}
+	startFloor := func(mode string) (string, error) {
+		addr, err := freeAddr()
+		if err != nil {
+			return "", err
+		}
+		p, err := launch(start("floor-"+mode, addr, runDir, self, "-floor-serve", mode, "-floor-addr", addr,
+			"-floor-location", "http://"+nginxAddr+"/"+layerKey, "-floor-digest", fx.img.LayerDigest.String()))
+		if err != nil {
+			return "", err
+		}
+		return addr, p.waitReady(ctx, "http://"+addr+"/", http.StatusTemporaryRedirect, 10*time.Second)
+	}
+	floorNetHTTPAddr, err := startFloor(floorNetHTTP)
+	if err != nil {
+		return err
+	}
+	floorLoopAddr, err := startFloor(floorLoop)
+	if err != nil {
+		return err
+	}
+
 	// registry:2, loaded with the same image.
 	regAddr, err := freeAddr()
 	if err != nil {
@@ -332,6 +380,8 @@ func comparePeers(ctx context.Context, cfg *config, fx *fixture, tree, runDir st
 
 		tHeronNetHTTP:         {name: tHeronNetHTTP, addr: netHTTPAddr},
 		tHeronRedirectNetHTTP: {name: tHeronRedirectNetHTTP, addr: redirNetHTTPAddr},
+		tFloorNetHTTP:         {name: tFloorNetHTTP, addr: floorNetHTTPAddr},
+		tFloorLoop:            {name: tFloorLoop, addr: floorLoopAddr},
 	}
 	scs := scenarios()
 	for _, s := range scs {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,5 +99,37 @@ func TestNginx(t *testing.T) {
 	body, err := get("http://" + addr + "/blobs/sha256/" + fx.img.LayerDigest.Encoded())
 	if err != nil || len(body) != len(fx.img.Layer) {
 		t.Fatalf("redirect target: %d bytes, %v", len(body), err)
+	}
+}
+
+// TestFloors checks that both floors give the 307 scenario's answer (the
+// preflight every server passes before it is measured).
+func TestFloors(t *testing.T) {
+	fx := &fixture{repo: "library/app"}
+	img, err := treegen.NewImage(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.img = img
+	var sc scenario
+	for _, s := range scenarios() {
+		if s.id == "blob-307" {
+			sc = s
+		}
+	}
+	for _, mode := range []string{floorNetHTTP, floorLoop} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			done <- floorServe(mode, ln, "http://127.0.0.1:1/blobs/sha256/"+img.LayerDigest.Encoded(), img.LayerDigest.String())
+		}()
+		if err := sc.preflight(fx, target{name: mode, addr: ln.Addr().String()}); err != nil {
+			t.Errorf("%s: %v", mode, err)
+		}
+		ln.Close()
+		<-done
 	}
 }

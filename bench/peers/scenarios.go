@@ -61,6 +61,10 @@ const (
 	// heron's HTTP/1.1 loop (redirector/h1), to show what the loop is worth.
 	tHeronNetHTTP         = "heron --fast-path=false"
 	tHeronRedirectNetHTTP = "heron --blob-base-url --fast-path=false"
+	// The floors of the 307 (floor.go): Go servers that answer it and do
+	// nothing else.
+	tFloorNetHTTP = "Go net/http, empty handler"
+	tFloorLoop    = "Go minimal loop"
 )
 
 // target is one server as a scenario sees it.
@@ -110,7 +114,7 @@ func scenarios() []scenario {
 		{id: "blob-307", title: "GET blob, answered 307", method: http.MethodGet,
 			path:    func(f *fixture) string { return f.blobPath(f.repo, f.img.LayerDigest) },
 			status:  307,
-			targets: []string{tNginxRedirect, tHeronRedirect, tHeronRedirectNetHTTP}, check: checkRedirect},
+			targets: []string{tNginxRedirect, tHeronRedirect, tHeronRedirectNetHTTP, tFloorNetHTTP, tFloorLoop}, check: checkRedirect},
 		{id: "tags-list", title: "GET tags/list (100 tags)", method: http.MethodGet,
 			path:   func(f *fixture) string { return "/v2/" + f.tagsRepo + "/tags/list" },
 			status: 200, targets: peers, check: checkTags},
