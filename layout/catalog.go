@@ -47,6 +47,9 @@ func EncodeCatalogIndex(idx *CatalogIndex) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(b)+1 > MaxCatalogFileSize {
+		return nil, fmt.Errorf("catalog index: %d shards take more than the %d bytes a reader accepts", len(idx.Shards), MaxCatalogFileSize)
+	}
 	return append(b, '\n'), nil
 }
 
@@ -84,6 +87,9 @@ func EncodeCatalogShard(names []string) (data []byte, id string, err error) {
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(CatalogShardFile{Repositories: names}); err != nil {
 		return nil, "", err
+	}
+	if buf.Len() > MaxCatalogFileSize {
+		return nil, "", fmt.Errorf("catalog shard: %d names take more than the %d bytes a reader accepts", len(names), MaxCatalogFileSize)
 	}
 	sum := sha256.Sum256(buf.Bytes())
 	return buf.Bytes(), hex.EncodeToString(sum[:]), nil

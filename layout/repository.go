@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -14,10 +15,6 @@ import (
 // RepositorySchemaVersion is the version of the repository file this package
 // reads and writes.
 const RepositorySchemaVersion = 1
-
-// MaxRepositoryFileSize bounds what a reader accepts as a repository file;
-// a larger file is refused rather than read into memory.
-const MaxRepositoryFileSize = 64 << 20
 
 // ErrUnsupportedVersion is wrapped by decoding errors for files of a schema
 // or layout version this package does not know.
@@ -46,7 +43,9 @@ type Repository struct {
 	// Name is the repository name; it matches the file's key.
 	Name string `json:"name"`
 	// BlobBaseURL, when set, makes the server redirect blob requests to
-	// <BlobBaseURL>/blobs/<alg>/<hex>.
+	// <BlobBaseURL>/blobs/<alg>/<hex>. It is an absolute http or https URL
+	// (ValidateBlobBaseURL); Encode and DecodeRepository drop its trailing
+	// slashes, so that a reader appends "/" and a key to it as it is.
 	BlobBaseURL string `json:"blobBaseURL,omitempty"`
 	// Protected repositories need credentials.
 	Protected bool `json:"protected,omitempty"`
@@ -166,10 +165,26 @@ func DecodeRepository(data []byte) (*Repository, error) {
 	if r.Blobs == nil {
 		r.Blobs = map[digest.Digest]Blob{}
 	}
+	r.BlobBaseURL = strings.TrimRight(r.BlobBaseURL, "/")
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
 	return &r, nil
+}
+
+// DecodeRepositoryFile is DecodeRepository for the file of repository
+// name: it also checks that the file names the repository whose key it was
+// read from, so that a file copied to another repository's key is never
+// served as that repository.
+func DecodeRepositoryFile(name string, data []byte) (*Repository, error) {
+	r, err := DecodeRepository(data)
+	if err != nil {
+		return nil, err
+	}
+	if r.Name != name {
+		return nil, fmt.Errorf("repository file: the file names repository %q, its key says %q", r.Name, name)
+	}
+	return r, nil
 }
 
 // Encode returns the repository file's bytes: indented JSON with sorted
@@ -182,6 +197,7 @@ func (r *Repository) Encode() ([]byte, error) {
 	for _, refs := range r.Referrers {
 		sortDescriptors(refs)
 	}
+	r.BlobBaseURL = strings.TrimRight(r.BlobBaseURL, "/")
 	b, err := json.Marshal((*repositoryJSON)(r))
 	if err != nil {
 		return nil, err
@@ -203,6 +219,9 @@ func (r *Repository) Encode() ([]byte, error) {
 		return nil, err
 	}
 	out.WriteByte('\n')
+	if out.Len() > MaxRepositoryFileSize {
+		return nil, fmt.Errorf("repository %s: the file would be %d bytes, more than the %d a reader accepts", r.Name, out.Len(), MaxRepositoryFileSize)
+	}
 	return out.Bytes(), nil
 }
 
@@ -219,6 +238,11 @@ func (r *Repository) Validate() error {
 	}
 	if err := ValidateRepository(r.Name); err != nil {
 		return fmt.Errorf("repository file: %w", err)
+	}
+	if r.BlobBaseURL != "" {
+		if err := ValidateBlobBaseURL(r.BlobBaseURL); err != nil {
+			return fmt.Errorf("repository %s: %w", r.Name, err)
+		}
 	}
 	for tag, d := range r.Tags {
 		if err := ValidateTag(tag); err != nil {

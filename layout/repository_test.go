@@ -147,3 +147,68 @@ func TestLayoutFile(t *testing.T) {
 		t.Fatal("garbage accepted")
 	}
 }
+
+func TestBlobBaseURL(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"", "", true},
+		{"https://cdn.example.com", "https://cdn.example.com", true},
+		{"https://cdn.example.com/tree/", "https://cdn.example.com/tree", true},
+		{"http://127.0.0.1:8080//", "http://127.0.0.1:8080", true},
+		{"/blobs", "", false},
+		{"cdn.example.com", "", false},
+		{"ftp://cdn.example.com", "", false},
+		{"https://cdn.example.com/?sig=1", "", false},
+		{"https://cdn.example.com/?", "", false},
+		{"https://cdn.example.com/#x", "", false},
+		{"https://", "", false},
+	} {
+		got, err := NormalizeBlobBaseURL(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("NormalizeBlobBaseURL(%q) = %q, %v; want %q, ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+		if err != nil && !errors.Is(err, ErrInvalidBaseURL) {
+			t.Errorf("NormalizeBlobBaseURL(%q): %v is not ErrInvalidBaseURL", tc.in, err)
+		}
+	}
+}
+
+func TestRepositoryBlobBaseURL(t *testing.T) {
+	r := NewRepository("app")
+	r.BlobBaseURL = "https://cdn.example.com/tree//"
+	b, err := r.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeRepository(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.BlobBaseURL != "https://cdn.example.com/tree" {
+		t.Errorf("BlobBaseURL after a round trip = %q", got.BlobBaseURL)
+	}
+	// Another writer's trailing slash is dropped on decoding.
+	slashed := bytes.Replace(b, []byte(`tree"`), []byte(`tree/"`), 1)
+	if got, err := DecodeRepository(slashed); err != nil || got.BlobBaseURL != "https://cdn.example.com/tree" {
+		t.Errorf("decoding a base URL with a trailing slash: %v, %v", got, err)
+	}
+	bad := bytes.Replace(b, []byte(`https://cdn.example.com/tree`), []byte(`ftp://cdn.example.com`), 1)
+	if _, err := DecodeRepository(bad); !errors.Is(err, ErrInvalidBaseURL) {
+		t.Errorf("decoding an ftp base URL: %v, want ErrInvalidBaseURL", err)
+	}
+}
+
+func TestDecodeRepositoryFile(t *testing.T) {
+	b, err := NewRepository("a/b").Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecodeRepositoryFile("a/b", b); err != nil {
+		t.Errorf("its own name: %v", err)
+	}
+	if _, err := DecodeRepositoryFile("a/c", b); err == nil || !strings.Contains(err.Error(), `names repository "a/b"`) {
+		t.Errorf("another name: %v", err)
+	}
+}

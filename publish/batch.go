@@ -104,10 +104,8 @@ func (p *Publisher) RunBatch(ctx context.Context, b *Batch, opts BatchOptions) (
 	if len(b.Repositories) == 0 && !opts.Prune {
 		return res, nil
 	}
-	if p.blobBaseURL != "" {
-		if err := validateBaseURL(p.blobBaseURL); err != nil {
-			return nil, err
-		}
+	if p.optErr != nil {
+		return nil, p.optErr
 	}
 	needInit, err := p.checkTree(ctx)
 	if err != nil {
@@ -185,8 +183,11 @@ func (p *Publisher) batchRepository(ctx context.Context, r *BatchRepository, opt
 		base = &p.blobBaseURL
 	}
 	if base != nil {
-		trimmed := strings.TrimRight(*base, "/")
-		base = &trimmed
+		normalized, err := layout.NormalizeBlobBaseURL(*base)
+		if err != nil {
+			return err
+		}
+		base = &normalized
 	}
 	var needSettings bool
 	if cur == nil {
@@ -389,7 +390,11 @@ func (p *Publisher) forBatch(r *BatchRepository) (*Publisher, error) {
 	q := *p
 	q.batchCatalog = true
 	if r.BlobBaseURL != nil {
-		q.blobBaseURL = strings.TrimRight(*r.BlobBaseURL, "/")
+		base, err := layout.NormalizeBlobBaseURL(*r.BlobBaseURL)
+		if err != nil {
+			return nil, err
+		}
+		q.blobBaseURL = base
 	}
 	opt, err := batchPolicy(r.Policy)
 	if err != nil {

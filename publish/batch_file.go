@@ -117,7 +117,7 @@ func (b *Batch) Validate() error {
 			}
 		}
 		if r.BlobBaseURL != nil && *r.BlobBaseURL != "" {
-			if err := validateBaseURL(strings.TrimRight(*r.BlobBaseURL, "/")); err != nil {
+			if err := layout.ValidateBlobBaseURL(*r.BlobBaseURL); err != nil {
 				return fmt.Errorf("%s: %w", where, err)
 			}
 		}

@@ -11,9 +11,6 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// maxCatalogFileSize bounds the catalog index and each shard.
-const maxCatalogFileSize = 64 << 20
-
 // catalog is the catalog being changed: the index as read, and the names of
 // the shards read so far.
 type catalog struct {
@@ -24,7 +21,7 @@ type catalog struct {
 
 func readCatalog(ctx context.Context, sink Sink) (*catalog, error) {
 	c := &catalog{sink: sink, idx: &layout.CatalogIndex{LayoutVersion: layout.Version}, shards: map[string][]string{}}
-	b, err := sink.ReadFile(ctx, layout.CatalogIndexKey(), maxCatalogFileSize)
+	b, err := sink.ReadFile(ctx, layout.CatalogIndexKey(), layout.MaxCatalogFileSize)
 	if errors.Is(err, ErrNotFound) {
 		return c, nil
 	}
@@ -46,7 +43,7 @@ func (c *catalog) shard(ctx context.Context, i int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := c.sink.ReadFile(ctx, key, maxCatalogFileSize)
+	b, err := c.sink.ReadFile(ctx, key, layout.MaxCatalogFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}

@@ -139,7 +139,7 @@ func (v *verifier) problem(key, format string, args ...any) {
 
 func (v *verifier) run(ctx context.Context) error {
 	lk := layout.LayoutFileKey()
-	b, err := v.sink.ReadFile(ctx, lk, maxLayoutFileSize)
+	b, err := v.sink.ReadFile(ctx, lk, layout.MaxLayoutFileSize)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		v.problem(lk, "missing: this is not a heron tree")
@@ -351,11 +351,11 @@ func (v *verifier) hashManifest(ctx context.Context, d digest.Digest, m layout.M
 	}
 	v.hashed[d] = true
 	size := v.blobs[d].Size
-	if size > MaxManifestSize {
-		v.problem(bk, "a manifest of %d bytes, more than the %d allowed", size, MaxManifestSize)
+	if size > layout.MaxManifestSize {
+		v.problem(bk, "a manifest of %d bytes, more than the %d allowed", size, layout.MaxManifestSize)
 		return nil
 	}
-	raw, err := v.sink.ReadFile(ctx, bk, MaxManifestSize)
+	raw, err := v.sink.ReadFile(ctx, bk, layout.MaxManifestSize)
 	if err != nil {
 		v.problem(bk, "%v", err)
 		return nil
@@ -383,7 +383,7 @@ func (v *verifier) hashManifest(ctx context.Context, d digest.Digest, m layout.M
 func (v *verifier) catalog(ctx context.Context, names map[string]bool) error {
 	ik := layout.CatalogIndexKey()
 	listed := map[string]string{} // name → key of the shard listing it
-	b, err := v.sink.ReadFile(ctx, ik, maxCatalogFileSize)
+	b, err := v.sink.ReadFile(ctx, ik, layout.MaxCatalogFileSize)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		b = nil
@@ -404,7 +404,7 @@ func (v *verifier) catalog(ctx context.Context, names map[string]bool) error {
 	for i, s := range idx.Shards {
 		named[s.ID] = true
 		sk, _ := layout.CatalogShardKey(s.ID)
-		sb, err := v.sink.ReadFile(ctx, sk, maxCatalogFileSize)
+		sb, err := v.sink.ReadFile(ctx, sk, layout.MaxCatalogFileSize)
 		if errors.Is(err, ErrNotFound) {
 			v.problem(ik, "shard %d is missing (%s)", i, sk)
 			continue

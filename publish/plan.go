@@ -15,10 +15,6 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// MaxManifestSize is the largest manifest publish reads (the limit most
-// registries apply); manifests are read whole, blobs never are.
-const MaxManifestSize = 4 << 20
-
 // maxDepth bounds the nesting of indexes.
 const maxDepth = 16
 
@@ -274,11 +270,11 @@ func appendUnique(ds []digest.Digest, d digest.Digest) []digest.Digest {
 	return append(ds, d)
 }
 
-// readManifest reads a manifest whole (at most MaxManifestSize bytes) and
+// readManifest reads a manifest whole (at most layout.MaxManifestSize bytes) and
 // checks it against its descriptor.
 func readManifest(ctx context.Context, src Source, desc ocispec.Descriptor) ([]byte, error) {
-	if desc.Size > MaxManifestSize {
-		return nil, fmt.Errorf("manifest %s is %d bytes, more than the %d allowed", desc.Digest, desc.Size, MaxManifestSize)
+	if desc.Size > layout.MaxManifestSize {
+		return nil, fmt.Errorf("manifest %s is %d bytes, more than the %d allowed", desc.Digest, desc.Size, layout.MaxManifestSize)
 	}
 	rc, err := src.Fetch(ctx, desc)
 	if err != nil {

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"sort"
-	"strings"
 
 	"github.com/heron-registry/heron/layout"
 	"github.com/opencontainers/go-digest"
@@ -30,9 +28,6 @@ var ErrNameConflict = errors.New("repository name conflict")
 // ErrNoTargets is returned by Publish when it is given nowhere to publish to.
 var ErrNoTargets = errors.New("no target: give at least one NAME:TAG")
 
-// maxLayoutFileSize bounds heron-layout.json.
-const maxLayoutFileSize = 64 << 10
-
 // Publisher writes images into the tree behind a Sink. It is the only
 // writer of a tree. A Publisher holds no state between calls, and any
 // number of them, in any number of processes, may write the same tree at
@@ -43,7 +38,10 @@ type Publisher struct {
 	sink        Sink
 	log         *slog.Logger
 	shardSize   int
-	blobBaseURL string
+	blobBaseURL string // normalized (layout.NormalizeBlobBaseURL)
+	// optErr is the error of an option that was given a bad value; the
+	// methods that use the option return it.
+	optErr error
 	// batchCatalog is set on the copies RunBatch publishes with: it
 	// updates the catalog once, at the end, rather than Publish each time.
 	batchCatalog bool
@@ -76,10 +74,19 @@ func WithCatalogShardSize(n int) Option {
 }
 
 // WithBlobBaseURL sets the blobBaseURL of every repository published to:
-// the server redirects blob requests to <url>/blobs/<alg>/<hex>. A final
-// "/" is dropped. Without it, a repository keeps the one it has.
+// the server redirects blob requests to <url>/blobs/<alg>/<hex>. Final
+// slashes are dropped. Without it, a repository keeps the one it has. A
+// URL that layout.ValidateBlobBaseURL refuses makes Publish and RunBatch
+// fail before they write anything.
 func WithBlobBaseURL(u string) Option {
-	return func(p *Publisher) { p.blobBaseURL = strings.TrimRight(u, "/") }
+	return func(p *Publisher) {
+		base, err := layout.NormalizeBlobBaseURL(u)
+		if err != nil {
+			p.optErr = err
+			return
+		}
+		p.blobBaseURL = base
+	}
 }
 
 // New returns a Publisher writing through sink.
@@ -148,10 +155,8 @@ func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (
 	if err != nil {
 		return nil, err
 	}
-	if p.blobBaseURL != "" {
-		if err := validateBaseURL(p.blobBaseURL); err != nil {
-			return nil, err
-		}
+	if p.optErr != nil {
+		return nil, p.optErr
 	}
 	if err := p.checkPolicy(src); err != nil {
 		return nil, err
@@ -250,25 +255,11 @@ func groupTargets(targets []Target) (map[string][]string, []string, error) {
 	return byRepo, names, nil
 }
 
-func validateBaseURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return fmt.Errorf("blob base URL %q: %w", s, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("blob base URL %q: want an absolute http:// or https:// URL", s)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("blob base URL %q: no query or fragment allowed (blobs/<alg>/<hex> is appended)", s)
-	}
-	return nil
-}
-
 // checkTree reads heron-layout.json. It reports whether the tree must be
 // initialised (no layout file, and an empty or missing root), and refuses
 // another layout version or a root holding something else.
 func (p *Publisher) checkTree(ctx context.Context) (needInit bool, err error) {
-	b, err := p.sink.ReadFile(ctx, layout.LayoutFileKey(), maxLayoutFileSize)
+	b, err := p.sink.ReadFile(ctx, layout.LayoutFileKey(), layout.MaxLayoutFileSize)
 	if err == nil {
 		if _, err := layout.DecodeLayoutFile(b); err != nil {
 			return false, fmt.Errorf("refusing to write into this tree: %w", err)
@@ -446,7 +437,7 @@ func (p *Publisher) present(ctx context.Context, key string, size int64) (bool, 
 // read: a heron-layout.json of layout.Version. A missing layout file is
 // ErrNotTree.
 func CheckTree(ctx context.Context, sink Sink) error {
-	b, err := sink.ReadFile(ctx, layout.LayoutFileKey(), maxLayoutFileSize)
+	b, err := sink.ReadFile(ctx, layout.LayoutFileKey(), layout.MaxLayoutFileSize)
 	if errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("%w: no %s", ErrNotTree, layout.LayoutFileKey())
 	}

@@ -38,12 +38,9 @@ func readRepository(ctx context.Context, sink Sink, name string) (*layout.Reposi
 	if err != nil {
 		return nil, nil, err
 	}
-	r, err := layout.DecodeRepository(b)
+	r, err := layout.DecodeRepositoryFile(name, b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", key, err)
-	}
-	if r.Name != name {
-		return nil, nil, fmt.Errorf("%s: the file names repository %q", key, r.Name)
 	}
 	return r, b, nil
 }

@@ -31,7 +31,7 @@ const (
 // file that is broken fails that repository only, not readiness.
 func (s *Server) Ready(_ context.Context) error {
 	key := layout.LayoutFileKey()
-	data, err := s.tree.readFile(key, maxLayoutFileSize)
+	data, err := s.tree.readFile(key, layout.MaxLayoutFileSize)
 	if err != nil {
 		return err
 	}

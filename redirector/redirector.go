@@ -4,11 +4,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/heron-registry/heron/layout"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -134,7 +133,7 @@ func New(root string, opts ...Option) (*Server, error) {
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
-	base, err := normalizeBase(o.redirectBase)
+	base, err := layout.NormalizeBlobBaseURL(o.redirectBase)
 	if err != nil {
 		return nil, err
 	}
@@ -175,24 +174,6 @@ func New(root string, opts ...Option) (*Server, error) {
 		s.metrics = m
 	}
 	return s, nil
-}
-
-// normalizeBase checks a redirect base URL and drops its trailing slashes.
-func normalizeBase(base string) (string, error) {
-	if base == "" {
-		return "", nil
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		return "", fmt.Errorf("blob base URL %q: %w", base, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("blob base URL %q: want an absolute http or https URL", base)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("blob base URL %q: a query or fragment cannot be followed by a blob key", base)
-	}
-	return strings.TrimRight(base, "/"), nil
 }
 
 // ServeHTTP implements http.Handler.

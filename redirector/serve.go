@@ -62,7 +62,7 @@ func (s *Server) repository(ctx context.Context, name string) (*layout.Repositor
 // base URL, else the server's, else nowhere ("").
 func (s *Server) blobBase(repo *layout.Repository) string {
 	if repo.BlobBaseURL != "" {
-		return strings.TrimRight(repo.BlobBaseURL, "/")
+		return repo.BlobBaseURL // normalized by layout
 	}
 	return s.redirectBase
 }

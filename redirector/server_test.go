@@ -45,11 +45,11 @@ func TestNew(t *testing.T) {
 			writeFile(t, layout.Root(dir).Path(layout.LayoutFileKey()), `layoutVersion: 1`)
 		}, Want: "heron-layout.json"},
 		{Description: "relative base URL", Setup: func(*testing.T, string) {}, Opts: []Option{WithRedirectBase("/blobs")},
-			Want: "want an absolute http or https URL"},
+			Want: "want an absolute http:// or https:// URL"},
 		{Description: "base URL with a query", Setup: func(*testing.T, string) {}, Opts: []Option{WithRedirectBase("https://cdn.example.com/?sig=1")},
 			Want: "query"},
 		{Description: "base URL of another scheme", Setup: func(*testing.T, string) {}, Opts: []Option{WithRedirectBase("ftp://cdn.example.com")},
-			Want: "want an absolute http or https URL"},
+			Want: "want an absolute http:// or https:// URL"},
 	} {
 		t.Run(tc.Description, func(t *testing.T) {
 			tt := newTestTree(t)

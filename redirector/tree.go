@@ -19,16 +19,6 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// Size limits for the small files a request reads whole.
-const (
-	maxLayoutFileSize  = 4 << 10
-	maxCatalogFileSize = 16 << 20
-	// maxManifestSize bounds a manifest the server reads into memory to
-	// verify it. The specification asks registries to accept at least
-	// 4 MiB; heron allows four times that.
-	maxManifestSize = 16 << 20
-)
-
 // errNotFound is what the tree returns for a key that is not a file: absent,
 // under a path component that is not a directory, or a directory itself.
 // Callers turn it into the right 404.
@@ -70,7 +60,7 @@ func openTree(dir string) (*tree, error) {
 		t.subtrees[key] = &subtree{key: key}
 	}
 	key := layout.LayoutFileKey()
-	data, err := t.readFile(key, maxLayoutFileSize)
+	data, err := t.readFile(key, layout.MaxLayoutFileSize)
 	if err == nil {
 		_, err = layout.DecodeLayoutFile(data)
 	}
@@ -224,12 +214,9 @@ func (t *tree) repository(_ context.Context, name string) (*layout.Repository, e
 	if err != nil {
 		return nil, err
 	}
-	repo, err := layout.DecodeRepository(data)
+	repo, err := layout.DecodeRepositoryFile(name, data)
 	if err != nil {
 		return nil, t.fileError(key, err)
-	}
-	if repo.Name != name {
-		return nil, t.fileErrorf(key, "the file names repository %q", repo.Name)
 	}
 	return repo, nil
 }
@@ -357,8 +344,8 @@ func (t *tree) readManifest(d digest.Digest, size int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if size > maxManifestSize {
-		return nil, t.fileErrorf(key, "manifest of %d bytes, more than the %d served", size, maxManifestSize)
+	if size > layout.MaxManifestSize {
+		return nil, t.fileErrorf(key, "manifest of %d bytes, more than the %d served", size, layout.MaxManifestSize)
 	}
 	f, err := t.openBlob(d, size)
 	if err != nil {
@@ -381,7 +368,7 @@ func (t *tree) readManifest(d digest.Digest, size int64) ([]byte, error) {
 // catalogIndex reads catalog/index.json; errNotFound when there is none.
 func (t *tree) catalogIndex() (*layout.CatalogIndex, error) {
 	key := layout.CatalogIndexKey()
-	data, err := t.readFile(key, maxCatalogFileSize)
+	data, err := t.readFile(key, layout.MaxCatalogFileSize)
 	if err != nil {
 		return nil, err
 	}
@@ -399,7 +386,7 @@ func (t *tree) catalogShard(id string) (*layout.CatalogNames, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := t.readFile(key, maxCatalogFileSize)
+	data, err := t.readFile(key, layout.MaxCatalogFileSize)
 	if err != nil {
 		return nil, err
 	}

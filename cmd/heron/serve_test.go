@@ -506,7 +506,7 @@ func TestServeErrors(t *testing.T) {
 		{Description: "no root", Args: []string{"--root", good + "/missing"}, Want: "open tree"},
 		{Description: "root flag missing", Want: `"root" not set`},
 		{Description: "positional argument", Args: []string{"--root", good, "extra"}, Want: "unknown command"},
-		{Description: "bad base URL", Args: []string{"--root", good, "--blob-base-url", "cdn.example.com"}, Want: "absolute http or https URL"},
+		{Description: "bad base URL", Args: []string{"--root", good, "--blob-base-url", "cdn.example.com"}, Want: "absolute http:// or https:// URL"},
 		{Description: "bad address", Args: []string{"--root", good, "--addr", "127.0.0.1:notaport"}, Want: "listen"},
 		{Description: "negative cache size", Args: []string{"--root", good, "--cache-size", "-1"}, Want: "cache bounds must not be negative"},
 		{Description: "log format", Args: []string{"--root", good, "--log-format", "xml"}, Want: `--log-format "xml": want text or json`},
