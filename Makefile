@@ -1,8 +1,9 @@
 # heron's build and test entry points. `make help` lists them.
 #
 # The real clients of the end-to-end suite (skopeo, podman, crane, oras,
-# regctl) come from `make tools`; the Go ones live in $(HERON_CACHE)/bin,
-# which is put first on PATH here.
+# regctl) are installed by `make tools`, which `make test` and `make e2e`
+# run first (a no-op when they are there); the Go ones live in
+# $(HERON_CACHE)/bin, which is put first on PATH here.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
@@ -33,13 +34,13 @@ FUZZTIME_LONG ?= 5m
 help:
 	@echo 'make build        build bin/heron'
 	@echo 'make run          publish the sample images into $(RUN_DIR)/tree and serve them on $(RUN_ADDR)'
-	@echo 'make test         vet, unit tests (-race), the OCI conformance suite, the end-to-end suite, the reliability tests (the fuzz corpora run with the unit tests)'
+	@echo 'make test         install the clients (make tools), then vet, unit tests (-race), the OCI conformance suite, the end-to-end suite, the reliability tests (the fuzz corpora run with the unit tests)'
 	@echo 'make unit         go test -race ./...'
 	@echo 'make conformance  the OCI distribution conformance suite against heron serve'
 	@echo 'make e2e          pull every fixture with skopeo, podman, crane, oras and regctl'
 	@echo 'make reliability  kill heron publish at random moments; pull while tags move (docs/reliability.md)'
 	@echo 'make fuzz         every fuzz target for $$FUZZTIME (10s) each; make fuzz-long: 5m each (docs/reliability.md)'
-	@echo 'make tools        install those clients (apt-get, and go install into $(HERON_CACHE)/bin)'
+	@echo 'make tools        install those clients (apt-get, and go install into $(HERON_CACHE)/bin); make test and make e2e run it'
 	@echo 'make bench        heron against nginx and registry:2, and at 1k/100k/1M repositories (docs/benchmarks.md; ~6 min)'
 
 build:
@@ -75,9 +76,11 @@ run: build
 	echo; echo "Serving on http://$$r (Ctrl-C stops)"
 	bin/heron serve --root $(RUN_DIR)/tree --addr $(RUN_ADDR)
 
-# test runs every part even when one fails, so that one run reports them
-# all, and fails if any failed.
-test:
+# test installs what the end-to-end suite needs (make tools: idempotent, a
+# few milliseconds when everything is there), then runs every part even
+# when one fails, so that one run reports them all, and fails if any
+# failed.
+test: tools
 	@failed=; \
 	for part in vet unit conformance e2e reliability; do \
 		$(MAKE) --no-print-directory $$part || failed="$$failed $$part"; \
@@ -97,7 +100,7 @@ conformance:
 
 # The suite prints its summary line, "e2e: N passed, N failed, N skipped",
 # from its TestMain. CI=true turns a missing client into a failure.
-e2e:
+e2e: tools
 	$(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) ./e2e/...
 
 # The tests print their figures on lines starting "crash:", "crash-first:"
