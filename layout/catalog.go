@@ -30,11 +30,53 @@ type CatalogShard struct {
 	First string `json:"first"`
 	Last  string `json:"last"`
 	Count int    `json:"count"`
+	// Protected is how many of its names are protected (see
+	// CatalogShardFile.Protected): a server that leaves them out of
+	// /v2/_catalog skips a shard of protected names only without reading
+	// it.
+	Protected int `json:"protected,omitempty"`
 }
 
 // CatalogShardFile is the content of one shard: sorted repository names.
 type CatalogShardFile struct {
 	Repositories []string `json:"repositories"`
+	// Protected are the names of Repositories whose repository file is
+	// protected, sorted: a server leaves them out of /v2/_catalog for a
+	// caller who may not read them. The repository file is the truth;
+	// writers keep the catalog in step with it (docs/layout.md).
+	Protected []string `json:"protected,omitempty"`
+}
+
+// Validate checks that the names are valid, sorted and unique, and that
+// Protected is a sorted subset of them.
+func (f *CatalogShardFile) Validate() error {
+	for i, n := range f.Repositories {
+		if err := ValidateRepository(n); err != nil {
+			return err
+		}
+		if i > 0 && f.Repositories[i-1] >= n {
+			return fmt.Errorf("catalog shard: names not sorted and unique at %q", n)
+		}
+	}
+	return checkProtected(f.Repositories, f.Protected)
+}
+
+// checkProtected checks that protected is a sorted, duplicate-free subset
+// of names (sorted).
+func checkProtected(names, protected []string) error {
+	j := 0
+	for i, p := range protected {
+		if i > 0 && protected[i-1] >= p {
+			return fmt.Errorf("catalog shard: protected names not sorted and unique at %q", p)
+		}
+		for j < len(names) && names[j] < p {
+			j++
+		}
+		if j == len(names) || names[j] != p {
+			return fmt.Errorf("catalog shard: protected name %q is not one of its names", p)
+		}
+	}
+	return nil
 }
 
 // EncodeCatalogIndex returns the bytes of catalog/index.json.
@@ -66,6 +108,9 @@ func DecodeCatalogIndex(data []byte) (*CatalogIndex, error) {
 		if !validShardID(s.ID) {
 			return nil, fmt.Errorf("catalog index: shard %d: layout: invalid catalog shard id %q", i, s.ID)
 		}
+		if s.Protected < 0 || s.Protected > s.Count {
+			return nil, fmt.Errorf("catalog index: shard %d: %d protected names of %d", i, s.Protected, s.Count)
+		}
 		if i > 0 && !(idx.Shards[i-1].Last < s.First) {
 			return nil, fmt.Errorf("catalog index: shards %d and %d are not in order", i-1, i)
 		}
@@ -73,41 +118,56 @@ func DecodeCatalogIndex(data []byte) (*CatalogIndex, error) {
 	return &idx, nil
 }
 
-// EncodeCatalogShard returns a shard's bytes and its id. The names must be
-// sorted and unique.
+// EncodeCatalogShard returns the bytes and the id of a shard of names, none
+// of them protected. The names must be sorted and unique.
 func EncodeCatalogShard(names []string) (data []byte, id string, err error) {
-	for i, n := range names {
-		if err := ValidateRepository(n); err != nil {
-			return nil, "", err
-		}
-		if i > 0 && names[i-1] >= n {
-			return nil, "", fmt.Errorf("catalog shard: names not sorted and unique at %q", n)
-		}
+	return EncodeCatalogShardFile(&CatalogShardFile{Repositories: names})
+}
+
+// EncodeCatalogShardFile returns a shard's bytes and its id; f must be
+// valid (see CatalogShardFile.Validate).
+func EncodeCatalogShardFile(f *CatalogShardFile) (data []byte, id string, err error) {
+	if err := f.Validate(); err != nil {
+		return nil, "", err
+	}
+	if len(f.Protected) == 0 {
+		f = &CatalogShardFile{Repositories: f.Repositories} // no "protected": []
 	}
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(CatalogShardFile{Repositories: names}); err != nil {
+	if err := json.NewEncoder(&buf).Encode(f); err != nil {
 		return nil, "", err
 	}
 	if buf.Len() > MaxCatalogFileSize {
-		return nil, "", fmt.Errorf("catalog shard: %d names take more than the %d bytes a reader accepts", len(names), MaxCatalogFileSize)
+		return nil, "", fmt.Errorf("catalog shard: %d names take more than the %d bytes a reader accepts", len(f.Repositories), MaxCatalogFileSize)
 	}
 	sum := sha256.Sum256(buf.Bytes())
 	return buf.Bytes(), hex.EncodeToString(sum[:]), nil
 }
 
-// DecodeCatalogShard parses a shard and checks it against its id.
+// DecodeCatalogShard parses a shard, checks it against its id, and returns
+// its names, protected or not.
 func DecodeCatalogShard(data []byte, id string) ([]string, error) {
+	f, err := DecodeCatalogShardFile(data, id)
+	if err != nil {
+		return nil, err
+	}
+	return f.Repositories, nil
+}
+
+// DecodeCatalogShardFile parses a shard and checks it against its id and
+// that its protected names are some of its names.
+func DecodeCatalogShardFile(data []byte, id string) (*CatalogShardFile, error) {
 	if err := checkCatalogShard(data, id); err != nil {
 		return nil, err
 	}
 	if names, ok := scanCatalogShard(data); ok {
-		return names.Strings(), nil
+		return &CatalogShardFile{Repositories: names.Strings(), Protected: names.ProtectedStrings()}, nil
 	}
 	return decodeCatalogShardJSON(data, id)
 }
 
-// DecodeCatalogNames is DecodeCatalogShard for a reader that keeps shards:
-// the names come packed in one string (see CatalogNames).
+// DecodeCatalogNames is DecodeCatalogShardFile for a reader that keeps
+// shards: the names come packed in one string (see CatalogNames).
 func DecodeCatalogNames(data []byte, id string) (*CatalogNames, error) {
 	if err := checkCatalogShard(data, id); err != nil {
 		return nil, err
@@ -115,11 +175,11 @@ func DecodeCatalogNames(data []byte, id string) (*CatalogNames, error) {
 	if names, ok := scanCatalogShard(data); ok {
 		return names, nil
 	}
-	names, err := decodeCatalogShardJSON(data, id)
+	f, err := decodeCatalogShardJSON(data, id)
 	if err != nil {
 		return nil, err
 	}
-	return PackCatalogNames(names), nil
+	return PackCatalogShard(f), nil
 }
 
 // checkCatalogShard checks that data is the shard id names.
@@ -131,12 +191,15 @@ func checkCatalogShard(data []byte, id string) error {
 	return nil
 }
 
-func decodeCatalogShardJSON(data []byte, id string) ([]string, error) {
+func decodeCatalogShardJSON(data []byte, id string) (*CatalogShardFile, error) {
 	var f CatalogShardFile
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("catalog shard %s: %w", id, err)
 	}
-	return f.Repositories, nil
+	if err := checkProtected(f.Repositories, f.Protected); err != nil {
+		return nil, fmt.Errorf("catalog shard %s: %w", id, err)
+	}
+	return &f, nil
 }
 
 // CatalogNames are the names of one catalog shard, in order, packed in one
@@ -147,9 +210,53 @@ func decodeCatalogShardJSON(data []byte, id string) ([]string, error) {
 type CatalogNames struct {
 	all  string
 	ends []uint32 // name i is all[ends[i-1]:ends[i]] (from 0 for i = 0)
+	// protected has bit i set when name i is protected; nil when none is.
+	protected []uint64
 }
 
-// PackCatalogNames packs names (of at most 4 GiB in all).
+// PackCatalogShard packs the names of a shard and marks its protected ones;
+// f must be valid.
+func PackCatalogShard(f *CatalogShardFile) *CatalogNames {
+	c := PackCatalogNames(f.Repositories)
+	c.markProtected(f.Protected)
+	return c
+}
+
+// markProtected sets the protected bit of each name of protected, a sorted
+// subset of c's names.
+func (c *CatalogNames) markProtected(protected []string) {
+	if len(protected) == 0 {
+		return
+	}
+	c.protected = make([]uint64, (c.Len()+63)/64)
+	j := 0
+	for _, p := range protected {
+		for j < c.Len() && c.At(j) < p {
+			j++
+		}
+		if j < c.Len() && c.At(j) == p {
+			c.protected[j/64] |= 1 << (j % 64)
+		}
+	}
+}
+
+// Protected reports whether name i is protected.
+func (c *CatalogNames) Protected(i int) bool {
+	return c.protected != nil && c.protected[i/64]&(1<<(i%64)) != 0
+}
+
+// ProtectedStrings returns the protected names (nil when none is).
+func (c *CatalogNames) ProtectedStrings() []string {
+	var out []string
+	for i := 0; c.protected != nil && i < c.Len(); i++ {
+		if c.Protected(i) {
+			out = append(out, c.At(i))
+		}
+	}
+	return out
+}
+
+// PackCatalogNames packs names (of at most 4 GiB in all), none protected.
 func PackCatalogNames(names []string) *CatalogNames {
 	n := 0
 	for _, name := range names {
@@ -185,7 +292,9 @@ func (c *CatalogNames) After(last string) int {
 }
 
 // Size is the approximate memory of c, in bytes.
-func (c *CatalogNames) Size() int64 { return int64(len(c.all)) + 4*int64(len(c.ends)) + 64 }
+func (c *CatalogNames) Size() int64 {
+	return int64(len(c.all)) + 4*int64(len(c.ends)) + 8*int64(len(c.protected)) + 96
+}
 
 // Strings returns the names; they share c's memory.
 func (c *CatalogNames) Strings() []string {
@@ -196,19 +305,21 @@ func (c *CatalogNames) Strings() []string {
 	return names
 }
 
-// catalogShardPrefix and catalogShardSuffix surround the names of a shard
-// as EncodeCatalogShard writes it.
+// catalogShardPrefix, catalogShardProtected and catalogShardSuffix frame
+// the names of a shard as EncodeCatalogShardFile writes it.
 const (
-	catalogShardPrefix = `{"repositories":[`
-	catalogShardSuffix = "]}\n"
+	catalogShardPrefix    = `{"repositories":[`
+	catalogShardProtected = `],"protected":[`
+	catalogShardSuffix    = "]}\n"
 )
 
-// scanCatalogShard decodes a shard written exactly as EncodeCatalogShard
-// writes it, names without escapes, in one pass and an order of magnitude
-// faster than encoding/json: the server reads a shard of a thousand names
-// for a page of a hundred. It reports false for anything else (other
-// spacing, escapes, bytes outside printable ASCII), which the decoders
-// then leave to encoding/json: what it accepts, it decodes as
+// scanCatalogShard decodes a shard written exactly as
+// EncodeCatalogShardFile writes it, names without escapes, in one pass and
+// an order of magnitude faster than encoding/json: the server reads a
+// shard of a thousand names for a page of a hundred. It reports false for
+// anything else (other spacing, escapes, bytes outside printable ASCII,
+// protected names that are not some of the names in order), which the
+// decoders then leave to encoding/json: what it accepts, it decodes as
 // encoding/json would.
 func scanCatalogShard(data []byte) (*CatalogNames, bool) {
 	body, ok := bytes.CutPrefix(data, []byte(catalogShardPrefix))
@@ -221,49 +332,81 @@ func scanCatalogShard(data []byte) (*CatalogNames, bool) {
 			return nil, false
 		}
 	}
+	var protected []byte
+	if i := bytes.Index(body, []byte(catalogShardProtected)); i >= 0 {
+		body, protected = body[:i], body[i+len(catalogShardProtected):]
+		if len(protected) == 0 {
+			return nil, false // EncodeCatalogShardFile writes no empty list
+		}
+	}
 	c := &CatalogNames{}
 	if len(body) == 0 {
-		return c, true
+		return c, protected == nil
 	}
+	all, ends, ok := scanNames(body, true)
+	if !ok {
+		return nil, false
+	}
+	c.all, c.ends = all, ends
+	if protected != nil {
+		p, pends, ok := scanNames(protected, false)
+		if !ok {
+			return nil, false
+		}
+		names := (&CatalogNames{all: p, ends: pends}).Strings()
+		if checkProtected(c.Strings(), names) != nil {
+			return nil, false
+		}
+		c.markProtected(names)
+	}
+	return c, true
+}
+
+// scanNames scans a non-empty list of quoted names separated by commas
+// ("a","b"), with no escapes and only printable ASCII, and returns them
+// packed as CatalogNames holds them. With exact, the string is sized
+// exactly (it is kept); else it is scratch.
+func scanNames(body []byte, exact bool) (string, []uint32, bool) {
 	// Each name has two quotes, and its bytes are the body's less the
 	// quotes and the commas between them.
 	quotes := bytes.Count(body, []byte{'"'})
 	if quotes%2 != 0 || quotes == 0 {
-		return nil, false
+		return "", nil, false
 	}
 	n := quotes / 2
 	if len(body) < 3*n-1 {
-		return nil, false
+		return "", nil, false
 	}
 	var all strings.Builder
-	all.Grow(len(body) - (3*n - 1))
-	c.ends = make([]uint32, 0, n)
+	if exact {
+		all.Grow(len(body) - (3*n - 1))
+	}
+	ends := make([]uint32, 0, n)
 	for i := 0; ; {
 		// body[i] opens a name.
 		if body[i] != '"' {
-			return nil, false
+			return "", nil, false
 		}
 		j := i + 1
 		for ; j < len(body) && body[j] != '"'; j++ {
 			if b := body[j]; b < 0x20 || b >= 0x7f || b == '\\' {
-				return nil, false
+				return "", nil, false
 			}
 		}
-		if j == len(body) || len(c.ends) == n {
-			return nil, false
+		if j == len(body) || len(ends) == n {
+			return "", nil, false
 		}
 		all.Write(body[i+1 : j])
-		c.ends = append(c.ends, uint32(all.Len()))
+		ends = append(ends, uint32(all.Len()))
 		switch {
 		case j+1 == len(body):
-			c.all = all.String()
-			return c, len(c.ends) == n
+			return all.String(), ends, len(ends) == n
 		case body[j+1] != ',':
-			return nil, false
+			return "", nil, false
 		}
 		i = j + 2
 		if i == len(body) {
-			return nil, false
+			return "", nil, false
 		}
 	}
 }

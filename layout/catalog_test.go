@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"testing"
 )
@@ -110,6 +111,15 @@ func TestScanCatalogShard(t *testing.T) {
 		{`{"repositories":["a"],"x":1}`, false},
 		{` {"repositories":["a"]}`, false},
 		{`{"Repositories":["a"]}`, false},
+		{`{"repositories":["a","b"],"protected":["b"]}` + "\n", true},
+		{`{"repositories":["a","b"],"protected":["a","b"]}`, true},
+		{`{"repositories":["a","b"],"protected":[]}` + "\n", false},
+		{`{"repositories":["a","b"],"protected":["c"]}` + "\n", false},
+		{`{"repositories":["a","b"],"protected":["b","a"]}` + "\n", false},
+		{`{"repositories":["a","b"],"protected":["a","a"]}` + "\n", false},
+		{`{"repositories":[],"protected":["a"]}` + "\n", false},
+		{`{"repositories":["a"],"protected":["a",]}` + "\n", false},
+		{`{"repositories":["a"],"protected":"a"}` + "\n", false},
 	} {
 		t.Run(tc.data, func(t *testing.T) {
 			c, ok := scanCatalogShard([]byte(tc.data))
@@ -117,18 +127,33 @@ func TestScanCatalogShard(t *testing.T) {
 				t.Fatalf("fast path: %v, want %v", ok, tc.fast)
 			}
 			sum := sha256.Sum256([]byte(tc.data))
-			dec, err := DecodeCatalogShard([]byte(tc.data), hex.EncodeToString(sum[:]))
+			dec, err := DecodeCatalogShardFile([]byte(tc.data), hex.EncodeToString(sum[:]))
 			var f CatalogShardFile
 			jerr := json.Unmarshal([]byte(tc.data), &f)
-			if (err == nil) != (jerr == nil) || !reflect.DeepEqual(dec, f.Repositories) || (dec == nil) != (f.Repositories == nil) {
-				t.Fatalf("DecodeCatalogShard = %q, %v; encoding/json: %q, %v", dec, err, f.Repositories, jerr)
+			if jerr == nil {
+				// What encoding/json decodes must also name protected
+				// names among its names.
+				jerr = checkProtected(f.Repositories, f.Protected)
 			}
-			if ok && !reflect.DeepEqual(c.Strings(), f.Repositories) {
-				t.Fatalf("fast path %q, encoding/json %q", c.Strings(), f.Repositories)
+			if (err == nil) != (jerr == nil) {
+				t.Fatalf("DecodeCatalogShardFile = %v; encoding/json and the check: %v", err, jerr)
+			}
+			if err == nil && (!reflect.DeepEqual(dec.Repositories, f.Repositories) || (dec.Repositories == nil) != (f.Repositories == nil) ||
+				len(dec.Protected) != len(f.Protected) || (len(f.Protected) > 0 && !reflect.DeepEqual(dec.Protected, f.Protected))) {
+				t.Fatalf("DecodeCatalogShardFile = %q; encoding/json: %q", *dec, f)
+			}
+			if ok && (!reflect.DeepEqual(c.Strings(), f.Repositories) || !reflect.DeepEqual(c.ProtectedStrings(), f.Protected)) {
+				t.Fatalf("fast path %q %q, encoding/json %q", c.Strings(), c.ProtectedStrings(), f)
 			}
 			packed, err := DecodeCatalogNames([]byte(tc.data), hex.EncodeToString(sum[:]))
-			if (err == nil) != (jerr == nil) || (err == nil && (!reflect.DeepEqual(packed.Strings(), PackCatalogNames(f.Repositories).Strings()) || packed.Len() != len(f.Repositories))) {
-				t.Fatalf("DecodeCatalogNames = %v, %v; encoding/json: %q, %v", packed, err, f.Repositories, jerr)
+			if (err == nil) != (jerr == nil) || (err == nil && (!reflect.DeepEqual(packed.Strings(), PackCatalogNames(f.Repositories).Strings()) ||
+				packed.Len() != len(f.Repositories) || len(packed.ProtectedStrings()) != len(f.Protected))) {
+				t.Fatalf("DecodeCatalogNames = %v, %v; encoding/json: %q, %v", packed, err, f, jerr)
+			}
+			for i := 0; err == nil && i < packed.Len(); i++ {
+				if want := slices.Contains(f.Protected, packed.At(i)); packed.Protected(i) != want {
+					t.Fatalf("Protected(%d) = %v, want %v", i, !want, want)
+				}
 			}
 		})
 	}
@@ -144,6 +169,28 @@ func TestScanCatalogShard(t *testing.T) {
 	c, ok := scanCatalogShard(data)
 	if !ok || !reflect.DeepEqual(c.Strings(), names) {
 		t.Fatalf("an encoded shard: fast path %v", ok)
+	}
+	// The same shard with every seventh name protected: the bits fall
+	// across words of the bitmap.
+	var protected []string
+	for i := 0; i < len(names); i += 7 {
+		protected = append(protected, names[i])
+	}
+	pdata, _, err := EncodeCatalogShardFile(&CatalogShardFile{Repositories: names, Protected: protected})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, ok := scanCatalogShard(pdata)
+	if !ok || !reflect.DeepEqual(pc.Strings(), names) || !reflect.DeepEqual(pc.ProtectedStrings(), protected) {
+		t.Fatalf("an encoded shard with protected names: fast path %v", ok)
+	}
+	for i := range names {
+		if pc.Protected(i) != (i%7 == 0) {
+			t.Fatalf("Protected(%d) = %v", i, pc.Protected(i))
+		}
+	}
+	if _, _, err := EncodeCatalogShardFile(&CatalogShardFile{Repositories: names, Protected: []string{"zz"}}); err == nil {
+		t.Error("a protected name that is not a name was encoded")
 	}
 	for _, last := range []string{"", names[0], names[499], names[999], "zz"} {
 		want := sort.SearchStrings(names, last)

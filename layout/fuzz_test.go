@@ -230,13 +230,18 @@ func FuzzCatalog(f *testing.F) {
 			}
 		}
 		sum := sha256.Sum256(data)
-		names, err := DecodeCatalogShard(data, hex.EncodeToString(sum[:]))
+		f, err := DecodeCatalogShardFile(data, hex.EncodeToString(sum[:]))
 		if err != nil {
 			return
 		}
-		if enc, id, err := EncodeCatalogShard(names); err == nil {
-			if got, err := DecodeCatalogShard(enc, id); err != nil || len(got) != len(names) {
+		if enc, id, err := EncodeCatalogShardFile(f); err == nil {
+			got, err := DecodeCatalogShardFile(enc, id)
+			if err != nil || len(got.Repositories) != len(f.Repositories) || len(got.Protected) != len(f.Protected) {
 				t.Fatalf("an encoded shard does not decode: %v", err)
+			}
+			packed, err := DecodeCatalogNames(enc, id)
+			if err != nil || len(packed.ProtectedStrings()) != len(f.Protected) {
+				t.Fatalf("an encoded shard does not decode packed: %v", err)
 			}
 		}
 	})
