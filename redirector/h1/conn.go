@@ -2,8 +2,8 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -89,8 +89,10 @@ func (c *conn) serve() {
 				return
 			}
 		}
+		var headerDeadline time.Time
 		if header > 0 {
-			c.rwc.SetReadDeadline(time.Now().Add(header))
+			headerDeadline = time.Now().Add(header)
+			c.rwc.SetReadDeadline(headerDeadline)
 			deadline = true
 		} else if deadline {
 			c.rwc.SetReadDeadline(time.Time{})
@@ -107,12 +109,14 @@ func (c *conn) serve() {
 		c.setState(http.StateActive)
 		n, err := readHead(c.br)
 		if err != nil {
-			// A client too slow with its header block gets no answer, as
-			// from net/http. One that closed its side in the middle of it
-			// gets net/http's (a 400 for what it sent).
-			var ne net.Error
-			if c.br.Buffered() > 0 && !(errors.As(err, &ne) && ne.Timeout()) {
-				c.handOff()
+			// A client that closed its side, or was too slow, in the
+			// middle of its header block gets net/http's answer for what
+			// it sent (a 400, or nothing): net/http reads the bytes the
+			// loop has, then the end of the stream or, its first deadline
+			// being the passed headerDeadline, a timeout. Nothing sent:
+			// nothing to answer.
+			if c.br.Buffered() > 0 {
+				c.handOff(headerDeadline)
 			}
 			return
 		}
@@ -121,7 +125,7 @@ func (c *conn) serve() {
 			req = c.parse(c.peekHead(n))
 		}
 		if req == nil {
-			c.handOff()
+			c.handOff(headerDeadline)
 			return
 		}
 		c.br.Discard(n)
@@ -147,23 +151,56 @@ func (c *conn) peekHead(n int) []byte {
 }
 
 // readHead waits until the buffer holds a whole header block (through the
-// empty line) and returns its length, or 0 if it does not fit in the
-// buffer or has a line ended by a bare LF (net/http's to parse). The bytes
-// stay in the buffer.
+// empty line) and returns its length. It returns 0 as soon as the request
+// is net/http's to parse: a line ended by a bare LF, a block that does not
+// fit in the buffer, or a whole line (of a block not whole yet) that the
+// loop would refuse, such as a request line that is not a GET or HEAD of
+// HTTP/1.1 or a malformed field line: net/http then answers at once, as it
+// does alone, rather than after the header timeout. The bytes stay in the
+// buffer.
 func readHead(br *bufio.Reader) (int, error) {
-	scanned := 0
+	scanned, checked := 0, 0
 	for {
 		buf, _ := br.Peek(br.Buffered())
 		if n := headEnd(buf, scanned); n != 0 {
 			return max(n, 0), nil
 		}
 		scanned = len(buf)
+		var ok bool
+		if checked, ok = checkLines(buf, checked); !ok {
+			return 0, nil
+		}
 		if len(buf) >= br.Size() {
 			return 0, nil
 		}
 		if _, err := br.Peek(len(buf) + 1); err != nil && err != bufio.ErrBufferFull {
 			return 0, err
 		}
+	}
+}
+
+// checkLines checks the whole lines of an unfinished header block b from
+// offset from (the start of a line) as parse does, and returns the offset
+// after the last one checked, and false if one would be refused. Lines end
+// with CRLF (headEnd has refused bare LFs).
+func checkLines(b []byte, from int) (int, bool) {
+	for {
+		i := bytes.IndexByte(b[from:], '\n')
+		if i < 0 {
+			return from, true
+		}
+		line := b[from : from+i-1]
+		if bytes.IndexByte(line, '\r') >= 0 {
+			return from, false
+		}
+		if from == 0 {
+			if _, _, ok := requestLine(line); !ok {
+				return from, false
+			}
+		} else if _, _, ok := fieldLine(line); !ok {
+			return from, false
+		}
+		from += i + 1
 	}
 }
 
@@ -186,14 +223,17 @@ func headEnd(b []byte, from int) int {
 }
 
 // handOff gives the connection, with the bytes read and not consumed, to
-// the net/http Server.
-func (c *conn) handOff() {
+// the net/http Server. headerDeadline is when the header block of the
+// request being read is due (zero: no header timeout): net/http's own
+// header deadline for that request is capped to it, so that the header
+// timeout runs from the connection's start (or the request's first byte)
+// whoever reads the header block, as with net/http alone.
+func (c *conn) handOff(headerDeadline time.Time) {
 	buffered, _ := c.br.Peek(c.br.Buffered())
-	h := &handedConn{Conn: c.rwc, buffered: append([]byte(nil), buffered...), srv: c.srv}
+	h := &handedConn{Conn: c.rwc, buffered: append([]byte(nil), buffered...), srv: c.srv, deadline: headerDeadline}
 	c.br.Reset(nil)
 	readerPool.Put(c.br)
 	c.handedOff = true
-	c.rwc.SetReadDeadline(time.Time{})
 	c.setState(http.StateHijacked)
 	c.srv.handoff.deliver(h)
 }
@@ -213,7 +253,7 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 		}
 		w.release()
 	}()
-	c.srv.HTTP.Handler.ServeHTTP(w, req)
+	c.srv.handler.ServeHTTP(w, req)
 	return w.finish()
 }
 
@@ -233,21 +273,115 @@ func baseContext(s *Server, rwc net.Conn) context.Context {
 }
 
 // handedConn is a connection handed to net/http: its reads first return
-// what the loop had read and not consumed.
+// what the loop had read and not consumed. It caps net/http's first read
+// deadline to the loop's header deadline (see handOff), and watches the
+// bytes net/http reads for requests it must close after (see framing).
 type handedConn struct {
 	net.Conn
 	buffered []byte
 	srv      *Server
 	once     sync.Once
+
+	mu       sync.Mutex
+	deadline time.Time // the loop's header deadline; zero once applied
+	capped   bool      // SetReadDeadline has been called
+
+	framing framingScanner
 }
 
-func (h *handedConn) Read(p []byte) (int, error) {
+func (h *handedConn) Read(p []byte) (n int, err error) {
 	if len(h.buffered) > 0 {
-		n := copy(p, h.buffered)
+		n = copy(p, h.buffered)
 		h.buffered = h.buffered[n:]
-		return n, nil
+	} else {
+		n, err = h.Conn.Read(p)
 	}
-	return h.Conn.Read(p)
+	h.framing.feed(p[:n])
+	return n, err
+}
+
+// SetReadDeadline is the connection's, but for net/http's first call (the
+// header deadline of the request the loop handed over), which is capped to
+// the loop's header deadline.
+func (h *handedConn) SetReadDeadline(t time.Time) error {
+	h.mu.Lock()
+	if !h.capped {
+		h.capped = true
+		if d := h.deadline; !d.IsZero() && (t.IsZero() || t.After(d)) {
+			t = d
+		}
+	}
+	h.mu.Unlock()
+	return h.Conn.SetReadDeadline(t)
+}
+
+// mustClose reports whether a request net/http read on this connection
+// must be answered with "Connection: close" (see framingScanner).
+func (h *handedConn) mustClose() bool { return h.framing.found.Load() }
+
+// framingScanner watches the bytes of a connection for a request that
+// RFC 9112 (section 6.1) says the server MUST close the connection after
+// answering, which net/http answers and keeps the connection open after:
+// one with both Content-Length and Transfer-Encoding (which may smuggle
+// another request), and an HTTP/1.0 one with Transfer-Encoding (whose
+// framing is faulty). The scanner sees every line as it passes, bodies
+// included: a body that looks like such a header block only makes the
+// connection close after the response in progress, which a server may
+// always do, and pipelined requests read ahead may close it after an
+// earlier response, which is as safe.
+type framingScanner struct {
+	line   [len("transfer-encoding:")]byte // the start of the line, in lower case
+	n      int                             // bytes of the line so far, at most len(line)+1
+	tail   [len("HTTP/1.0\r")]byte         // the end of the line
+	first  bool                            // the line is a block's first (the request line)
+	http10 bool                            // the block's request line ends with HTTP/1.0
+	cl, te bool                            // seen in the current block
+	found  atomic.Bool
+}
+
+func (s *framingScanner) feed(p []byte) {
+	for _, b := range p {
+		if b == '\n' {
+			switch {
+			case s.n == 0 || (s.n == 1 && s.line[0] == '\r'):
+				// An empty line: the end of a header block, or a line
+				// before the request line.
+				if s.te && (s.cl || s.http10) {
+					s.found.Store(true)
+				}
+				s.cl, s.te, s.http10 = false, false, false
+				s.first = true
+			case s.first:
+				end := s.tail[:]
+				if end[len(end)-1] == '\r' {
+					end = end[1:]
+				} else {
+					end = end[:len(end)-1]
+				}
+				s.http10 = string(end) == "HTTP/1.0"
+				s.first = false
+			}
+			s.n = 0
+			continue
+		}
+		copy(s.tail[:], s.tail[1:])
+		s.tail[len(s.tail)-1] = b
+		if s.n < len(s.line) {
+			if 'A' <= b && b <= 'Z' {
+				b += 'a' - 'A'
+			}
+			s.line[s.n] = b
+			s.n++
+			switch {
+			case s.n == len("content-length:") && string(s.line[:s.n]) == "content-length:":
+				s.cl = true
+			case s.n == len("transfer-encoding:") && string(s.line[:s.n]) == "transfer-encoding:":
+				s.te = true
+			}
+		} else if s.n == len(s.line) {
+			s.n++
+		}
+	}
 }
 
 // ReadFrom keeps sendfile for net/http's responses (it looks for

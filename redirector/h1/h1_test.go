@@ -177,6 +177,28 @@ func startServer(t testing.TB, handler http.Handler, fast bool, configure ...fun
 	return ts
 }
 
+// startBare starts a plain net/http Server with handler, configured as
+// startServer configures the HTTP of its Server: the reference the loop
+// and its hand-off are held to.
+func startBare(t testing.TB, handler http.Handler, configure ...func(*http.Server)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, ErrorLog: discardLog()}
+	for _, c := range configure {
+		c(hs)
+	}
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(ln) }()
+	t.Cleanup(func() {
+		hs.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
 // exchange writes raw to a new connection and reads n responses.
 func exchange(t testing.TB, addr, raw string, methods ...string) ([]*http.Response, [][]byte, error) {
 	t.Helper()
@@ -212,21 +234,22 @@ func exchange(t testing.TB, addr, raw string, methods ...string) ([]*http.Respon
 // (but Date), whether it is chunked, its body.
 func describe(resp *http.Response, body []byte) string {
 	var b strings.Builder
+	header := resp.Header.Clone()
 	// A multipart body's boundary is random.
-	if _, boundary, ok := strings.Cut(resp.Header.Get("Content-Type"), "boundary="); ok {
-		resp.Header.Set("Content-Type", strings.ReplaceAll(resp.Header.Get("Content-Type"), boundary, "BOUNDARY"))
+	if _, boundary, ok := strings.Cut(header.Get("Content-Type"), "boundary="); ok {
+		header.Set("Content-Type", strings.ReplaceAll(header.Get("Content-Type"), boundary, "BOUNDARY"))
 		body = bytes.ReplaceAll(body, []byte(boundary), []byte("BOUNDARY"))
 	}
 	fmt.Fprintf(&b, "%s %s\n", resp.Proto, resp.Status)
-	keys := make([]string, 0, len(resp.Header))
-	for k := range resp.Header {
+	keys := make([]string, 0, len(header))
+	for k := range header {
 		if k != "Date" {
 			keys = append(keys, k)
 		}
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		fmt.Fprintf(&b, "%s: %q\n", k, resp.Header[k])
+		fmt.Fprintf(&b, "%s: %q\n", k, header[k])
 	}
 	fmt.Fprintf(&b, "length %d, chunked %v, close %v\n%q", resp.ContentLength, slices.Contains(resp.TransferEncoding, "chunked"), resp.Close, body)
 	return b.String()
@@ -248,6 +271,7 @@ func TestSameAnswers(t *testing.T) {
 	h := testHandler(t, file)
 	fast := startServer(t, h, true)
 	slow := startServer(t, h, false)
+	bare := startBare(t, h)
 	get := func(path string, fields ...string) string {
 		return "GET " + path + " HTTP/1.1\r\nHost: registry.example.com\r\n" + strings.Join(fields, "") + "\r\n"
 	}
@@ -259,6 +283,11 @@ func TestSameAnswers(t *testing.T) {
 		// chunkedByNetHTTP: net/http chunks a body of unknown length past
 		// 2 KiB, the loop gives it a length up to 64 KiB.
 		chunkedByNetHTTP bool
+		// closeBy: heron closes the connection after at most this many
+		// answers (the request that has both Content-Length and
+		// Transfer-Encoding), where net/http alone answers every request
+		// (RFC 9112, section 6.1). The answers it sends are net/http's.
+		closeBy int
 	}{
 		{name: "fixed length", raw: get("/v2/fixed", "Accept: application/json\r\n", "accept: text/plain\r\n")},
 		{name: "no length", raw: get("/v2/nolength")},
@@ -317,6 +346,16 @@ func TestSameAnswers(t *testing.T) {
 			methods: []string{"GET", "POST", "GET"}, handed: true},
 		{name: "garbage", raw: "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", handed: true},
 		{name: "HTTP/2 preface", raw: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", handed: true},
+		{name: "garbage line", raw: "GARBAGE\r\n\r\n", handed: true},
+		{name: "bad field line", raw: "GET /v2/fixed HTTP/1.1\r\nbad line\r\n\r\n", handed: true},
+
+		// RFC 9112, section 6.1: a request with both a length and a
+		// transfer coding may be smuggling another; the server MUST close
+		// the connection after answering it. net/http does not.
+		{name: "Content-Length and Transfer-Encoding", raw: "GET /v2/fixed HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + get("/v2/nolength"),
+			methods: []string{"GET", "GET"}, handed: true, closeBy: 1},
+		{name: "Content-Length and Transfer-Encoding, after a pull", raw: get("/v2/fixed") + "POST /v2/fixed HTTP/1.1\r\nHost: h\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n0\r\n\r\n" + get("/v2/nolength"),
+			methods: []string{"GET", "POST", "GET"}, handed: true, closeBy: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -329,6 +368,41 @@ func TestSameAnswers(t *testing.T) {
 			sr, sb, serr := exchange(t, slow.addr, tt.raw, methods...)
 			if handed := fast.handedOff.Load() > before; handed != tt.handed {
 				t.Errorf("handed to net/http: %v, want %v", handed, tt.handed)
+			}
+			// Both answer as net/http alone does, but for the connection
+			// they must close.
+			br, bb, berr := exchange(t, bare, tt.raw, methods...)
+			for _, side := range []struct {
+				name string
+				r    []*http.Response
+				b    [][]byte
+				err  error
+			}{{"loop", fr, fb, ferr}, {"handing over", sr, sb, serr}} {
+				want, wantBody, wantErr := br, bb, berr
+				if tt.closeBy > 0 {
+					n := len(side.r)
+					if side.err == nil || berr != nil || n == 0 || n > tt.closeBy || !side.r[n-1].Close {
+						t.Fatalf("%s: %d responses (%v), want 1 to %d, the last one closing; net/http alone: %d responses (%v)", side.name, n, side.err, tt.closeBy, len(br), berr)
+					}
+					want, wantBody, wantErr = slices.Clone(br[:n]), bb[:n], side.err
+					last := *want[n-1]
+					last.Close = true
+					want[n-1] = &last
+				}
+				if (side.err == nil) != (wantErr == nil) || len(side.r) != len(want) {
+					t.Fatalf("%s: %d responses, %v; net/http alone: %d responses, %v", side.name, len(side.r), side.err, len(want), wantErr)
+				}
+				for i := range side.r {
+					if tt.chunkedByNetHTTP && side.name == "loop" {
+						continue // compared with the other side below
+					}
+					if got, want := describe(side.r[i], side.b[i]), describe(want[i], wantBody[i]); got != want {
+						t.Errorf("response %d:\n%s:\n%s\nnet/http alone:\n%s", i, side.name, got, want)
+					}
+				}
+			}
+			if tt.closeBy > 0 {
+				return
 			}
 			if (ferr == nil) != (serr == nil) || len(fr) != len(sr) {
 				t.Fatalf("loop: %d responses, %v; net/http: %d responses, %v", len(fr), ferr, len(sr), serr)
@@ -639,5 +713,105 @@ func TestTimeouts(t *testing.T) {
 	}
 	if !closedWithin(idle, br, 3*time.Second) {
 		t.Error("an idle connection was not closed after the idle timeout")
+	}
+}
+
+// TestHeaderDeadline holds the loop, and a server that hands every
+// connection over, to net/http alone on requests whose header block is
+// unfinished, malformed or never ends: the same bytes back, at the same
+// moment. A malformed line is answered at once (not after the header
+// timeout); the header timeout runs from the connection's start whoever
+// reads the header block, so that handing a connection over (a bare LF, a
+// block larger than the loop's buffer, another method) does not give a
+// trickling client a second timeout.
+func TestHeaderDeadline(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	h := testHandler(t, testFile(t))
+	set := func(hs *http.Server) { hs.ReadHeaderTimeout = timeout }
+	servers := []struct{ name, addr string }{
+		{"loop", startServer(t, h, true, func(s *Server) { set(s.HTTP) }).addr},
+		{"handing over", startServer(t, h, false, func(s *Server) { set(s.HTTP) }).addr},
+		{"net/http alone", startBare(t, h, set)},
+	}
+	// trickle sends valid lines for 300 ms (the loop waits for more),
+	// then what makes it hand the connection over, then a byte every
+	// 100 ms: the server must close at the header timeout from the start,
+	// not a header timeout after the hand-over.
+	trickle := func(start, handOver string) []string {
+		parts := []string{start, "X-A: a\r\n", "X-B: b\r\n", handOver}
+		for range 15 {
+			parts = append(parts, "t")
+		}
+		return parts
+	}
+	badRequest := "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"
+	tests := []struct {
+		name  string
+		parts []string // sent 100 ms apart, until the server closes
+		at    bool     // answered at once, rather than at the timeout
+		want  string
+	}{
+		{name: "garbage line", parts: []string{"GARBAGE\r\n"}, at: true, want: badRequest},
+		{name: "bad field line", parts: []string{"GET /v2/fixed HTTP/1.1\r\nbad line\r\n"}, at: true, want: badRequest},
+		{name: "space before a colon", parts: []string{"GET /v2/fixed HTTP/1.1\r\nHost : h\r\n"}},
+		{name: "request line cut short", parts: []string{"GET /v2/fi"}, want: badRequest},
+		{name: "header block cut short", parts: []string{"GET /v2/fixed HTTP/1.1\r\nHost: h\r\n"}},
+		{name: "field cut short", parts: []string{"GET /v2/fixed HTTP/1.1\r\nHost: h\r\nAccept: a"}},
+		{name: "bare LF, trickled", parts: trickle("GET /v2/fixed HTTP/1.1\r\nHost: h\r\n", "X-C: c\nX-T: ")},
+		{name: "block over the buffer, trickled", parts: trickle("GET /v2/fixed HTTP/1.1\r\nHost: h\r\n", "X-Big: "+strings.Repeat("t", 6000))},
+		{name: "POST, trickled", parts: trickle("POST /v2/fixed HTTP/1.1\r\nHost: h\r\n", "X-T: ")},
+		{name: "HTTP/1.0, trickled", parts: trickle("GET /v2/fixed HTTP/1.0\r\n", "X-T: ")},
+	}
+	type result struct {
+		got     string
+		elapsed time.Duration
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			results := make([]result, len(servers))
+			var wg sync.WaitGroup
+			for i, s := range servers {
+				wg.Go(func() {
+					start := time.Now()
+					c, err := net.Dial("tcp", s.addr)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer c.Close()
+					done := make(chan struct{})
+					go func() {
+						defer close(done)
+						for _, p := range tt.parts {
+							if _, err := io.WriteString(c, p); err != nil {
+								return
+							}
+							select {
+							case <-time.After(100 * time.Millisecond):
+							case <-done:
+							}
+						}
+					}()
+					c.SetReadDeadline(time.Now().Add(5 * time.Second))
+					got, _ := io.ReadAll(c)
+					results[i] = result{string(got), time.Since(start)}
+					c.Close()
+					<-done
+				})
+			}
+			wg.Wait()
+			for i, s := range servers {
+				r := results[i]
+				if r.got != tt.want {
+					t.Errorf("%s answered %q, want %q", s.name, r.got, tt.want)
+				}
+				switch {
+				case tt.at && r.elapsed > timeout/2:
+					t.Errorf("%s answered after %v, want at once (net/http alone: %v)", s.name, r.elapsed, results[2].elapsed)
+				case !tt.at && (r.elapsed < timeout*3/4 || r.elapsed > timeout*3/2):
+					t.Errorf("%s closed after %v, want about the header timeout, %v (net/http alone: %v)", s.name, r.elapsed, timeout, results[2].elapsed)
+				}
+			}
+		})
 	}
 }

@@ -16,24 +16,9 @@ func (c *conn) parse(head []byte) *http.Request {
 	if !ok {
 		return nil
 	}
-	var method string
-	switch {
-	case bytes.HasPrefix(line, []byte("GET ")):
-		method, line = http.MethodGet, line[4:]
-	case bytes.HasPrefix(line, []byte("HEAD ")):
-		method, line = http.MethodHead, line[5:]
-	default:
+	method, target, ok := requestLine(line)
+	if !ok {
 		return nil
-	}
-	target, ok := bytes.CutSuffix(line, []byte(" HTTP/1.1"))
-	if !ok || len(target) == 0 || target[0] != '/' {
-		return nil
-	}
-	for _, b := range target {
-		// Visible ASCII only: anything else net/http may refuse.
-		if b <= ' ' || b >= 0x7f {
-			return nil
-		}
 	}
 	// One string for the whole block: the target and every value are
 	// parts of it (one allocation instead of one per field).
@@ -64,20 +49,9 @@ func (c *conn) parse(head []byte) *http.Request {
 		if len(line) == 0 {
 			break
 		}
-		i := bytes.IndexByte(line, ':')
-		if i <= 0 {
+		name, value, ok := fieldLine(line)
+		if !ok {
 			return nil
-		}
-		name, value := line[:i], trim(line[i+1:])
-		for _, b := range name {
-			if !isToken(b) {
-				return nil
-			}
-		}
-		for _, b := range value {
-			if (b < ' ' && b != '\t') || b == 0x7f {
-				return nil
-			}
 		}
 		key := canonicalKey(name)
 		switch key {
@@ -122,6 +96,53 @@ func (c *conn) parse(head []byte) *http.Request {
 		Close:      closing,
 	}
 	return r.WithContext(c.ctx)
+}
+
+// requestLine splits a request line the loop serves: "GET " or "HEAD ",
+// an origin-form target of visible ASCII, " HTTP/1.1".
+func requestLine(line []byte) (method string, target []byte, ok bool) {
+	switch {
+	case bytes.HasPrefix(line, []byte("GET ")):
+		method, line = http.MethodGet, line[4:]
+	case bytes.HasPrefix(line, []byte("HEAD ")):
+		method, line = http.MethodHead, line[5:]
+	default:
+		return "", nil, false
+	}
+	target, ok = bytes.CutSuffix(line, []byte(" HTTP/1.1"))
+	if !ok || len(target) == 0 || target[0] != '/' {
+		return "", nil, false
+	}
+	for _, b := range target {
+		// Visible ASCII only: anything else net/http may refuse.
+		if b <= ' ' || b >= 0x7f {
+			return "", nil, false
+		}
+	}
+	return method, target, true
+}
+
+// fieldLine splits a header field line the loop accepts: a name of token
+// characters, a colon, and a value without control characters but tab,
+// trimmed of spaces and tabs. Anything else (a space before the colon,
+// obsolete line folding, a control character) is net/http's to answer.
+func fieldLine(line []byte) (name, value []byte, ok bool) {
+	i := bytes.IndexByte(line, ':')
+	if i <= 0 {
+		return nil, nil, false
+	}
+	name, value = line[:i], trim(line[i+1:])
+	for _, b := range name {
+		if !isToken(b) {
+			return nil, nil, false
+		}
+	}
+	for _, b := range value {
+		if (b < ' ' && b != '\t') || b == 0x7f {
+			return nil, nil, false
+		}
+	}
+	return name, value, true
 }
 
 // part returns the part of block (string(head)) that sub is of head: sub

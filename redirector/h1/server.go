@@ -57,7 +57,8 @@ import (
 type Server struct {
 	// HTTP serves the connections the loop hands over. Its Handler,
 	// ReadHeaderTimeout, ReadTimeout, IdleTimeout, WriteTimeout, ConnState
-	// and ErrorLog apply to the loop's connections too.
+	// and ErrorLog apply to the loop's connections too. The first Serve,
+	// Shutdown or Close wraps its Handler and ConnContext (see wrapHTTP).
 	HTTP *http.Server
 	// FastPath reports whether the loop may serve a request for this
 	// target (the path and query as sent). Nil: any origin-form target.
@@ -69,6 +70,7 @@ type Server struct {
 	MaxConnections int
 
 	initOnce  sync.Once
+	handler   http.Handler // HTTP's Handler as given, which the loop calls
 	handoff   *handoffListener
 	httpDone  chan error
 	slots     chan struct{}
@@ -79,6 +81,38 @@ type Server struct {
 	connsDone sync.WaitGroup
 }
 
+// wrapHTTP wraps HTTP's Handler, for the connections handed to net/http,
+// so that a request RFC 9112 says must close its connection (see
+// framingScanner) is answered with "Connection: close", and its
+// ConnContext, so that the Handler finds the handed connection. The loop
+// calls the Handler as given.
+func (s *Server) wrapHTTP() {
+	s.handler = s.HTTP.Handler
+	if s.handler == nil {
+		s.handler = http.DefaultServeMux
+	}
+	inner := s.handler
+	s.HTTP.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := r.Context().Value(handedConnKey{}).(*handedConn); ok && !r.Close && h.mustClose() {
+			w.Header().Set("Connection", "close")
+		}
+		inner.ServeHTTP(w, r)
+	})
+	connContext := s.HTTP.ConnContext
+	s.HTTP.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if connContext != nil {
+			ctx = connContext(ctx, c)
+		}
+		if h, ok := c.(*handedConn); ok {
+			ctx = context.WithValue(ctx, handedConnKey{}, h)
+		}
+		return ctx
+	}
+}
+
+// handedConnKey is the context key of a handed connection.
+type handedConnKey struct{}
+
 // NoFastPath is a FastPath that serves nothing on the loop: every
 // connection goes to net/http (heron serve --fast-path=false).
 func NoFastPath(string) bool { return false }
@@ -88,6 +122,7 @@ var ErrServerClosed = http.ErrServerClosed
 
 func (s *Server) init(addr net.Addr) {
 	s.initOnce.Do(func() {
+		s.wrapHTTP()
 		s.handoff = newHandoffListener(addr)
 		s.httpDone = make(chan error, 1)
 		if s.MaxConnections > 0 {
