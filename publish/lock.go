@@ -59,9 +59,10 @@ func (p *Publisher) lockCatalog(ctx context.Context) (func(), error) {
 	return p.lock(ctx, layout.CatalogIndexKey())
 }
 
-// unchanged is called, under the lock of key, by a read-modify-write that
-// found nothing to change: see ChangeSignaller.
-func (p *Publisher) unchanged(ctx context.Context, key string) error {
+// signalIfRecent is called, under the lock of key, by a read-modify-write
+// that found nothing to change: it calls the sink's SignalIfRecent when the
+// sink is a ChangeSignaller.
+func (p *Publisher) signalIfRecent(ctx context.Context, key string) error {
 	if cs, ok := p.sink.(ChangeSignaller); ok {
 		return cs.SignalIfRecent(ctx, key)
 	}

@@ -75,7 +75,7 @@ func (p *Publisher) editRepository(ctx context.Context, name string, create bool
 		return false, err
 	}
 	if !changed {
-		return false, p.unchanged(ctx, key)
+		return false, p.signalIfRecent(ctx, key)
 	}
 	if err := p.sink.Put(ctx, key, bytes.NewReader(b), Want{}); err != nil {
 		return false, err
