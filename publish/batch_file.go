@@ -121,7 +121,7 @@ func (b *Batch) Validate() error {
 				return fmt.Errorf("%s: %w", where, err)
 			}
 		}
-		if _, err := batchPolicy(r.Policy); err != nil {
+		if _, err := ParsePolicy(r.Policy); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}
 	}

@@ -55,8 +55,8 @@ func WithPolicy(pol Policy) Option {
 
 // checkPolicy refuses an unknown policy, and on_demand of a source that
 // has no upstream, before anything is read.
-func (p *Publisher) checkPolicy(src Source) error {
-	switch p.policy {
+func checkPolicy(pol Policy, src Source) error {
+	switch pol {
 	case "", PolicyImmediate:
 		return nil
 	case PolicyOnDemand:
@@ -65,15 +65,15 @@ func (p *Publisher) checkPolicy(src Source) error {
 		}
 		return nil
 	}
-	_, err := ParsePolicy(string(p.policy))
+	_, err := ParsePolicy(string(pol))
 	return err
 }
 
 // applyPolicy moves, for an on_demand publish, the blobs the tree does not
 // hold from pl.blobs (what the publish stores) to pl.lazy (what it lists
 // only), and sets where they can be fetched from.
-func (p *Publisher) applyPolicy(pl *plan, src Source) {
-	if p.policy != PolicyOnDemand {
+func applyPolicy(pol Policy, pl *plan, src Source) {
+	if pol != PolicyOnDemand {
 		return
 	}
 	us, ok := src.(UpstreamSource)

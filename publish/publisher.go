@@ -41,13 +41,10 @@ type Publisher struct {
 	blobBaseURL string // normalized (layout.NormalizeBlobBaseURL)
 	// optErr is the error of an option that was given a bad value; the
 	// methods that use the option return it.
-	optErr error
-	// batchCatalog is set on the copies RunBatch publishes with: it
-	// updates the catalog once, at the end, rather than Publish each time.
-	batchCatalog bool
-	policy       Policy
-	progress     Progress
-	jobs         int
+	optErr   error
+	policy   Policy
+	progress Progress
+	jobs     int
 }
 
 // Option configures a Publisher.
@@ -150,7 +147,30 @@ type Result struct {
 // written heron-layout.json only. If renaming verified content into place
 // fails, that content may remain, unreferenced, for a later gc. A publish
 // that would change nothing writes nothing.
-func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (_ *Result, err error) {
+func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (*Result, error) {
+	return p.publish(ctx, src, targets, p.publishOpts())
+}
+
+// publishOpts is what one publish is made with.
+type publishOpts struct {
+	// blobBaseURL (normalized), when set, is set on every target
+	// repository.
+	blobBaseURL string
+	// policy says what the publish stores.
+	policy Policy
+	// updateCatalog adds the target repositories to the catalog once
+	// their files are written. RunBatch publishes without, and updates
+	// the catalog once, at the end.
+	updateCatalog bool
+}
+
+// publishOpts returns what Publish publishes with: the publisher's options.
+func (p *Publisher) publishOpts() publishOpts {
+	return publishOpts{blobBaseURL: p.blobBaseURL, policy: p.policy, updateCatalog: true}
+}
+
+// publish is Publish with opts rather than the publisher's options.
+func (p *Publisher) publish(ctx context.Context, src Source, targets []Target, opts publishOpts) (_ *Result, err error) {
 	byRepo, names, err := groupTargets(targets)
 	if err != nil {
 		return nil, err
@@ -158,7 +178,7 @@ func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (
 	if p.optErr != nil {
 		return nil, p.optErr
 	}
-	if err := p.checkPolicy(src); err != nil {
+	if err := checkPolicy(opts.policy, src); err != nil {
 		return nil, err
 	}
 	rootDesc, err := src.Resolve(ctx)
@@ -169,13 +189,13 @@ func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
-	p.applyPolicy(pl, src)
+	applyPolicy(opts.policy, pl, src)
 	needInit, err := p.checkTree(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for _, name := range names {
-		if _, _, err := p.prepareRepository(ctx, name, p.applyImage(pl, byRepo[name])); err != nil {
+		if _, _, err := p.prepareRepository(ctx, name, applyImage(pl, byRepo[name], opts.blobBaseURL)); err != nil {
 			return nil, fmt.Errorf("repository %s: %w", name, err)
 		}
 	}
@@ -184,7 +204,7 @@ func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (
 		Digest:    pl.root.desc.Digest,
 		MediaType: pl.root.desc.MediaType,
 		Source:    src.String(),
-		Policy:    p.policy,
+		Policy:    opts.policy,
 		Targets:   targets,
 		Manifests: len(pl.manifests),
 		Blobs:     len(pl.blobs) + len(pl.lazy),
@@ -193,8 +213,8 @@ func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (
 	// an initialised (empty) tree that the next publish accepts, rather
 	// than a folder of stray files it refuses.
 	if needInit {
-		if err := p.sink.Put(ctx, layout.LayoutFileKey(), bytes.NewReader(layout.EncodeLayoutFile()), Want{}); err != nil {
-			return nil, fmt.Errorf("initialising the tree: %w", err)
+		if err := p.initTree(ctx); err != nil {
+			return nil, err
 		}
 		res.LayoutCreated = true
 	}
@@ -218,7 +238,7 @@ func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (
 		return nil, err
 	}
 	for _, name := range names {
-		changed, err := p.updateRepository(ctx, name, p.touchAdded(ctx, p.applyImage(pl, byRepo[name])))
+		changed, err := p.updateRepository(ctx, name, p.touchAdded(ctx, applyImage(pl, byRepo[name], opts.blobBaseURL)))
 		if err != nil {
 			return nil, fmt.Errorf("repository %s: %w", name, err)
 		}
@@ -226,7 +246,7 @@ func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (
 			res.RepositoriesWritten = append(res.RepositoriesWritten, name)
 		}
 	}
-	if !p.batchCatalog {
+	if opts.updateCatalog {
 		if res.CatalogChanged, err = p.addToCatalog(ctx, names, true); err != nil {
 			return nil, fmt.Errorf("updating the catalog (the repositories are published): %w", err)
 		}
@@ -284,6 +304,15 @@ func (p *Publisher) checkTree(ctx context.Context) (needInit bool, err error) {
 		}
 	}
 	return true, nil
+}
+
+// initTree writes heron-layout.json into a tree that checkTree found
+// must be initialised.
+func (p *Publisher) initTree(ctx context.Context) error {
+	if err := p.sink.Put(ctx, layout.LayoutFileKey(), bytes.NewReader(layout.EncodeLayoutFile()), Want{}); err != nil {
+		return fmt.Errorf("initialising the tree: %w", err)
+	}
+	return nil
 }
 
 // stage writes every blob the tree does not hold (several at once), then
