@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -20,9 +21,9 @@ type BatchOptions struct {
 	// remaining tag reaches, from the repository file), and the
 	// repositories of the catalog that it does not list.
 	Prune bool
-	// OpenSource turns a source of the batch into a Source; the default
-	// is ParseSource.
-	OpenSource func(spec string) (Source, error)
+	// OpenSource turns a source of the batch into a source.Source; the
+	// default is source.Parse.
+	OpenSource func(spec string) (source.Source, error)
 }
 
 // BatchResult tells what RunBatch did.
@@ -81,7 +82,7 @@ func (p *Publisher) RunBatch(ctx context.Context, b *Batch, opts BatchOptions) (
 	}
 	open := opts.OpenSource
 	if open == nil {
-		open = ParseSource
+		open = source.Parse
 	}
 	if err := parseSources(b, open); err != nil {
 		return nil, err
@@ -141,7 +142,7 @@ func (p *Publisher) RunBatch(ctx context.Context, b *Batch, opts BatchOptions) (
 
 // parseSources opens and closes every source of the batch, so that a
 // source that does not parse fails the run before anything is written.
-func parseSources(b *Batch, open func(spec string) (Source, error)) error {
+func parseSources(b *Batch, open func(spec string) (source.Source, error)) error {
 	for _, r := range b.Repositories {
 		for _, tag := range sortedKeys(r.Tags) {
 			src, err := open(r.Tags[tag])
@@ -161,7 +162,7 @@ func parseSources(b *Batch, open func(spec string) (Source, error)) error {
 type batchRun struct {
 	p     *Publisher
 	prune bool
-	open  func(spec string) (Source, error)
+	open  func(spec string) (source.Source, error)
 	// resolved holds the manifest descriptor of every source resolved so
 	// far: a source is resolved once per run, whatever the number of
 	// repositories that list it.
@@ -328,8 +329,8 @@ func tagsBySource(tags map[string]string) []sourceTags {
 // that manifest reaches is stored: then it returns nil, nil. (A repository
 // published on_demand and now listed as immediate gets its blobs filled
 // in.)
-func (b *batchRun) changedSource(ctx context.Context, spec string, cur *layout.Repository, tags []string, needStored bool) (Source, error) {
-	var src Source
+func (b *batchRun) changedSource(ctx context.Context, spec string, cur *layout.Repository, tags []string, needStored bool) (source.Source, error) {
+	var src source.Source
 	rv, ok := b.resolved[spec]
 	if !ok {
 		var err error
@@ -364,7 +365,7 @@ func (b *batchRun) changedSource(ctx context.Context, spec string, cur *layout.R
 }
 
 // closeSource closes src, if there is one.
-func closeSource(src Source) {
+func closeSource(src source.Source) {
 	if src != nil {
 		_ = src.Close()
 	}
@@ -372,7 +373,7 @@ func closeSource(src Source) {
 
 // publishTags publishes src to the tags of repository name with opts, and
 // counts what it did.
-func (b *batchRun) publishTags(ctx context.Context, src Source, name string, tags []string, opts publishOpts, rr *BatchRepositoryResult) error {
+func (b *batchRun) publishTags(ctx context.Context, src source.Source, name string, tags []string, opts publishOpts, rr *BatchRepositoryResult) error {
 	targets := make([]Target, len(tags))
 	for i, t := range tags {
 		targets[i] = Target{Repository: name, Tag: t}

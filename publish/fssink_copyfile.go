@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -34,7 +35,7 @@ import (
 // copies it into the temporary file (reflink, else copy_file_range, else
 // read and write), and the copy is read once to verify it, by a goroutine
 // that follows the copy, so that hashing and copying overlap.
-func (s *FSSink) stageRegion(ctx context.Context, key string, region *fileRegion, want Want, add func(int64)) (_ Staged, err error) {
+func (s *FSSink) stageRegion(ctx context.Context, key string, region *source.Region, want Want, add func(int64)) (_ Staged, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -55,9 +56,9 @@ func (s *FSSink) stageRegion(ctx context.Context, key string, region *fileRegion
 	}()
 	// One byte more than wanted, if the region has it, so that a longer
 	// source is a size mismatch, as in copyVerified.
-	n := min(region.size, want.Size+1)
+	n := min(region.Size, want.Size+1)
 	h := followHash(ctx, f, want, add)
-	copied, err := copyRegion(ctx, f, region.f, region.offset, n, h.copied)
+	copied, err := copyRegion(ctx, f, region.File, region.Offset, n, h.copied)
 	got, herr := h.wait(copied)
 	if err != nil {
 		return nil, fmt.Errorf("write %s: %w", key, err)

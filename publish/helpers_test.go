@@ -26,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -243,7 +244,7 @@ func publishTo(t *testing.T, root, spec string, targets ...string) (*publish.Res
 
 func publishWith(t *testing.T, p *publish.Publisher, spec string, targets ...string) (*publish.Result, error) {
 	t.Helper()
-	src, err := publish.ParseSource(spec)
+	src, err := source.Parse(spec)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -317,7 +318,7 @@ func TestArtifactsAndReferrers(t *testing.T) {
 
 // countingSource counts the blobs (not manifests) read from a source.
 type countingSource struct {
-	publish.Source
+	source.Source
 	blobReads atomic.Int64
 }
 
@@ -339,7 +340,7 @@ func TestRepublishIsNoop(t *testing.T) {
 			mustPublish(t, root, spec, "team/app:v1", "x:1")
 			before := snapshot(t, root, true)
 
-			src, err := publish.ParseSource(spec)
+			src, err := source.Parse(spec)
 			if err != nil {
 				t.Fatal(err)
 			}

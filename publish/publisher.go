@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
@@ -147,7 +148,7 @@ type Result struct {
 // written heron-layout.json only. If renaming verified content into place
 // fails, that content may remain, unreferenced, for a later gc. A publish
 // that would change nothing writes nothing.
-func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (*Result, error) {
+func (p *Publisher) Publish(ctx context.Context, src source.Source, targets []Target) (*Result, error) {
 	return p.publish(ctx, src, targets, p.publishOpts())
 }
 
@@ -170,7 +171,7 @@ func (p *Publisher) publishOpts() publishOpts {
 }
 
 // publish is Publish with opts rather than the publisher's options.
-func (p *Publisher) publish(ctx context.Context, src Source, targets []Target, opts publishOpts) (_ *Result, err error) {
+func (p *Publisher) publish(ctx context.Context, src source.Source, targets []Target, opts publishOpts) (_ *Result, err error) {
 	byRepo, names, err := groupTargets(targets)
 	if err != nil {
 		return nil, err
@@ -321,7 +322,7 @@ func (p *Publisher) initTree(ctx context.Context) error {
 // they are returned; with a plain Sink, content is put in place at once and
 // no Staged is returned. Blobs the tree holds were found by buildPlan, and
 // are not read from the source.
-func (p *Publisher) stage(ctx context.Context, src Source, pl *plan, res *Result) ([]Staged, error) {
+func (p *Publisher) stage(ctx context.Context, src source.Source, pl *plan, res *Result) ([]Staged, error) {
 	var blobs, manifests []ocispec.Descriptor
 	var total int64
 	for _, b := range pl.blobs {
@@ -393,7 +394,7 @@ func (p *Publisher) stage(ctx context.Context, src Source, pl *plan, res *Result
 
 // copyContent copies one blob (from src) or manifest (raw) into the tree,
 // verified, and reports its progress.
-func (p *Publisher) copyContent(ctx context.Context, src Source, desc ocispec.Descriptor, raw []byte) (_ Staged, err error) {
+func (p *Publisher) copyContent(ctx context.Context, src source.Source, desc ocispec.Descriptor, raw []byte) (_ Staged, err error) {
 	key, err := layout.BlobKey(desc.Digest)
 	if err != nil {
 		return nil, err

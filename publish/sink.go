@@ -2,67 +2,35 @@ package publish
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"time"
 
-	"github.com/opencontainers/go-digest"
+	"github.com/heron-registry/heron/publish/source"
 )
 
 // ErrNotFound is returned by a Sink or a Source for a key or content that
 // does not exist. Implementations map their own "not found" errors (such as
-// fs.ErrNotExist) to it, so callers test with errors.Is.
-var ErrNotFound = errors.New("not found")
+// fs.ErrNotExist) to it, so callers test with errors.Is. It is
+// source.ErrNotFound: the same value, whichever side reports it.
+var ErrNotFound = source.ErrNotFound
 
-// ErrDigestMismatch and ErrSizeMismatch are wrapped by a [*VerifyError].
+// ErrDigestMismatch and ErrSizeMismatch are wrapped by a [*VerifyError]:
+// they are source.ErrDigestMismatch and source.ErrSizeMismatch.
 var (
-	ErrDigestMismatch = errors.New("digest mismatch")
-	ErrSizeMismatch   = errors.New("size mismatch")
+	ErrDigestMismatch = source.ErrDigestMismatch
+	ErrSizeMismatch   = source.ErrSizeMismatch
 )
 
 // Want is what a Sink checks content against while it writes it. The zero
 // Want checks nothing (the repository file and the catalog, whose bytes
 // publish has just built); a Want with a Digest checks both the digest and
-// the size.
-type Want struct {
-	Digest digest.Digest
-	Size   int64
-}
+// the size. It is source.Want, which a source uses too.
+type Want = source.Want
 
-// VerifyError reports content whose bytes do not match what was expected.
-// It matches ErrSizeMismatch (the length is wrong) or ErrDigestMismatch
-// (the length is right, the bytes are not) with errors.Is.
-type VerifyError struct {
-	// Key is where the content was to be written.
-	Key string
-	// Want is what was expected.
-	Want Want
-	// GotSize is the number of bytes read; reading stops one byte past
-	// Want.Size, so a longer stream reports Want.Size+1.
-	GotSize int64
-	// GotDigest is the digest of what was read; it is empty when reading
-	// stopped because the stream was too long.
-	GotDigest digest.Digest
-}
-
-func (e *VerifyError) Error() string {
-	switch {
-	case e.GotSize > e.Want.Size:
-		return fmt.Sprintf("%s: content of %s is longer than the %d bytes its descriptor states", e.Key, e.Want.Digest, e.Want.Size)
-	case e.GotSize < e.Want.Size:
-		return fmt.Sprintf("%s: content of %s is %d bytes, its descriptor states %d (truncated?)", e.Key, e.Want.Digest, e.GotSize, e.Want.Size)
-	}
-	return fmt.Sprintf("%s: content does not match its digest: want %s, got %s", e.Key, e.Want.Digest, e.GotDigest)
-}
-
-// Is makes errors.Is(err, ErrSizeMismatch) or errors.Is(err, ErrDigestMismatch) true.
-func (e *VerifyError) Is(target error) bool {
-	if e.GotSize != e.Want.Size {
-		return target == ErrSizeMismatch
-	}
-	return target == ErrDigestMismatch
-}
+// VerifyError reports content whose bytes do not match what was expected,
+// whether a Sink or a Source found it: it is source.VerifyError. It matches
+// ErrSizeMismatch or ErrDigestMismatch with errors.Is.
+type VerifyError = source.VerifyError
 
 // Sink is where a tree is written. Keys are the slash-separated keys of
 // package layout (blobs/sha256/…, repositories/<name>.json, catalog/…), so

@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -181,17 +182,17 @@ func (u *upstream) push(repoTag string, item any) {
 // fast are the options of every registry source in these tests: plain
 // HTTP, retries that do not make tests slow, and no credentials from the
 // machine's docker config.
-func fast(extra ...publish.SourceOption) []publish.SourceOption {
-	return append([]publish.SourceOption{
-		publish.WithInsecure(true),
-		publish.WithRetry(time.Millisecond, 3),
-		publish.WithKeychain(authn.NewMultiKeychain()),
+func fast(extra ...source.Option) []source.Option {
+	return append([]source.Option{
+		source.WithInsecure(true),
+		source.WithRetry(time.Millisecond, 3),
+		source.WithKeychain(authn.NewMultiKeychain()),
 	}, extra...)
 }
 
-func publishRemote(t *testing.T, p *publish.Publisher, spec string, opts []publish.SourceOption, targets ...string) (*publish.Result, error) {
+func publishRemote(t *testing.T, p *publish.Publisher, spec string, opts []source.Option, targets ...string) (*publish.Result, error) {
 	t.Helper()
-	src, err := publish.ParseSourceWith(spec, opts...)
+	src, err := source.ParseWith(spec, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -355,7 +356,7 @@ func TestRemoteRetries(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "tree")
 			start := time.Now()
 			_, err := publishRemote(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/app:v1",
-				fast(publish.WithRetry(time.Millisecond, tc.tries)), "app:v1")
+				fast(source.WithRetry(time.Millisecond, tc.tries)), "app:v1")
 			if elapsed := time.Since(start); elapsed > 5*time.Second {
 				t.Errorf("took %s", elapsed)
 			}
@@ -398,7 +399,7 @@ func TestRemoteRetryAfter(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "tree")
 	start := time.Now()
 	if _, err := publishRemote(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/app:v1",
-		fast(publish.WithRetry(time.Millisecond, 3)), "app:v1"); err != nil {
+		fast(source.WithRetry(time.Millisecond, 3)), "app:v1"); err != nil {
 		t.Fatal(err)
 	}
 	if elapsed := time.Since(start); elapsed < time.Second {
@@ -461,7 +462,7 @@ func TestRemoteCredentials(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "tree")
 			// The default keychain: what the user's docker login wrote.
 			_, err := publishRemote(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/private/app:v1",
-				[]publish.SourceOption{publish.WithInsecure(true), publish.WithRetry(time.Millisecond, 1)}, "app:v1")
+				[]source.Option{source.WithInsecure(true), source.WithRetry(time.Millisecond, 1)}, "app:v1")
 			if tc.ok {
 				if err != nil {
 					t.Fatal(err)
@@ -491,7 +492,7 @@ func TestRemoteInsecure(t *testing.T) {
 		is       error
 		want     string
 	}{
-		{"plain HTTP without --insecure", false, false, publish.ErrPlainHTTP, "--insecure"},
+		{"plain HTTP without --insecure", false, false, source.ErrPlainHTTP, "--insecure"},
 		{"plain HTTP with --insecure", false, true, nil, ""},
 		{"self-signed HTTPS without --insecure", true, false, nil, "--insecure"},
 		{"self-signed HTTPS with --insecure", true, true, nil, ""},
@@ -500,7 +501,7 @@ func TestRemoteInsecure(t *testing.T) {
 			u := newUpstream(t, tc.tls)
 			u.push("app:v1", img)
 			root := filepath.Join(t.TempDir(), "tree")
-			opts := []publish.SourceOption{publish.WithInsecure(tc.insecure), publish.WithRetry(time.Millisecond, 1), publish.WithKeychain(authn.NewMultiKeychain())}
+			opts := []source.Option{source.WithInsecure(tc.insecure), source.WithRetry(time.Millisecond, 1), source.WithKeychain(authn.NewMultiKeychain())}
 			_, err := publishRemote(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/app:v1", opts, "app:v1")
 			if tc.want == "" {
 				if err != nil {
