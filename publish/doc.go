@@ -44,10 +44,9 @@
 // is deleted, so that a listed repository can always be served.
 //
 // The files read in that order. Plan: plan.go reads and checks the source,
-// policy.go applies --policy. Stage: publisher.go copies content,
-// verified (copyverified.go, and copyfile.go for a local file). Commit:
-// repository.go rewrites repository files, catalog.go the catalog;
-// publisher.go runs the three. Maintain: gc.go and
+// policy.go applies --policy. Stage: stage.go copies content, verified
+// (copyverified.go). Commit: repository.go rewrites repository files,
+// catalog.go the catalog. publisher.go runs the three (Publish). Maintain: gc.go and
 // gc_keep.go (gc), verify.go (heron verify), edit.go (heron rm, heron tag),
 // batch.go and batch_file.go (heron publish --batch). Sinks: sink.go holds
 // the interfaces, fssink*.go the file-system sink.
