@@ -422,7 +422,7 @@ func TestRepositoryUpdate(t *testing.T) {
 	}
 
 	pub := publish.New(publish.NewFSSink(layout.Root(root)), publish.WithBlobBaseURL("https://cdn.example.com/tree/"))
-	if _, err := publishWith(t, pub, "oci:"+src+":b", "app:v1"); err != nil {
+	if _, err := publishWith(t, pub, "oci:"+src+":b", nil, "app:v1"); err != nil {
 		t.Fatal(err)
 	}
 	r := readRepo(t, root, "app")
@@ -607,7 +607,7 @@ func TestFailuresLeaveTreeUnchanged(t *testing.T) {
 			if targets == nil {
 				targets = []string{"team/app:v1", "new:1"}
 			}
-			_, err := publishWith(t, publish.New(sink), src, targets...)
+			_, err := publishWith(t, publish.New(sink), src, nil, targets...)
 			if err == nil {
 				t.Fatal("publish succeeded")
 			}
@@ -734,7 +734,7 @@ func TestRefusals(t *testing.T) {
 			tc.prepare(t, root)
 			before := snapshot(t, root, true)
 			p := publish.New(publish.NewFSSink(layout.Root(root)), tc.opts...)
-			_, err := publishWith(t, p, src, tc.targets...)
+			_, err := publishWith(t, p, src, nil, tc.targets...)
 			if err == nil {
 				t.Fatal("publish succeeded")
 			}
