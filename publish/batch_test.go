@@ -79,7 +79,7 @@ repositories:
 	}
 }
 
-// countingOpener opens sources with ParseSource and counts what is read
+// countingOpener opens sources with source.Parse and counts what is read
 // from them beyond resolving their manifest.
 type countingOpener struct {
 	fetches atomic.Int64
