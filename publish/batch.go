@@ -1,14 +1,15 @@
 package publish
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -20,9 +21,9 @@ type BatchOptions struct {
 	// remaining tag reaches, from the repository file), and the
 	// repositories of the catalog that it does not list.
 	Prune bool
-	// OpenSource turns a source of the batch into a Source; the default
-	// is ParseSource.
-	OpenSource func(spec string) (Source, error)
+	// OpenSource turns a source of the batch into a source.Source; the
+	// default is source.Parse.
+	OpenSource func(spec string) (source.Source, error)
 }
 
 // BatchResult tells what RunBatch did.
@@ -58,12 +59,6 @@ type BatchRepositoryResult struct {
 	Err error
 }
 
-// resolved is a source's manifest descriptor, or why it has none.
-type resolved struct {
-	desc ocispec.Descriptor
-	err  error
-}
-
 // RunBatch brings the tree to what the batch says, incrementally: a tag
 // whose source's manifest digest is the one it names already is skipped
 // without reading the source any further (for an OCI layout, reading its
@@ -87,18 +82,10 @@ func (p *Publisher) RunBatch(ctx context.Context, b *Batch, opts BatchOptions) (
 	}
 	open := opts.OpenSource
 	if open == nil {
-		open = ParseSource
+		open = source.Parse
 	}
-	for _, r := range b.Repositories {
-		for _, tag := range sortedKeys(r.Tags) {
-			src, err := open(r.Tags[tag])
-			if err != nil {
-				return nil, fmt.Errorf("repository %s: tag %s: %w", r.Name, tag, err)
-			}
-			if err := src.Close(); err != nil {
-				return nil, err
-			}
-		}
+	if err := parseSources(b, open); err != nil {
+		return nil, err
 	}
 	res := &BatchResult{Repositories: make([]BatchRepositoryResult, len(b.Repositories))}
 	if len(b.Repositories) == 0 && !opts.Prune {
@@ -115,13 +102,13 @@ func (p *Publisher) RunBatch(ctx context.Context, b *Batch, opts BatchOptions) (
 		if len(b.Repositories) == 0 {
 			return res, nil // nothing to publish, nothing to prune
 		}
-		if err := p.sink.Put(ctx, layout.LayoutFileKey(), bytes.NewReader(layout.EncodeLayoutFile()), Want{}); err != nil {
-			return nil, fmt.Errorf("initialising the tree: %w", err)
+		if err := p.initTree(ctx); err != nil {
+			return nil, err
 		}
 		res.LayoutCreated = true
 	}
 
-	cache := map[string]resolved{}
+	run := &batchRun{p: p, prune: opts.Prune, open: open, resolved: map[string]resolved{}, res: res}
 	var errs []error
 	names := make([]string, 0, len(b.Repositories))
 	for i := range b.Repositories {
@@ -129,7 +116,7 @@ func (p *Publisher) RunBatch(ctx context.Context, b *Batch, opts BatchOptions) (
 		rr := &res.Repositories[i]
 		rr.Name = r.Name
 		names = append(names, r.Name)
-		err := p.batchRepository(ctx, r, opts, open, cache, res, rr)
+		err := run.repository(ctx, r, rr)
 		sort.Strings(rr.Published)
 		sort.Strings(rr.Unchanged)
 		if err != nil {
@@ -146,134 +133,272 @@ func (p *Publisher) RunBatch(ctx context.Context, b *Batch, opts BatchOptions) (
 	}
 	res.CatalogChanged = changed
 	if opts.Prune {
-		listed, err := CatalogNames(ctx, p.sink)
-		if err != nil {
+		if err := run.pruneRepositories(ctx, names); err != nil {
 			return res, errors.Join(append(errs, err)...)
-		}
-		sort.Strings(names)
-		extra := subtractSorted(listed, names)
-		if len(extra) > 0 {
-			res.Pruned, err = p.removeRepositories(ctx, extra)
-			res.CatalogChanged = res.CatalogChanged || len(res.Pruned) > 0
-			if err != nil {
-				return res, errors.Join(append(errs, fmt.Errorf("pruning repositories: %w", err))...)
-			}
 		}
 	}
 	return res, errors.Join(errs...)
 }
 
-// batchRepository brings one repository to what r says.
-func (p *Publisher) batchRepository(ctx context.Context, r *BatchRepository, opts BatchOptions, open func(string) (Source, error),
-	cache map[string]resolved, res *BatchResult, rr *BatchRepositoryResult) error {
-	cur, _, err := readRepository(ctx, p.sink, r.Name)
+// parseSources opens and closes every source of the batch, so that a
+// source that does not parse fails the run before anything is written.
+func parseSources(b *Batch, open func(spec string) (source.Source, error)) error {
+	for _, r := range b.Repositories {
+		for _, tag := range sortedKeys(r.Tags) {
+			src, err := open(r.Tags[tag])
+			if err != nil {
+				return fmt.Errorf("repository %s: tag %s: %w", r.Name, tag, err)
+			}
+			if err := src.Close(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// batchRun is one run of RunBatch: what it was given, the sources it has
+// resolved so far, and what it did.
+type batchRun struct {
+	p     *Publisher
+	prune bool
+	open  func(spec string) (source.Source, error)
+	// resolved holds the manifest descriptor of every source resolved so
+	// far: a source is resolved once per run, whatever the number of
+	// repositories that list it.
+	resolved map[string]resolved
+	res      *BatchResult
+}
+
+// resolved is a source's manifest descriptor, or why it has none.
+type resolved struct {
+	desc ocispec.Descriptor
+	err  error
+}
+
+// repository brings one repository to what r says, in three steps: its
+// settings, then the sources whose tags changed, then, with Prune, the
+// tags r does not list.
+func (b *batchRun) repository(ctx context.Context, r *BatchRepository, rr *BatchRepositoryResult) error {
+	cur, _, err := readRepository(ctx, b.p.sink, r.Name)
 	if err != nil {
 		return err
 	}
-	q, err := p.forBatch(r)
+	opts, err := b.p.batchPublishOpts(r)
+	if err != nil {
+		return err
+	}
+	settings, err := b.p.batchSettings(r)
 	if err != nil {
 		return err
 	}
 
 	// Settings first: an existing repository gets them now; a new one
-	// just before its first content, unless Publish sets them with it
-	// (it sets the blobBaseURL, not protection).
-	base, protected := r.BlobBaseURL, r.Protected
+	// just before its first content (see publishChanged), unless Publish
+	// sets them with it (it sets the blobBaseURL, not protection).
+	settingsDue := settings.needed(cur)
+	if settingsDue && cur != nil {
+		if err := b.applySettings(ctx, r.Name, settings, rr); err != nil {
+			return err
+		}
+		settingsDue = false
+	}
+	if err := b.publishChanged(ctx, r, cur, opts, settings, settingsDue, rr); err != nil {
+		return err
+	}
+	if !b.prune {
+		return nil
+	}
+	return b.pruneTags(ctx, r, cur, rr)
+}
+
+// batchSettings are the settings a batch gives a repository besides its
+// tags; a nil field leaves the repository's as it is.
+type batchSettings struct {
+	blobBaseURL *string // normalized
+	protected   *bool
+}
+
+// batchSettings returns the settings of r: its blobBaseURL, else the
+// publisher's (WithBlobBaseURL), and its protection.
+func (p *Publisher) batchSettings(r *BatchRepository) (batchSettings, error) {
+	base := r.BlobBaseURL
 	if base == nil && p.blobBaseURL != "" {
 		base = &p.blobBaseURL
 	}
 	if base != nil {
 		normalized, err := layout.NormalizeBlobBaseURL(*base)
 		if err != nil {
-			return err
+			return batchSettings{}, err
 		}
 		base = &normalized
 	}
-	var needSettings bool
-	if cur == nil {
-		needSettings = protected != nil && *protected
-	} else {
-		needSettings = (base != nil && cur.BlobBaseURL != *base) || (protected != nil && cur.Protected != *protected)
-	}
-	applySettings := func() error {
-		if !needSettings {
-			return nil
-		}
-		needSettings = false
-		written, err := q.updateRepository(ctx, r.Name, func(repo *layout.Repository) error {
-			if base != nil {
-				repo.BlobBaseURL = *base
-			}
-			if protected != nil {
-				repo.Protected = *protected
-			}
-			return nil
-		})
-		rr.Written = rr.Written || written
-		return err
-	}
-	if cur != nil {
-		if err := applySettings(); err != nil {
-			return err
-		}
-	}
+	return batchSettings{blobBaseURL: base, protected: r.Protected}, nil
+}
 
-	// Then the sources whose tags changed, grouped by source.
-	bySource := map[string][]string{}
-	for tag, spec := range r.Tags {
-		bySource[spec] = append(bySource[spec], tag)
+// needed reports whether the settings must be written to the repository
+// file cur: when one differs from cur's, or, for a new repository (cur is
+// nil), when it is to be protected (publishing its content sets its
+// blobBaseURL, not its protection).
+func (s batchSettings) needed(cur *layout.Repository) bool {
+	if cur == nil {
+		return s.protected != nil && *s.protected
 	}
-	specs := make([]string, 0, len(bySource))
-	for spec, tags := range bySource {
-		sort.Strings(tags)
-		specs = append(specs, spec)
+	return (s.blobBaseURL != nil && cur.BlobBaseURL != *s.blobBaseURL) || (s.protected != nil && cur.Protected != *s.protected)
+}
+
+// apply sets the settings on repo: the mutation of a repository file that
+// writes them.
+func (s batchSettings) apply(repo *layout.Repository) error {
+	if s.blobBaseURL != nil {
+		repo.BlobBaseURL = *s.blobBaseURL
 	}
-	sort.Strings(specs)
+	if s.protected != nil {
+		repo.Protected = *s.protected
+	}
+	return nil
+}
+
+// applySettings writes the settings to the file of repository name.
+func (b *batchRun) applySettings(ctx context.Context, name string, s batchSettings, rr *BatchRepositoryResult) error {
+	written, err := b.p.updateRepository(ctx, name, s.apply)
+	rr.Written = rr.Written || written
+	return err
+}
+
+// publishChanged publishes, one source after the other, each source of r
+// whose tags do not all name its manifest in cur already (see
+// changedSource), with opts. With settingsDue (a new repository that is to
+// be protected), the settings are written just before the first of them
+// is published, once: a failure there fails that source. A source that
+// fails does not stop the others; the errors of all are returned, joined.
+func (b *batchRun) publishChanged(ctx context.Context, r *BatchRepository, cur *layout.Repository, opts publishOpts,
+	settings batchSettings, settingsDue bool, rr *BatchRepositoryResult) error {
 	var errs []error
-	for _, spec := range specs {
-		tags := bySource[spec]
-		unchanged := true
-		err := p.batchSource(ctx, spec, cur, tags, q.policy != PolicyOnDemand, open, cache, func(src Source) error {
-			unchanged = false
-			if err := applySettings(); err != nil {
-				return err
+	for _, st := range tagsBySource(r.Tags) {
+		src, err := b.changedSource(ctx, st.spec, cur, st.tags, opts.policy != PolicyOnDemand)
+		if err == nil && src == nil {
+			rr.Unchanged = append(rr.Unchanged, st.tags...)
+			continue
+		}
+		if err == nil {
+			if settingsDue {
+				settingsDue = false
+				err = b.applySettings(ctx, r.Name, settings, rr)
 			}
-			targets := make([]Target, len(tags))
-			for i, t := range tags {
-				targets[i] = Target{Repository: r.Name, Tag: t}
+			if err == nil {
+				err = b.publishTags(ctx, src, r.Name, st.tags, opts, rr)
 			}
-			pres, err := q.Publish(ctx, src, targets)
-			if err != nil {
-				return err
-			}
-			rr.Published = append(rr.Published, tags...)
-			rr.Written = rr.Written || len(pres.RepositoriesWritten) > 0
-			res.BlobsWritten += pres.BlobsWritten
-			res.BytesWritten += pres.BytesWritten
-			return nil
-		})
+			_ = src.Close()
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return err
 			}
-			errs = append(errs, fmt.Errorf("source %s (tags %s): %w", spec, strings.Join(tags, ", "), err))
-			continue
-		}
-		if unchanged {
-			rr.Unchanged = append(rr.Unchanged, tags...)
+			errs = append(errs, fmt.Errorf("source %s (tags %s): %w", st.spec, strings.Join(st.tags, ", "), err))
 		}
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
+	return errors.Join(errs...)
+}
 
-	// Then, with Prune, what the batch no longer lists. The file read at
-	// the start tells, unless something was published since.
-	if !opts.Prune || (len(rr.Published) == 0 && (cur == nil || !needsTagPrune(cur, r.Tags))) {
+// sourceTags is a source of a batch repository and the tags it is
+// published to.
+type sourceTags struct {
+	spec string
+	tags []string // sorted
+}
+
+// tagsBySource groups tags (tag → source) by source, sorted by source.
+func tagsBySource(tags map[string]string) []sourceTags {
+	bySource := map[string][]string{}
+	for tag, spec := range tags {
+		bySource[spec] = append(bySource[spec], tag)
+	}
+	out := make([]sourceTags, 0, len(bySource))
+	for spec, tags := range bySource {
+		sort.Strings(tags)
+		out = append(out, sourceTags{spec: spec, tags: tags})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].spec < out[j].spec })
+	return out
+}
+
+// changedSource resolves spec (once per run) and returns it open, for the
+// caller to publish and close, unless every tag of cur names the source's
+// manifest already and, when needStored (the immediate policy), every blob
+// that manifest reaches is stored: then it returns nil, nil. (A repository
+// published on_demand and now listed as immediate gets its blobs filled
+// in.)
+func (b *batchRun) changedSource(ctx context.Context, spec string, cur *layout.Repository, tags []string, needStored bool) (source.Source, error) {
+	var src source.Source
+	rv, ok := b.resolved[spec]
+	if !ok {
+		var err error
+		if src, err = b.open(spec); err != nil {
+			closeSource(src)
+			return nil, err
+		}
+		rv.desc, rv.err = src.Resolve(ctx)
+		if ctx.Err() != nil {
+			closeSource(src)
+			return nil, ctx.Err()
+		}
+		b.resolved[spec] = rv
+	}
+	if rv.err != nil {
+		closeSource(src)
+		return nil, rv.err
+	}
+	if cur != nil && allNamed(cur, tags, rv.desc.Digest) && (!needStored || allStored(cur, rv.desc.Digest)) {
+		closeSource(src)
+		return nil, nil
+	}
+	if src != nil {
+		return src, nil
+	}
+	src, err := b.open(spec)
+	if err != nil {
+		closeSource(src)
+		return nil, err
+	}
+	return src, nil
+}
+
+// closeSource closes src, if there is one.
+func closeSource(src source.Source) {
+	if src != nil {
+		_ = src.Close()
+	}
+}
+
+// publishTags publishes src to the tags of repository name with opts, and
+// counts what it did.
+func (b *batchRun) publishTags(ctx context.Context, src source.Source, name string, tags []string, opts publishOpts, rr *BatchRepositoryResult) error {
+	targets := make([]Target, len(tags))
+	for i, t := range tags {
+		targets[i] = Target{Repository: name, Tag: t}
+	}
+	pres, err := b.p.publish(ctx, src, targets, opts)
+	if err != nil {
+		return err
+	}
+	rr.Published = append(rr.Published, tags...)
+	rr.Written = rr.Written || len(pres.RepositoriesWritten) > 0
+	b.res.BlobsWritten += pres.BlobsWritten
+	b.res.BytesWritten += pres.BytesWritten
+	return nil
+}
+
+// pruneTags removes the tags of the repository that r does not list, then
+// the manifests and blobs no remaining tag reaches. The file read at the
+// start (cur) tells whether there is anything to remove, unless something
+// was published since.
+func (b *batchRun) pruneTags(ctx context.Context, r *BatchRepository, cur *layout.Repository, rr *BatchRepositoryResult) error {
+	if len(rr.Published) == 0 && (cur == nil || !needsTagPrune(cur, r.Tags)) {
 		return nil
 	}
 	var pruned []string
-	written, err := q.editRepository(ctx, r.Name, false, func(repo *layout.Repository) error {
+	written, err := b.p.editRepository(ctx, r.Name, false, func(repo *layout.Repository) error {
 		pruned = pruned[:0]
 		for tag := range repo.Tags {
 			if _, ok := r.Tags[tag]; !ok {
@@ -307,44 +432,24 @@ func needsTagPrune(repo *layout.Repository, tags map[string]string) bool {
 	return hasUnreachable(repo)
 }
 
-// batchSource resolves spec (once per run: the digest is cached) and calls
-// publish with the opened source, unless every tag of cur names the
-// source's manifest already and, when needStored (the immediate policy),
-// every blob that manifest reaches is stored: a repository published
-// on_demand and now listed as immediate gets its blobs filled in.
-func (p *Publisher) batchSource(ctx context.Context, spec string, cur *layout.Repository, tags []string, needStored bool,
-	open func(string) (Source, error), cache map[string]resolved, publish func(Source) error) error {
-	var src Source
-	defer func() {
-		if src != nil {
-			_ = src.Close()
-		}
-	}()
-	rv, ok := cache[spec]
-	if !ok {
-		var err error
-		if src, err = open(spec); err != nil {
-			return err
-		}
-		rv.desc, rv.err = src.Resolve(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		cache[spec] = rv
+// pruneRepositories removes the repositories of the catalog that are not
+// among names (the batch's).
+func (b *batchRun) pruneRepositories(ctx context.Context, names []string) error {
+	listed, err := CatalogNames(ctx, b.p.sink)
+	if err != nil {
+		return err
 	}
-	if rv.err != nil {
-		return rv.err
-	}
-	if cur != nil && allNamed(cur, tags, rv.desc.Digest) && (!needStored || allStored(cur, rv.desc.Digest)) {
+	names = slices.Sorted(slices.Values(names))
+	extra := subtractSorted(listed, names)
+	if len(extra) == 0 {
 		return nil
 	}
-	if src == nil {
-		var err error
-		if src, err = open(spec); err != nil {
-			return err
-		}
+	b.res.Pruned, err = b.p.removeRepositories(ctx, extra)
+	b.res.CatalogChanged = b.res.CatalogChanged || len(b.res.Pruned) > 0
+	if err != nil {
+		return fmt.Errorf("pruning repositories: %w", err)
 	}
-	return publish(src)
+	return nil
 }
 
 // allStored reports whether every blob manifest d reaches in repo (through
@@ -383,38 +488,25 @@ func allNamed(repo *layout.Repository, tags []string, d digest.Digest) bool {
 	return true
 }
 
-// forBatch returns the publisher a batch repository is published with: p
-// with the repository's blobBaseURL and policy, that leaves the catalog to
-// RunBatch.
-func (p *Publisher) forBatch(r *BatchRepository) (*Publisher, error) {
-	q := *p
-	q.batchCatalog = true
+// batchPublishOpts returns what the sources of batch repository r are
+// published with: its blobBaseURL and policy, else the publisher's, and
+// no catalog update (RunBatch updates the catalog once, at the end).
+func (p *Publisher) batchPublishOpts(r *BatchRepository) (publishOpts, error) {
+	opts := p.publishOpts()
+	opts.updateCatalog = false
 	if r.BlobBaseURL != nil {
 		base, err := layout.NormalizeBlobBaseURL(*r.BlobBaseURL)
 		if err != nil {
-			return nil, err
+			return publishOpts{}, err
 		}
-		q.blobBaseURL = base
+		opts.blobBaseURL = base
 	}
-	opt, err := batchPolicy(r.Policy)
-	if err != nil {
-		return nil, err
+	if r.Policy != "" {
+		pol, err := ParsePolicy(r.Policy)
+		if err != nil {
+			return publishOpts{}, err
+		}
+		opts.policy = pol
 	}
-	if opt != nil {
-		opt(&q)
-	}
-	return &q, nil
-}
-
-// batchPolicy returns the option that sets a batch repository's policy,
-// or nil to keep the publisher's own (see WithPolicy).
-func batchPolicy(policy string) (Option, error) {
-	if policy == "" {
-		return nil, nil
-	}
-	pol, err := ParsePolicy(policy)
-	if err != nil {
-		return nil, err
-	}
-	return WithPolicy(pol), nil
+	return opts, nil
 }

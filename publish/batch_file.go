@@ -29,7 +29,7 @@ type BatchRepository struct {
 	// Name is the repository name.
 	Name string `json:"name" yaml:"name"`
 	// Tags maps each tag to the source it is published from, in the
-	// syntax of the SOURCE argument of heron publish (see ParseSource).
+	// syntax of the SOURCE argument of heron publish (see source.Parse).
 	// Tags with the same source are published together.
 	Tags map[string]string `json:"tags" yaml:"tags"`
 	// BlobBaseURL, when present, sets the repository's blobBaseURL; ""
@@ -121,7 +121,7 @@ func (b *Batch) Validate() error {
 				return fmt.Errorf("%s: %w", where, err)
 			}
 		}
-		if _, err := batchPolicy(r.Policy); err != nil {
+		if _, err := ParsePolicy(r.Policy); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
+	"github.com/heron-registry/heron/publish/source"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -78,14 +79,14 @@ repositories:
 	}
 }
 
-// countingOpener opens sources with ParseSource and counts what is read
+// countingOpener opens sources with source.Parse and counts what is read
 // from them beyond resolving their manifest.
 type countingOpener struct {
 	fetches atomic.Int64
 }
 
-func (c *countingOpener) open(spec string) (publish.Source, error) {
-	src, err := publish.ParseSource(spec)
+func (c *countingOpener) open(spec string) (source.Source, error) {
+	src, err := source.Parse(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +94,7 @@ func (c *countingOpener) open(spec string) (publish.Source, error) {
 }
 
 type fetchCounter struct {
-	publish.Source
+	source.Source
 	n *atomic.Int64
 }
 
@@ -397,7 +398,7 @@ func TestBatchRemoteSources(t *testing.T) {
 - name: copy
   tags: {"1": "docker://%[1]s/app:v1"}
 `, u.host)
-	opts := publish.BatchOptions{OpenSource: func(spec string) (publish.Source, error) { return publish.ParseSourceWith(spec, fast()...) }}
+	opts := publish.BatchOptions{OpenSource: func(spec string) (source.Source, error) { return source.ParseWith(spec, fast()...) }}
 	res := runBatch(t, root, batch, opts)
 	if got := summary(res); got != "mirror/app published=[latest v1] unchanged=[] pruned=[] written=true\n"+
 		"lazy published=[v2] unchanged=[] pruned=[] written=true\n"+

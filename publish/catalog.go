@@ -133,7 +133,7 @@ func (p *Publisher) addToCatalog(ctx context.Context, names []string, existing b
 		replace[i] = splitNames(merged, p.shardSize)
 	}
 	if len(replace) == 0 {
-		return false, p.unchanged(ctx, layout.CatalogIndexKey())
+		return false, p.signalIfRecent(ctx, layout.CatalogIndexKey())
 	}
 	return true, p.writeCatalog(ctx, c, replace)
 }
@@ -180,7 +180,7 @@ func (p *Publisher) removeFromCatalogLocked(ctx context.Context, names []string)
 		}
 	}
 	if len(left) == 0 {
-		return false, p.unchanged(ctx, layout.CatalogIndexKey())
+		return false, p.signalIfRecent(ctx, layout.CatalogIndexKey())
 	}
 	replace := map[int][][]string{}
 	for i, rest := range left {

@@ -181,7 +181,7 @@ func TestPublishAddsToCatalog(t *testing.T) {
 	for i := range 7 {
 		name := fmt.Sprintf("team%d/app", 6-i)
 		p := publish.New(publish.NewFSSink(layout.Root(root)), publish.WithCatalogShardSize(2))
-		res, err := publishWith(t, p, src, name+":1", "shared:"+fmt.Sprint(i))
+		res, err := publishWith(t, p, src, nil, name+":1", "shared:"+fmt.Sprint(i))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,9 +1,10 @@
 // Package publish is the only code that writes a heron tree.
 //
 // A [Publisher] copies an image (a single-platform manifest, a multi-platform
-// index with all its children, or an OCI 1.1 artifact) from a [Source] (an
-// OCI image layout, an OCI archive, a `docker save` tarball or a registry)
-// into the tree behind a [Sink], and tags it in one or more repositories.
+// index with all its children, or an OCI 1.1 artifact) from a
+// [source.Source] (an OCI image layout, an OCI archive, a `docker save`
+// tarball or a registry: see package source) into the tree behind a
+// [Sink], and tags it in one or more repositories.
 // With [PolicyOnDemand], it stores the manifests only and records where the
 // blobs it leaves out can be fetched.
 //
@@ -41,4 +42,12 @@
 // [Publisher.RemoveRepositories] (heron rm, heron tag) edit the tree under
 // the same locks. A repository is removed from the catalog before its file
 // is deleted, so that a listed repository can always be served.
+//
+// The files read in that order. Plan: plan.go reads and checks the source,
+// policy.go applies --policy. Stage: stage.go copies content, verified
+// (copyverified.go). Commit: repository.go rewrites repository files,
+// catalog.go the catalog. publisher.go runs the three (Publish). Maintain: gc.go and
+// gc_keep.go (gc), verify.go (heron verify), edit.go (heron rm, heron tag),
+// batch.go and batch_file.go (heron publish --batch). Sinks: sink.go holds
+// the interfaces, fssink*.go the file-system sink.
 package publish

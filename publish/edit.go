@@ -2,69 +2,13 @@ package publish
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"path"
 	"slices"
 	"strings"
 
 	"github.com/heron-registry/heron/layout"
 	"github.com/opencontainers/go-digest"
 )
-
-// FolderSink is a Sink whose keys live in folders that exist on their own,
-// as on a file system, and stay when the last key in them is deleted. An
-// object store has no such folders and needs no such method.
-type FolderSink interface {
-	Sink
-	// RemoveEmptyFolders removes the folder of key, then its parents,
-	// while they are empty, up to but not including the folder stop (a
-	// key prefix of key). A folder that is not empty ends it without
-	// error: another writer may be creating a file in it.
-	RemoveEmptyFolders(ctx context.Context, key, stop string) error
-}
-
-var _ FolderSink = (*FSSink)(nil)
-
-// RemoveEmptyFolders implements FolderSink. A writer that creates a file
-// in a folder this removes at the same moment creates the folder again
-// (see Stage).
-func (s *FSSink) RemoveEmptyFolders(ctx context.Context, key, stop string) error {
-	if !strings.HasPrefix(key, stop+"/") {
-		return fmt.Errorf("remove folders of %s: not under %s", key, stop)
-	}
-	for dir := path.Dir(key); dir != stop && strings.HasPrefix(dir, stop+"/"); dir = path.Dir(dir) {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		p := s.root.Path(dir)
-		err := os.Remove(p)
-		if err == nil || errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if notEmpty(p) {
-			return nil
-		}
-		return fmt.Errorf("remove folder %s: %w", dir, err)
-	}
-	return nil
-}
-
-// notEmpty reports whether the folder p holds an entry. A failed removal of
-// a folder that holds one is ENOTEMPTY, EEXIST or ERROR_DIR_NOT_EMPTY
-// depending on the system; asking the folder works everywhere.
-func notEmpty(p string) bool {
-	f, err := os.Open(p)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	_, err = f.Readdirnames(1)
-	return err == nil || !errors.Is(err, io.EOF)
-}
 
 // RemoveTags removes tags from repository name, then drops from the
 // repository file every manifest no longer reachable from a tag (through

@@ -15,7 +15,8 @@ import (
 	"github.com/heron-registry/heron/layout"
 )
 
-// FSSink is a Sink over a tree on the local file system.
+// FSSink is a Sink over a tree on the local file system, with every
+// optional capability (see Sink). Its methods are in the files fssink*.go.
 //
 // Every write goes to a temporary file in the destination folder (so that
 // the rename never crosses devices), is synced, closed, renamed into place,
@@ -32,6 +33,12 @@ var (
 	_ StageSink       = (*FSSink)(nil)
 	_ EmptySink       = (*FSSink)(nil)
 	_ ChangeSignaller = (*FSSink)(nil)
+	_ LockSink        = (*FSSink)(nil)
+	_ ListSink        = (*FSSink)(nil)
+	_ OpenSink        = (*FSSink)(nil)
+	_ TouchSink       = (*FSSink)(nil)
+	_ ExpireSink      = (*FSSink)(nil)
+	_ FolderSink      = (*FSSink)(nil)
 )
 
 // NewFSSink returns a sink writing the tree at root. Nothing is created
@@ -44,6 +51,13 @@ func (s *FSSink) Root() layout.Root { return s.root }
 // tempPrefix starts the name of every temporary file. It never parses as a
 // digest, a shard id or a repository file, so readers never open one.
 const tempPrefix = ".heron-tmp-"
+
+// isTempKey reports whether key names a temporary file of a writer (see
+// tempPrefix): content being written, or left behind by a writer that died.
+func isTempKey(key string) bool {
+	i := strings.LastIndexByte(key, '/')
+	return strings.HasPrefix(key[i+1:], tempPrefix)
+}
 
 // Put implements Sink.
 func (s *FSSink) Put(ctx context.Context, key string, r io.Reader, want Want) error {
@@ -201,6 +215,81 @@ func (s *FSSink) Delete(ctx context.Context, key string) error {
 	return s.signalChange(key)
 }
 
+// Stat implements StatSink.
+func (s *FSSink) Stat(ctx context.Context, key string) (Info, error) {
+	if err := ctx.Err(); err != nil {
+		return Info{}, err
+	}
+	fi, err := os.Stat(s.root.Path(key))
+	if err != nil {
+		return Info{}, mapNotExist(key, err)
+	}
+	if fi.IsDir() {
+		return Info{Dir: true}, nil
+	}
+	return Info{Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// Empty implements EmptySink: the root is missing, or a folder that holds
+// nothing but what a writer starting at the same moment may have put there
+// (its temporary files and its .heron/ state), so that concurrent first
+// publishes into a new root all succeed.
+func (s *FSSink) Empty(ctx context.Context) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	f, err := os.Open(string(s.root))
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	if !fi.IsDir() {
+		return false, fmt.Errorf("%s is not a folder", s.root)
+	}
+	for {
+		names, err := f.Readdirnames(16)
+		if errors.Is(err, io.EOF) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		for _, n := range names {
+			if !strings.HasPrefix(n, tempPrefix) && n != layout.WriterStateDirKey() {
+				return false, nil
+			}
+		}
+	}
+}
+
+// Open implements OpenSink.
+func (s *FSSink) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(s.root.Path(key))
+	if err != nil {
+		return nil, mapNotExist(key, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open %s: %w", key, err)
+	}
+	if fi.IsDir() {
+		f.Close()
+		return nil, fmt.Errorf("open %s: is a folder", key)
+	}
+	return f, nil
+}
+
 // recentChange is how recently a file must have changed for a writer that
 // finds it as it wants it, and so writes nothing, to signal it anyway (see
 // SignalIfRecent). Servers trust the counter for a second at most.
@@ -266,60 +355,6 @@ func (s *FSSink) signalChange(key string) error {
 	}
 	c.Increment()
 	return c.Unmap()
-}
-
-// Stat implements StatSink.
-func (s *FSSink) Stat(ctx context.Context, key string) (Info, error) {
-	if err := ctx.Err(); err != nil {
-		return Info{}, err
-	}
-	fi, err := os.Stat(s.root.Path(key))
-	if err != nil {
-		return Info{}, mapNotExist(key, err)
-	}
-	if fi.IsDir() {
-		return Info{Dir: true}, nil
-	}
-	return Info{Size: fi.Size(), ModTime: fi.ModTime()}, nil
-}
-
-// Empty implements EmptySink: the root is missing, or a folder that holds
-// nothing but what a writer starting at the same moment may have put there
-// (its temporary files and its .heron/ state), so that concurrent first
-// publishes into a new root all succeed.
-func (s *FSSink) Empty(ctx context.Context) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	f, err := os.Open(string(s.root))
-	if errors.Is(err, fs.ErrNotExist) {
-		return true, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return false, err
-	}
-	if !fi.IsDir() {
-		return false, fmt.Errorf("%s is not a folder", s.root)
-	}
-	for {
-		names, err := f.Readdirnames(16)
-		if errors.Is(err, io.EOF) {
-			return true, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		for _, n := range names {
-			if !strings.HasPrefix(n, tempPrefix) && n != layout.WriterStateDirKey() {
-				return false, nil
-			}
-		}
-	}
 }
 
 func mapNotExist(key string, err error) error {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -217,7 +218,7 @@ func newFuzzBed(tb testing.TB) *fuzzBed {
 	base := newSmallImage(tb, "base")
 	layoutDir := filepath.Join(dir, "base-layout")
 	writeOCILayout(tb, layoutDir, base, indexJSON(tb, base.manifestDesc))
-	src, err := publish.ParseSource("oci:" + layoutDir)
+	src, err := source.Parse("oci:" + layoutDir)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 
 	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -34,7 +35,7 @@ var ErrContentDeleted = errors.New("content deleted by a concurrent gc")
 //
 // It narrows the window in which touchAdded fails to milliseconds; it is
 // not what makes gc safe (touchAdded is).
-func (p *Publisher) keepContent(ctx context.Context, src Source, pl *plan, names []string) error {
+func (p *Publisher) keepContent(ctx context.Context, src source.Source, pl *plan, names []string) error {
 	ts, ok := p.sink.(TouchSink)
 	if !ok {
 		return nil

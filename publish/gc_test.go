@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -390,7 +391,7 @@ func TestFSSinkDeleteIfOlder(t *testing.T) {
 // publish spends time between finding content present and writing its
 // repository file: the window a racing gc could strike in. Manifests,
 // read before publish looks at the tree, are read at once.
-type slowSource struct{ publish.Source }
+type slowSource struct{ source.Source }
 
 func (s slowSource) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
 	if d.MediaType != ocispec.MediaTypeImageManifest && d.MediaType != ocispec.MediaTypeImageIndex {
@@ -405,7 +406,7 @@ func (s slowSource) Stat(ctx context.Context, d ocispec.Descriptor) (int64, erro
 }
 
 func publishSlowly(ctx context.Context, p *publish.Publisher, spec string, target publish.Target) (*publish.Result, error) {
-	src, err := publish.ParseSource(spec)
+	src, err := source.Parse(spec)
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -238,12 +239,13 @@ func mustRaw(t *testing.T, x interface{ RawManifest() ([]byte, error) }) []byte 
 // publishTo parses spec and targets and publishes into root.
 func publishTo(t *testing.T, root, spec string, targets ...string) (*publish.Result, error) {
 	t.Helper()
-	return publishWith(t, publish.New(publish.NewFSSink(layout.Root(root))), spec, targets...)
+	return publishWith(t, publish.New(publish.NewFSSink(layout.Root(root))), spec, nil, targets...)
 }
 
-func publishWith(t *testing.T, p *publish.Publisher, spec string, targets ...string) (*publish.Result, error) {
+// publishWith parses spec (with opts) and targets and publishes with p.
+func publishWith(t *testing.T, p *publish.Publisher, spec string, opts []source.Option, targets ...string) (*publish.Result, error) {
 	t.Helper()
-	src, err := publish.ParseSource(spec)
+	src, err := source.ParseWith(spec, opts...)
 	if err != nil {
 		return nil, err
 	}

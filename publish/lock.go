@@ -7,29 +7,6 @@ import (
 	"github.com/heron-registry/heron/layout"
 )
 
-// LockSink is a Sink that can make writers of the same tree, in any number
-// of processes, take turns on a file: publish holds the lock of a
-// repository file while it reads, changes and rewrites it, and the lock of
-// catalog/index.json while it changes the catalog, so that no concurrent
-// update is lost.
-//
-// Every read-modify-write in this package applies a change that is a pure
-// function of the file it read, so that a sink without locks (an object
-// store) can implement the same guarantee later with a compare-and-swap on
-// the file, re-applying the change when the file changed under it.
-//
-// A sink that is not a LockSink gets no coordination: one writer at a time
-// is then the caller's business.
-type LockSink interface {
-	Sink
-	// Lock waits until it holds the exclusive lock of key (the key of the
-	// file to protect, such as repositories/<name>.json), or until ctx
-	// ends. unlock releases it; it must be called exactly once. A lock is
-	// not reentrant: taking it again before unlocking waits forever. A
-	// writer that dies holding a lock must not keep it.
-	Lock(ctx context.Context, key string) (unlock func(), err error)
-}
-
 // lock takes the lock of key when the sink has locks; otherwise it returns
 // a no-op unlock.
 func (p *Publisher) lock(ctx context.Context, key string) (func(), error) {
@@ -59,9 +36,10 @@ func (p *Publisher) lockCatalog(ctx context.Context) (func(), error) {
 	return p.lock(ctx, layout.CatalogIndexKey())
 }
 
-// unchanged is called, under the lock of key, by a read-modify-write that
-// found nothing to change: see ChangeSignaller.
-func (p *Publisher) unchanged(ctx context.Context, key string) error {
+// signalIfRecent is called, under the lock of key, by a read-modify-write
+// that found nothing to change: it calls the sink's SignalIfRecent when the
+// sink is a ChangeSignaller.
+func (p *Publisher) signalIfRecent(ctx context.Context, key string) error {
 	if cs, ok := p.sink.(ChangeSignaller); ok {
 		return cs.SignalIfRecent(ctx, key)
 	}

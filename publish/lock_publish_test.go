@@ -40,7 +40,7 @@ func TestConcurrentPublishers(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			p := publish.New(publish.NewFSSink(layout.Root(root)), publish.WithCatalogShardSize(4))
-			if _, err := publishWith(t, p, spec(i), fmt.Sprintf("shared:t%d", i), fmt.Sprintf("own%d:latest", i)); err != nil {
+			if _, err := publishWith(t, p, spec(i), nil, fmt.Sprintf("shared:t%d", i), fmt.Sprintf("own%d:latest", i)); err != nil {
 				errs <- err
 			}
 		})
@@ -134,7 +134,7 @@ func TestConcurrentEdits(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			p := publish.New(publish.NewFSSink(layout.Root(root)))
-			if _, err := publishWith(t, p, spec(n+i), fmt.Sprintf("app:new%d", i)); err != nil {
+			if _, err := publishWith(t, p, spec(n+i), nil, fmt.Sprintf("app:new%d", i)); err != nil {
 				errs <- err
 			}
 		})
@@ -192,7 +192,7 @@ func TestConcurrentRemoveAndPublish(t *testing.T) {
 			mustPublish(t, root, spec(i), name+":v0")
 			wg.Go(func() {
 				p := publish.New(publish.NewFSSink(layout.Root(root)))
-				if _, err := publishWith(t, p, spec((i+round)%n), fmt.Sprintf("%s:v%d", name, round+1)); err != nil {
+				if _, err := publishWith(t, p, spec((i+round)%n), nil, fmt.Sprintf("%s:v%d", name, round+1)); err != nil {
 					errs <- err
 				}
 			})

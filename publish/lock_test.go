@@ -16,6 +16,7 @@ import (
 
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
+	"github.com/heron-registry/heron/publish/source"
 )
 
 // The test binary doubles as a helper process: with helperEnv set, TestMain
@@ -58,7 +59,7 @@ func publishHelper() int {
 			continue
 		}
 		spec, target, _ := strings.Cut(arg, "=")
-		src, err := publish.ParseSource(spec)
+		src, err := source.Parse(spec)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

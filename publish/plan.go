@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
@@ -64,14 +65,6 @@ type manifestJSON struct {
 	FSLayers      json.RawMessage      `json:"fsLayers"`
 }
 
-func isIndexType(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == string(types.DockerManifestList)
-}
-
-func isManifestType(mt string) bool {
-	return mt == ocispec.MediaTypeImageManifest || mt == string(types.DockerManifestSchema2)
-}
-
 // isNonDistributable reports layers that registries need not store (Docker
 // foreign layers, OCI non-distributable layers), fetched by clients from
 // their URLs.
@@ -91,7 +84,7 @@ const statJobs = 8
 // against its digest) and checks that every blob the tree does not hold
 // (present says which it holds) is in the source with the size its
 // descriptor states. Nothing is written.
-func buildPlan(ctx context.Context, src Source, root ocispec.Descriptor, present func(context.Context, ocispec.Descriptor) (bool, error)) (*plan, error) {
+func buildPlan(ctx context.Context, src source.Source, root ocispec.Descriptor, present func(context.Context, ocispec.Descriptor) (bool, error)) (*plan, error) {
 	pl := &plan{
 		blobSet:  map[digest.Digest]int{},
 		seen:     map[digest.Digest]*manifestNode{},
@@ -187,7 +180,7 @@ func validDescriptor(d ocispec.Descriptor) error {
 	return nil
 }
 
-func (pl *plan) walk(ctx context.Context, src Source, desc ocispec.Descriptor, depth int) (*manifestNode, error) {
+func (pl *plan) walk(ctx context.Context, src source.Source, desc ocispec.Descriptor, depth int) (*manifestNode, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -218,7 +211,7 @@ func (pl *plan) walk(ctx context.Context, src Source, desc ocispec.Descriptor, d
 	n := &manifestNode{
 		desc:         ocispec.Descriptor{MediaType: mt, Digest: desc.Digest, Size: desc.Size},
 		raw:          raw,
-		index:        isIndexType(mt),
+		index:        source.IsIndexMediaType(mt),
 		artifactType: m.ArtifactType,
 		subject:      m.Subject,
 		annotations:  m.Annotations,
@@ -272,7 +265,7 @@ func appendUnique(ds []digest.Digest, d digest.Digest) []digest.Digest {
 
 // readManifest reads a manifest whole (at most layout.MaxManifestSize bytes) and
 // checks it against its descriptor.
-func readManifest(ctx context.Context, src Source, desc ocispec.Descriptor) ([]byte, error) {
+func readManifest(ctx context.Context, src source.Source, desc ocispec.Descriptor) ([]byte, error) {
 	if desc.Size > layout.MaxManifestSize {
 		return nil, fmt.Errorf("manifest %s is %d bytes, more than the %d allowed", desc.Digest, desc.Size, layout.MaxManifestSize)
 	}
@@ -320,7 +313,7 @@ func manifestMediaType(desc ocispec.Descriptor, m *manifestJSON) (string, error)
 			return "", errors.New("no media type, and its fields do not say whether it is an index or a manifest")
 		}
 	}
-	if !isIndexType(mt) && !isManifestType(mt) {
+	if !source.IsIndexMediaType(mt) && !source.IsManifestMediaType(mt) {
 		return "", fmt.Errorf("media type %s is not an image manifest or index", mt)
 	}
 	return mt, nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -55,28 +56,28 @@ func WithPolicy(pol Policy) Option {
 
 // checkPolicy refuses an unknown policy, and on_demand of a source that
 // has no upstream, before anything is read.
-func (p *Publisher) checkPolicy(src Source) error {
-	switch p.policy {
+func checkPolicy(pol Policy, src source.Source) error {
+	switch pol {
 	case "", PolicyImmediate:
 		return nil
 	case PolicyOnDemand:
-		if _, ok := src.(UpstreamSource); !ok {
+		if _, ok := src.(source.UpstreamSource); !ok {
 			return fmt.Errorf("%s: %w", src, ErrNoUpstream)
 		}
 		return nil
 	}
-	_, err := ParsePolicy(string(p.policy))
+	_, err := ParsePolicy(string(pol))
 	return err
 }
 
 // applyPolicy moves, for an on_demand publish, the blobs the tree does not
 // hold from pl.blobs (what the publish stores) to pl.lazy (what it lists
 // only), and sets where they can be fetched from.
-func (p *Publisher) applyPolicy(pl *plan, src Source) {
-	if p.policy != PolicyOnDemand {
+func applyPolicy(pol Policy, pl *plan, src source.Source) {
+	if pol != PolicyOnDemand {
 		return
 	}
-	us, ok := src.(UpstreamSource)
+	us, ok := src.(source.UpstreamSource)
 	if !ok {
 		return
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -317,7 +318,7 @@ func TestArtifactsAndReferrers(t *testing.T) {
 
 // countingSource counts the blobs (not manifests) read from a source.
 type countingSource struct {
-	publish.Source
+	source.Source
 	blobReads atomic.Int64
 }
 
@@ -339,7 +340,7 @@ func TestRepublishIsNoop(t *testing.T) {
 			mustPublish(t, root, spec, "team/app:v1", "x:1")
 			before := snapshot(t, root, true)
 
-			src, err := publish.ParseSource(spec)
+			src, err := source.Parse(spec)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -421,7 +422,7 @@ func TestRepositoryUpdate(t *testing.T) {
 	}
 
 	pub := publish.New(publish.NewFSSink(layout.Root(root)), publish.WithBlobBaseURL("https://cdn.example.com/tree/"))
-	if _, err := publishWith(t, pub, "oci:"+src+":b", "app:v1"); err != nil {
+	if _, err := publishWith(t, pub, "oci:"+src+":b", nil, "app:v1"); err != nil {
 		t.Fatal(err)
 	}
 	r := readRepo(t, root, "app")
@@ -606,7 +607,7 @@ func TestFailuresLeaveTreeUnchanged(t *testing.T) {
 			if targets == nil {
 				targets = []string{"team/app:v1", "new:1"}
 			}
-			_, err := publishWith(t, publish.New(sink), src, targets...)
+			_, err := publishWith(t, publish.New(sink), src, nil, targets...)
 			if err == nil {
 				t.Fatal("publish succeeded")
 			}
@@ -733,7 +734,7 @@ func TestRefusals(t *testing.T) {
 			tc.prepare(t, root)
 			before := snapshot(t, root, true)
 			p := publish.New(publish.NewFSSink(layout.Root(root)), tc.opts...)
-			_, err := publishWith(t, p, src, tc.targets...)
+			_, err := publishWith(t, p, src, nil, tc.targets...)
 			if err == nil {
 				t.Fatal("publish succeeded")
 			}

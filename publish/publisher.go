@@ -5,14 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sort"
 
 	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sync/errgroup"
 )
 
 // ErrNotTree is returned for a root that exists, is not empty, and holds no
@@ -41,13 +39,10 @@ type Publisher struct {
 	blobBaseURL string // normalized (layout.NormalizeBlobBaseURL)
 	// optErr is the error of an option that was given a bad value; the
 	// methods that use the option return it.
-	optErr error
-	// batchCatalog is set on the copies RunBatch publishes with: it
-	// updates the catalog once, at the end, rather than Publish each time.
-	batchCatalog bool
-	policy       Policy
-	progress     Progress
-	jobs         int
+	optErr   error
+	policy   Policy
+	progress Progress
+	jobs     int
 }
 
 // Option configures a Publisher.
@@ -150,7 +145,30 @@ type Result struct {
 // written heron-layout.json only. If renaming verified content into place
 // fails, that content may remain, unreferenced, for a later gc. A publish
 // that would change nothing writes nothing.
-func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (_ *Result, err error) {
+func (p *Publisher) Publish(ctx context.Context, src source.Source, targets []Target) (*Result, error) {
+	return p.publish(ctx, src, targets, p.publishOpts())
+}
+
+// publishOpts is what one publish is made with.
+type publishOpts struct {
+	// blobBaseURL (normalized), when set, is set on every target
+	// repository.
+	blobBaseURL string
+	// policy says what the publish stores.
+	policy Policy
+	// updateCatalog adds the target repositories to the catalog once
+	// their files are written. RunBatch publishes without, and updates
+	// the catalog once, at the end.
+	updateCatalog bool
+}
+
+// publishOpts returns what Publish publishes with: the publisher's options.
+func (p *Publisher) publishOpts() publishOpts {
+	return publishOpts{blobBaseURL: p.blobBaseURL, policy: p.policy, updateCatalog: true}
+}
+
+// publish is Publish with opts rather than the publisher's options.
+func (p *Publisher) publish(ctx context.Context, src source.Source, targets []Target, opts publishOpts) (_ *Result, err error) {
 	byRepo, names, err := groupTargets(targets)
 	if err != nil {
 		return nil, err
@@ -158,7 +176,7 @@ func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (
 	if p.optErr != nil {
 		return nil, p.optErr
 	}
-	if err := p.checkPolicy(src); err != nil {
+	if err := checkPolicy(opts.policy, src); err != nil {
 		return nil, err
 	}
 	rootDesc, err := src.Resolve(ctx)
@@ -169,13 +187,13 @@ func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
-	p.applyPolicy(pl, src)
+	applyPolicy(opts.policy, pl, src)
 	needInit, err := p.checkTree(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for _, name := range names {
-		if _, _, err := p.prepareRepository(ctx, name, p.applyImage(pl, byRepo[name])); err != nil {
+		if _, _, err := p.prepareRepository(ctx, name, applyImage(pl, byRepo[name], opts.blobBaseURL)); err != nil {
 			return nil, fmt.Errorf("repository %s: %w", name, err)
 		}
 	}
@@ -184,7 +202,7 @@ func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (
 		Digest:    pl.root.desc.Digest,
 		MediaType: pl.root.desc.MediaType,
 		Source:    src.String(),
-		Policy:    p.policy,
+		Policy:    opts.policy,
 		Targets:   targets,
 		Manifests: len(pl.manifests),
 		Blobs:     len(pl.blobs) + len(pl.lazy),
@@ -193,8 +211,8 @@ func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (
 	// an initialised (empty) tree that the next publish accepts, rather
 	// than a folder of stray files it refuses.
 	if needInit {
-		if err := p.sink.Put(ctx, layout.LayoutFileKey(), bytes.NewReader(layout.EncodeLayoutFile()), Want{}); err != nil {
-			return nil, fmt.Errorf("initialising the tree: %w", err)
+		if err := p.initTree(ctx); err != nil {
+			return nil, err
 		}
 		res.LayoutCreated = true
 	}
@@ -218,7 +236,7 @@ func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (
 		return nil, err
 	}
 	for _, name := range names {
-		changed, err := p.updateRepository(ctx, name, p.touchAdded(ctx, p.applyImage(pl, byRepo[name])))
+		changed, err := p.updateRepository(ctx, name, p.touchAdded(ctx, applyImage(pl, byRepo[name], opts.blobBaseURL)))
 		if err != nil {
 			return nil, fmt.Errorf("repository %s: %w", name, err)
 		}
@@ -226,7 +244,7 @@ func (p *Publisher) Publish(ctx context.Context, src Source, targets []Target) (
 			res.RepositoriesWritten = append(res.RepositoriesWritten, name)
 		}
 	}
-	if !p.batchCatalog {
+	if opts.updateCatalog {
 		if res.CatalogChanged, err = p.addToCatalog(ctx, names, true); err != nil {
 			return nil, fmt.Errorf("updating the catalog (the repositories are published): %w", err)
 		}
@@ -286,151 +304,13 @@ func (p *Publisher) checkTree(ctx context.Context) (needInit bool, err error) {
 	return true, nil
 }
 
-// stage writes every blob the tree does not hold (several at once), then
-// every manifest it does not hold (children first). With a StageSink,
-// nothing is visible until the returned Staged are committed, in the order
-// they are returned; with a plain Sink, content is put in place at once and
-// no Staged is returned. Blobs the tree holds were found by buildPlan, and
-// are not read from the source.
-func (p *Publisher) stage(ctx context.Context, src Source, pl *plan, res *Result) ([]Staged, error) {
-	var blobs, manifests []ocispec.Descriptor
-	var total int64
-	for _, b := range pl.blobs {
-		if pl.present[b.Digest] {
-			res.BlobsSkipped++
-			res.BytesSkipped += b.Size
-			continue
-		}
-		blobs = append(blobs, b)
-		total += b.Size
+// initTree writes heron-layout.json into a tree that checkTree found
+// must be initialised.
+func (p *Publisher) initTree(ctx context.Context) error {
+	if err := p.sink.Put(ctx, layout.LayoutFileKey(), bytes.NewReader(layout.EncodeLayoutFile()), Want{}); err != nil {
+		return fmt.Errorf("initialising the tree: %w", err)
 	}
-	for _, b := range pl.lazy {
-		res.BlobsDeferred++
-		res.BytesDeferred += b.Size
-	}
-	raw := map[digest.Digest][]byte{}
-	for _, m := range pl.manifests {
-		present, err := p.presentBlob(ctx, m.desc)
-		if err != nil {
-			return nil, err
-		}
-		if present {
-			res.BlobsSkipped++
-			res.BytesSkipped += m.desc.Size
-			continue
-		}
-		manifests = append(manifests, m.desc)
-		raw[m.desc.Digest] = m.raw
-		total += m.desc.Size
-	}
-	p.progress.Start(len(blobs)+len(manifests), total)
-
-	staged := make([]Staged, len(blobs)+len(manifests))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(p.jobs)
-	for i, b := range blobs {
-		g.Go(func() error {
-			st, err := p.copyContent(gctx, src, b, nil)
-			if err != nil {
-				return fmt.Errorf("%s: blob %s: %w", src, b.Digest, err)
-			}
-			staged[i] = st
-			return nil
-		})
-	}
-	err := g.Wait()
-	for i, m := range manifests {
-		if err != nil {
-			break
-		}
-		staged[len(blobs)+i], err = p.copyContent(ctx, src, m, raw[m.Digest])
-		if err != nil {
-			err = fmt.Errorf("manifest %s: %w", m.Digest, err)
-		}
-	}
-	out := staged[:0]
-	for _, st := range staged {
-		if st != nil {
-			out = append(out, st)
-		}
-	}
-	if err != nil {
-		return out, err
-	}
-	res.BlobsWritten += len(blobs) + len(manifests)
-	res.BytesWritten += total
-	return out, nil
-}
-
-// copyContent copies one blob (from src) or manifest (raw) into the tree,
-// verified, and reports its progress.
-func (p *Publisher) copyContent(ctx context.Context, src Source, desc ocispec.Descriptor, raw []byte) (_ Staged, err error) {
-	key, err := layout.BlobKey(desc.Digest)
-	if err != nil {
-		return nil, err
-	}
-	cp := p.progress.Copy(desc)
-	defer func() { cp.Done(err) }()
-	want := Want{Digest: desc.Digest, Size: desc.Size}
-	if raw == nil {
-		if st, ok, err := p.copyLocalFile(ctx, src, key, desc, cp.Add); ok || err != nil {
-			if err == nil {
-				p.log.DebugContext(ctx, "write", "key", key, "size", desc.Size, "from", "file")
-			}
-			return st, err
-		}
-	}
-	var rc io.ReadCloser
-	if raw != nil {
-		rc = io.NopCloser(bytes.NewReader(raw))
-	} else if rc, err = src.Fetch(ctx, desc); err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	r := &progressReader{r: rc, add: cp.Add}
-	var st Staged
-	if ss, ok := p.sink.(StageSink); ok {
-		if st, err = ss.Stage(ctx, key, r, want); err != nil {
-			return nil, err
-		}
-	} else if err := p.sink.Put(ctx, key, r, want); err != nil {
-		return nil, err
-	}
-	p.log.DebugContext(ctx, "write", "key", key, "size", desc.Size)
-	return st, nil
-}
-
-// presentBlob reports whether the tree holds the content of desc.
-func (p *Publisher) presentBlob(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
-	key, err := layout.BlobKey(desc.Digest)
-	if err != nil {
-		return false, err
-	}
-	ok, err := p.present(ctx, key, desc.Size)
-	if ok {
-		p.log.DebugContext(ctx, "present", "key", key)
-	}
-	return ok, err
-}
-
-// present reports whether key holds content of the given size. Without
-// StatSink it reports false, and the content is written again.
-func (p *Publisher) present(ctx context.Context, key string, size int64) (bool, error) {
-	ss, ok := p.sink.(StatSink)
-	if !ok {
-		return false, nil
-	}
-	info, err := ss.Stat(ctx, key)
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if info.Dir {
-		return false, fmt.Errorf("%s is a folder", key)
-	}
-	return info.Size == size, nil
+	return nil
 }
 
 // CheckTree reports whether the sink holds a heron tree this package can

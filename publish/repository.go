@@ -75,7 +75,7 @@ func (p *Publisher) editRepository(ctx context.Context, name string, create bool
 		return false, err
 	}
 	if !changed {
-		return false, p.unchanged(ctx, key)
+		return false, p.signalIfRecent(ctx, key)
 	}
 	if err := p.sink.Put(ctx, key, bytes.NewReader(b), Want{}); err != nil {
 		return false, err
@@ -166,12 +166,13 @@ func (p *Publisher) exists(ctx context.Context, key string) (exists, dir bool, e
 }
 
 // applyImage returns the mutation that records the image of pl in a
-// repository and points tags at it. Manifests a moved tag pointed at stay
-// listed (untagged, pullable by digest), as in a registry.
-func (p *Publisher) applyImage(pl *plan, tags []string) func(*layout.Repository) error {
+// repository, points tags at it, and sets blobBaseURL unless it is empty.
+// Manifests a moved tag pointed at stay listed (untagged, pullable by
+// digest), as in a registry.
+func applyImage(pl *plan, tags []string, blobBaseURL string) func(*layout.Repository) error {
 	return func(r *layout.Repository) error {
-		if p.blobBaseURL != "" {
-			r.BlobBaseURL = p.blobBaseURL
+		if blobBaseURL != "" {
+			r.BlobBaseURL = blobBaseURL
 		}
 		for _, b := range pl.blobs {
 			nb := layout.Blob{Size: b.Size, MediaType: b.MediaType}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/spf13/cobra"
 )
 
@@ -99,7 +100,7 @@ list. See docs/publish-batch.md.`,
 					return errors.New("--batch takes no SOURCE and no --to: the batch file lists them")
 				}
 				err := runBatch(cmd, publish.New(publish.NewFSSink(layout.Root(root)), opts...), batch, prune, output == "json",
-					publish.WithInsecure(insecure), publish.WithUserAgent("heron"))
+					source.WithInsecure(insecure), source.WithUserAgent("heron"))
 				if progress != nil {
 					progress.finish(err == nil)
 				}
@@ -122,7 +123,7 @@ list. See docs/publish-batch.md.`,
 				}
 				targets = append(targets, t)
 			}
-			src, err := publish.ParseSourceWith(args[0], publish.WithInsecure(insecure), publish.WithUserAgent("heron"))
+			src, err := source.ParseWith(args[0], source.WithInsecure(insecure), source.WithUserAgent("heron"))
 			if err != nil {
 				return err
 			}

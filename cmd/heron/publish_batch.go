@@ -5,18 +5,19 @@ import (
 	"fmt"
 
 	"github.com/heron-registry/heron/publish"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/spf13/cobra"
 )
 
 // runBatch is heron publish --batch FILE: it prints one line per tag
 // published or pruned and per repository removed, then a summary on
 // standard error. The batch's sources are opened with srcOpts.
-func runBatch(cmd *cobra.Command, p *publish.Publisher, file string, prune, asJSON bool, srcOpts ...publish.SourceOption) error {
+func runBatch(cmd *cobra.Command, p *publish.Publisher, file string, prune, asJSON bool, srcOpts ...source.Option) error {
 	b, err := publish.ReadBatchFile(file)
 	if err != nil {
 		return err
 	}
-	open := func(spec string) (publish.Source, error) { return publish.ParseSourceWith(spec, srcOpts...) }
+	open := func(spec string) (source.Source, error) { return source.ParseWith(spec, srcOpts...) }
 	res, err := p.RunBatch(cmd.Context(), b, publish.BatchOptions{Prune: prune, OpenSource: open})
 	if res == nil {
 		return err

@@ -1,4 +1,4 @@
-package publish
+package source
 
 import (
 	"context"
@@ -13,7 +13,11 @@ import (
 // Source is where publish reads an image from. Content is addressed by
 // descriptor (digest, size, media type), like oras-go's content.Fetcher.
 //
-// ParseSource builds one from the SOURCE argument of `heron publish`.
+// Parse builds one from the SOURCE argument of `heron publish`. Optional
+// capabilities are separate interfaces found by type assertion:
+// [UpstreamSource] (content can be fetched again later, for an on_demand
+// publish) and [LocalSource] (blobs lie in local files, for a copy by the
+// kernel).
 type Source interface {
 	// Resolve returns the descriptor of the manifest (or index) to
 	// publish. It opens the source on first use.
@@ -31,14 +35,24 @@ type Source interface {
 	String() string
 }
 
-// The transports of ParseSource, spelled as skopeo spells them.
+// UpstreamSource is a Source that content can be fetched from again later:
+// an on_demand publish records its Upstream in the repository file, and
+// the blobs it did not copy are fetched from there.
+type UpstreamSource interface {
+	Source
+	Upstream() layout.Upstream
+}
+
+// The transports of Parse, spelled as skopeo spells them.
 const (
 	TransportOCI           = "oci"
 	TransportOCIArchive    = "oci-archive"
 	TransportDockerArchive = "docker-archive"
+	// TransportDocker is the transport of a registry source, docker://REF.
+	TransportDocker = "docker"
 )
 
-// ParseSource parses the SOURCE argument of `heron publish`:
+// Parse parses the SOURCE argument of `heron publish`:
 //
 //	oci:DIR[:REF]                     an OCI image layout folder; REF is the
 //	                                  org.opencontainers.image.ref.name annotation
@@ -55,13 +69,13 @@ const (
 // REF, an index.json with exactly one entry is published, and several are an
 // error that lists them.
 //
-// ParseSource does no I/O: the files are opened, or the registry is
-// contacted, by the first call to Resolve, and released by Close.
-func ParseSource(s string) (Source, error) { return ParseSourceWith(s) }
+// Parse does no I/O: the files are opened, or the registry is contacted, by
+// the first call to Resolve, and released by Close.
+func Parse(s string) (Source, error) { return ParseWith(s) }
 
-// ParseSourceWith is ParseSource with options for the transports that take
-// some (a registry source's credentials, retries, --insecure).
-func ParseSourceWith(s string, opts ...SourceOption) (Source, error) {
+// ParseWith is Parse with options for the transports that take some (a
+// registry source's credentials, retries, --insecure).
+func ParseWith(s string, opts ...Option) (Source, error) {
 	if ref, ok := strings.CutPrefix(s, TransportDocker+"://"); ok {
 		return parseRemote(s, ref, opts)
 	}
@@ -86,38 +100,4 @@ func ParseSourceWith(s string, opts ...SourceOption) (Source, error) {
 		return &dockerArchiveSource{spec: s, path: p, sel: sel}, nil
 	}
 	return nil, fmt.Errorf("source %q: unknown transport %q (want %s, %s, %s or %s://)", s, transport, TransportOCI, TransportOCIArchive, TransportDockerArchive, TransportDocker)
-}
-
-// Target is one place an image is published to: a repository and a tag.
-type Target struct {
-	Repository string
-	Tag        string
-}
-
-// String returns NAME:TAG.
-func (t Target) String() string { return t.Repository + ":" + t.Tag }
-
-// ParseTarget parses NAME:TAG (the tag follows the last colon) and validates
-// both parts with the OCI grammar.
-func ParseTarget(s string) (Target, error) {
-	i := strings.LastIndex(s, ":")
-	if i < 0 {
-		return Target{}, fmt.Errorf("target %q: want NAME:TAG", s)
-	}
-	t := Target{Repository: s[:i], Tag: s[i+1:]}
-	if err := t.Validate(); err != nil {
-		return Target{}, err
-	}
-	return t, nil
-}
-
-// Validate checks the repository name and tag.
-func (t Target) Validate() error {
-	if err := layout.ValidateRepository(t.Repository); err != nil {
-		return fmt.Errorf("target %q: %w", t.String(), err)
-	}
-	if err := layout.ValidateTag(t.Tag); err != nil {
-		return fmt.Errorf("target %q: %w", t.String(), err)
-	}
-	return nil
 }

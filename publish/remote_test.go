@@ -2,7 +2,6 @@ package publish_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -27,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -181,30 +181,12 @@ func (u *upstream) push(repoTag string, item any) {
 // fast are the options of every registry source in these tests: plain
 // HTTP, retries that do not make tests slow, and no credentials from the
 // machine's docker config.
-func fast(extra ...publish.SourceOption) []publish.SourceOption {
-	return append([]publish.SourceOption{
-		publish.WithInsecure(true),
-		publish.WithRetry(time.Millisecond, 3),
-		publish.WithKeychain(authn.NewMultiKeychain()),
+func fast(extra ...source.Option) []source.Option {
+	return append([]source.Option{
+		source.WithInsecure(true),
+		source.WithRetry(time.Millisecond, 3),
+		source.WithKeychain(authn.NewMultiKeychain()),
 	}, extra...)
-}
-
-func publishRemote(t *testing.T, p *publish.Publisher, spec string, opts []publish.SourceOption, targets ...string) (*publish.Result, error) {
-	t.Helper()
-	src, err := publish.ParseSourceWith(spec, opts...)
-	if err != nil {
-		return nil, err
-	}
-	defer src.Close()
-	var ts []publish.Target
-	for _, s := range targets {
-		tg, err := publish.ParseTarget(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts = append(ts, tg)
-	}
-	return p.Publish(context.Background(), src, ts)
 }
 
 func blobDigests(t *testing.T, img v1.Image) []digest.Digest {
@@ -250,7 +232,7 @@ func TestPublishRemote(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "tree")
-			res, err := publishRemote(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/"+tc.ref, fast(), "app:v1")
+			res, err := publishWith(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/"+tc.ref, fast(), "app:v1")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -276,7 +258,7 @@ func TestRemoteBlobsInTreeAreNotRead(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "tree")
 	src := writeLayout(t, filepath.Join(t.TempDir(), "src"), entry{item: a})
 	mustPublish(t, root, "oci:"+src, "local:a")
-	res, err := publishRemote(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/app:a", fast(), "app:a")
+	res, err := publishWith(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/app:a", fast(), "app:a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +299,7 @@ func TestRemoteFailuresLeaveTreeUnchanged(t *testing.T) {
 			} else {
 				ref = "app:nope"
 			}
-			_, err := publishRemote(t, publish.New(publish.NewFSSink(layout.Root(root)), publish.WithConcurrency(1)), "docker://"+u.host+"/"+ref, fast(), "app:v1", "new:1")
+			_, err := publishWith(t, publish.New(publish.NewFSSink(layout.Root(root)), publish.WithConcurrency(1)), "docker://"+u.host+"/"+ref, fast(), "app:v1", "new:1")
 			if err == nil {
 				t.Fatal("publish succeeded")
 			}
@@ -354,8 +336,8 @@ func TestRemoteRetries(t *testing.T) {
 			u.failFirst.Store(int64(tc.failures))
 			root := filepath.Join(t.TempDir(), "tree")
 			start := time.Now()
-			_, err := publishRemote(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/app:v1",
-				fast(publish.WithRetry(time.Millisecond, tc.tries)), "app:v1")
+			_, err := publishWith(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/app:v1",
+				fast(source.WithRetry(time.Millisecond, tc.tries)), "app:v1")
 			if elapsed := time.Since(start); elapsed > 5*time.Second {
 				t.Errorf("took %s", elapsed)
 			}
@@ -397,8 +379,8 @@ func TestRemoteRetryAfter(t *testing.T) {
 	u.failFirst.Store(1)
 	root := filepath.Join(t.TempDir(), "tree")
 	start := time.Now()
-	if _, err := publishRemote(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/app:v1",
-		fast(publish.WithRetry(time.Millisecond, 3)), "app:v1"); err != nil {
+	if _, err := publishWith(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/app:v1",
+		fast(source.WithRetry(time.Millisecond, 3)), "app:v1"); err != nil {
 		t.Fatal(err)
 	}
 	if elapsed := time.Since(start); elapsed < time.Second {
@@ -460,8 +442,8 @@ func TestRemoteCredentials(t *testing.T) {
 			writeDockerConfig(t, tc.cfg(u.host, dir))
 			root := filepath.Join(t.TempDir(), "tree")
 			// The default keychain: what the user's docker login wrote.
-			_, err := publishRemote(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/private/app:v1",
-				[]publish.SourceOption{publish.WithInsecure(true), publish.WithRetry(time.Millisecond, 1)}, "app:v1")
+			_, err := publishWith(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/private/app:v1",
+				[]source.Option{source.WithInsecure(true), source.WithRetry(time.Millisecond, 1)}, "app:v1")
 			if tc.ok {
 				if err != nil {
 					t.Fatal(err)
@@ -491,7 +473,7 @@ func TestRemoteInsecure(t *testing.T) {
 		is       error
 		want     string
 	}{
-		{"plain HTTP without --insecure", false, false, publish.ErrPlainHTTP, "--insecure"},
+		{"plain HTTP without --insecure", false, false, source.ErrPlainHTTP, "--insecure"},
 		{"plain HTTP with --insecure", false, true, nil, ""},
 		{"self-signed HTTPS without --insecure", true, false, nil, "--insecure"},
 		{"self-signed HTTPS with --insecure", true, true, nil, ""},
@@ -500,8 +482,8 @@ func TestRemoteInsecure(t *testing.T) {
 			u := newUpstream(t, tc.tls)
 			u.push("app:v1", img)
 			root := filepath.Join(t.TempDir(), "tree")
-			opts := []publish.SourceOption{publish.WithInsecure(tc.insecure), publish.WithRetry(time.Millisecond, 1), publish.WithKeychain(authn.NewMultiKeychain())}
-			_, err := publishRemote(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/app:v1", opts, "app:v1")
+			opts := []source.Option{source.WithInsecure(tc.insecure), source.WithRetry(time.Millisecond, 1), source.WithKeychain(authn.NewMultiKeychain())}
+			_, err := publishWith(t, publish.New(publish.NewFSSink(layout.Root(root))), "docker://"+u.host+"/app:v1", opts, "app:v1")
 			if tc.want == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -539,7 +521,7 @@ func TestOnDemandThenImmediate(t *testing.T) {
 	}
 	spec := "docker://" + u.host + "/upstream/multi:v1"
 	onDemand := publish.New(publish.NewFSSink(layout.Root(root)), publish.WithPolicy(publish.PolicyOnDemand))
-	res, err := publishRemote(t, onDemand, spec, fast(), "app:v1")
+	res, err := publishWith(t, onDemand, spec, fast(), "app:v1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,7 +557,7 @@ func TestOnDemandThenImmediate(t *testing.T) {
 
 	// Again: nothing changes.
 	before := snapshot(t, root, true)
-	if _, err := publishRemote(t, onDemand, spec, fast(), "app:v1"); err != nil {
+	if _, err := publishWith(t, onDemand, spec, fast(), "app:v1"); err != nil {
 		t.Fatal(err)
 	}
 	if d := diffSnapshots(withoutCounter(before), withoutCounter(snapshot(t, root, true))); len(d) > 0 {
@@ -583,7 +565,7 @@ func TestOnDemandThenImmediate(t *testing.T) {
 	}
 
 	// immediate fills the blobs in.
-	res, err = publishRemote(t, publish.New(publish.NewFSSink(layout.Root(root))), spec, fast(), "app:v1")
+	res, err = publishWith(t, publish.New(publish.NewFSSink(layout.Root(root))), spec, fast(), "app:v1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -605,7 +587,7 @@ func TestOnDemandRefusals(t *testing.T) {
 	u.push("b/app:v1", ociImage(t, 111, 1))
 	root := filepath.Join(t.TempDir(), "tree")
 	onDemand := publish.New(publish.NewFSSink(layout.Root(root)), publish.WithPolicy(publish.PolicyOnDemand))
-	if _, err := publishRemote(t, onDemand, "docker://"+u.host+"/a/app:v1", fast(), "app:a"); err != nil {
+	if _, err := publishWith(t, onDemand, "docker://"+u.host+"/a/app:v1", fast(), "app:a"); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -618,7 +600,7 @@ func TestOnDemandRefusals(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := snapshot(t, root, true)
-			_, err := publishRemote(t, onDemand, tc.spec, fast(), "app:b")
+			_, err := publishWith(t, onDemand, tc.spec, fast(), "app:b")
 			if !errors.Is(err, tc.is) {
 				t.Fatalf("error %v is not %v", err, tc.is)
 			}
@@ -688,7 +670,7 @@ func TestProgress(t *testing.T) {
 		t.Run(strings.SplitN(spec, ":", 2)[0], func(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "tree")
 			pr := &recordingProgress{copies: map[digest.Digest]*recordingCopy{}}
-			res, err := publishRemote(t, publish.New(publish.NewFSSink(layout.Root(root)), publish.WithProgress(pr)), spec, fast(), "app:v1")
+			res, err := publishWith(t, publish.New(publish.NewFSSink(layout.Root(root)), publish.WithProgress(pr)), spec, fast(), "app:v1")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package publish
+package source
 
 import (
 	"bytes"
@@ -24,71 +24,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// TransportDocker is the transport of a registry source, docker://REF.
-const TransportDocker = "docker"
-
 // ErrPlainHTTP is returned when a registry would have to be reached over
 // plain HTTP and the source was not made with [WithInsecure].
 var ErrPlainHTTP = errors.New("plain HTTP is not allowed without --insecure")
-
-// SourceOption configures a source made by [ParseSource]. Options that do
-// not apply to a transport are ignored by it.
-type SourceOption func(*sourceOptions)
-
-type sourceOptions struct {
-	insecure  bool
-	keychain  authn.Keychain
-	backoff   transport.Backoff
-	userAgent string
-	base      http.RoundTripper
-}
-
-func defaultSourceOptions() sourceOptions {
-	return sourceOptions{
-		keychain: authn.DefaultKeychain,
-		// 1s, 2s, 4s, 8s: five tries within about 15 seconds.
-		backoff: transport.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: 5},
-	}
-}
-
-// WithInsecure lets a registry source use plain HTTP, and HTTPS without
-// verifying the server's certificate: for a registry on a local or test
-// network. Without it, a registry is reached over verified HTTPS only,
-// even on localhost.
-func WithInsecure(insecure bool) SourceOption {
-	return func(o *sourceOptions) { o.insecure = insecure }
-}
-
-// WithKeychain sets where a registry source finds credentials. The default
-// is authn.DefaultKeychain: the docker config (~/.docker/config.json, or
-// $DOCKER_CONFIG/config.json) with its credential helpers, then podman's
-// auth.json, then anonymous.
-func WithKeychain(k authn.Keychain) SourceOption {
-	return func(o *sourceOptions) {
-		if k != nil {
-			o.keychain = k
-		}
-	}
-}
-
-// WithRetry sets how a registry source retries a request that failed with
-// a network error or with 408, 429, 500, 502, 503 or 504: it waits first,
-// then twice as long each time, at most tries times in all (tries < 1
-// means once, no retry). The default is 5 tries, from one second.
-func WithRetry(first time.Duration, tries int) SourceOption {
-	return func(o *sourceOptions) {
-		if tries < 1 {
-			tries = 1
-		}
-		o.backoff = transport.Backoff{Duration: first, Factor: 2, Jitter: 0.1, Steps: tries}
-	}
-}
-
-// WithUserAgent sets the User-Agent a registry source sends (ggcr adds its
-// own after it).
-func WithUserAgent(ua string) SourceOption {
-	return func(o *sourceOptions) { o.userAgent = ua }
-}
 
 // retryStatusCodes are the answers a registry source retries: timeouts,
 // rate limits (429, with the Retry-After that retryAfter honours) and
@@ -102,14 +40,6 @@ var retryStatusCodes = []int{
 	http.StatusGatewayTimeout,
 }
 
-// UpstreamSource is a Source that content can be fetched from again later:
-// an on_demand publish records its Upstream in the repository file, and
-// the blobs it did not copy are fetched from there.
-type UpstreamSource interface {
-	Source
-	Upstream() layout.Upstream
-}
-
 // remoteSource reads an image from a registry with ggcr's remote package:
 // manifests through a remote.Puller (their raw bytes, never re-encoded),
 // blobs with plain GETs through the same authenticated transport, so that
@@ -117,7 +47,7 @@ type UpstreamSource interface {
 type remoteSource struct {
 	spec string
 	ref  name.Reference
-	opts sourceOptions
+	opts options
 
 	mu        sync.Mutex
 	opened    bool
@@ -135,8 +65,8 @@ var _ UpstreamSource = (*remoteSource)(nil)
 // reference as docker spells it, HOST[:PORT]/NAME:TAG or
 // HOST[:PORT]/NAME@DIGEST (Docker Hub when there is no host, the tag
 // latest when there is neither tag nor digest).
-func parseRemote(spec, ref string, opts []SourceOption) (*remoteSource, error) {
-	o := defaultSourceOptions()
+func parseRemote(spec, ref string, opts []Option) (*remoteSource, error) {
+	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -258,7 +188,7 @@ func (s *remoteSource) Resolve(ctx context.Context) (ocispec.Descriptor, error) 
 		return ocispec.Descriptor{}, fmt.Errorf("%s: %w", s.spec, err)
 	}
 	mt := string(d.MediaType)
-	if !isIndexType(mt) && !isManifestType(mt) {
+	if !IsIndexMediaType(mt) && !IsManifestMediaType(mt) {
 		// Some registries answer application/json or the like: publish
 		// then takes the media type from the manifest itself.
 		mt = ""
@@ -273,7 +203,7 @@ func (s *remoteSource) Resolve(ctx context.Context) (ocispec.Descriptor, error) 
 // blob (fetched from /blobs/) by its media type, which a manifest's
 // descriptor always has.
 func isManifestDescriptor(desc ocispec.Descriptor) bool {
-	return isIndexType(desc.MediaType) || isManifestType(desc.MediaType)
+	return IsIndexMediaType(desc.MediaType) || IsManifestMediaType(desc.MediaType)
 }
 
 func (s *remoteSource) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {

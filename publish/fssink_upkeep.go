@@ -9,61 +9,14 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
 )
 
-// ListSink is a Sink that can enumerate its keys: gc and verify walk the
-// tree with it.
-type ListSink interface {
-	Sink
-	// List calls fn for every key under prefix (a folder key such as
-	// "blobs", or "" for the whole tree), in lexical order of the
-	// folders it walks, with what Stat would report. Folders themselves
-	// are not reported. A missing prefix lists nothing. Keys that appear
-	// or vanish while List runs may or may not be reported. An error from
-	// fn stops the walk and is returned.
-	List(ctx context.Context, prefix string, fn func(key string, info Info) error) error
-}
-
-// TouchSink is a Sink that can mark content as just used. Publish touches
-// the content a repository file is about to reference, so that a
-// concurrent gc, which only deletes content older than its grace period,
-// does not delete it (see [Publisher.GC]).
-type TouchSink interface {
-	Sink
-	// Touch sets the modification time of key to now. A missing key is
-	// ErrNotFound.
-	Touch(ctx context.Context, key string) error
-}
-
-// ExpireSink is a Sink that can delete a key only if it has not been
-// written or touched since a given time, as one step with respect to
-// Touch: a Touch that happens before DeleteIfOlder keeps the key, a Touch
-// that happens after finds it missing.
-type ExpireSink interface {
-	Sink
-	// DeleteIfOlder deletes key if its modification time is before
-	// cutoff, and reports whether it did. A missing key is not an error
-	// (false, nil).
-	DeleteIfOlder(ctx context.Context, key string, cutoff time.Time) (bool, error)
-}
-
-// OpenSink is a Sink that can stream the content of a key, however large:
-// verify hashes blobs with it.
-type OpenSink interface {
-	Sink
-	// Open returns the content of key. A missing key is ErrNotFound.
-	Open(ctx context.Context, key string) (io.ReadCloser, error)
-}
-
-var (
-	_ ListSink   = (*FSSink)(nil)
-	_ TouchSink  = (*FSSink)(nil)
-	_ ExpireSink = (*FSSink)(nil)
-	_ OpenSink   = (*FSSink)(nil)
-)
+// The capabilities of FSSink that upkeep uses: gc walks and expires
+// content, verify walks it, rm removes the folders a repository leaves.
 
 // List implements ListSink with filepath.WalkDir. A symbolic link is
 // reported with what it points to (a link to a folder is not followed);
@@ -188,30 +141,39 @@ func (s *FSSink) DeleteIfOlder(ctx context.Context, key string, cutoff time.Time
 	return true, nil
 }
 
-// Open implements OpenSink.
-func (s *FSSink) Open(ctx context.Context, key string) (io.ReadCloser, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
+// RemoveEmptyFolders implements FolderSink. A writer that creates a file
+// in a folder this removes at the same moment creates the folder again
+// (see Stage).
+func (s *FSSink) RemoveEmptyFolders(ctx context.Context, key, stop string) error {
+	if !strings.HasPrefix(key, stop+"/") {
+		return fmt.Errorf("remove folders of %s: not under %s", key, stop)
 	}
-	f, err := os.Open(s.root.Path(key))
-	if err != nil {
-		return nil, mapNotExist(key, err)
+	for dir := path.Dir(key); dir != stop && strings.HasPrefix(dir, stop+"/"); dir = path.Dir(dir) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p := s.root.Path(dir)
+		err := os.Remove(p)
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if notEmpty(p) {
+			return nil
+		}
+		return fmt.Errorf("remove folder %s: %w", dir, err)
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("open %s: %w", key, err)
-	}
-	if fi.IsDir() {
-		f.Close()
-		return nil, fmt.Errorf("open %s: is a folder", key)
-	}
-	return f, nil
+	return nil
 }
 
-// isTempKey reports whether key names a temporary file of a writer (see
-// tempPrefix): content being written, or left behind by a writer that died.
-func isTempKey(key string) bool {
-	i := strings.LastIndexByte(key, '/')
-	return strings.HasPrefix(key[i+1:], tempPrefix)
+// notEmpty reports whether the folder p holds an entry. A failed removal of
+// a folder that holds one is ENOTEMPTY, EEXIST or ERROR_DIR_NOT_EMPTY
+// depending on the system; asking the folder works everywhere.
+func notEmpty(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	_, err = f.Readdirnames(1)
+	return err == nil || !errors.Is(err, io.EOF)
 }

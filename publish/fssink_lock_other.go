@@ -9,8 +9,6 @@ import (
 	"github.com/heron-registry/heron/layout"
 )
 
-var _ LockSink = (*FSSink)(nil)
-
 // processLocks holds one channel per lock path; without flock(2), locks
 // exclude the goroutines of this process only.
 var processLocks sync.Map // string → chan struct{}

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -31,13 +32,13 @@ func TestStageRegion(t *testing.T) {
 		content      []byte // what must be stored
 		is           error
 	}{
-		{"whole file", 0, int64(len(data)), Want{digest.FromBytes(data), int64(len(data))}, data, nil},
-		{"region at an odd offset", 4097, 1 << 20, Want{digest.FromBytes(part), 1 << 20}, part, nil},
-		{"empty", 10, 0, Want{digest.FromBytes(nil), 0}, []byte{}, nil},
-		{"region longer than wanted", 0, int64(len(data)), Want{digest.FromBytes(data[:100]), 100}, nil, ErrSizeMismatch},
-		{"region shorter than wanted", 0, 100, Want{digest.FromBytes(data[:200]), 200}, nil, ErrSizeMismatch},
-		{"file shorter than the region", int64(len(data)) - 10, 100, Want{digest.FromBytes(data[len(data)-10:]), 100}, nil, ErrSizeMismatch},
-		{"other bytes", 1, 100, Want{digest.FromBytes(data[:100]), 100}, nil, ErrDigestMismatch},
+		{"whole file", 0, int64(len(data)), Want{Digest: digest.FromBytes(data), Size: int64(len(data))}, data, nil},
+		{"region at an odd offset", 4097, 1 << 20, Want{Digest: digest.FromBytes(part), Size: 1 << 20}, part, nil},
+		{"empty", 10, 0, Want{Digest: digest.FromBytes(nil), Size: 0}, []byte{}, nil},
+		{"region longer than wanted", 0, int64(len(data)), Want{Digest: digest.FromBytes(data[:100]), Size: 100}, nil, ErrSizeMismatch},
+		{"region shorter than wanted", 0, 100, Want{Digest: digest.FromBytes(data[:200]), Size: 200}, nil, ErrSizeMismatch},
+		{"file shorter than the region", int64(len(data)) - 10, 100, Want{Digest: digest.FromBytes(data[len(data)-10:]), Size: 100}, nil, ErrSizeMismatch},
+		{"other bytes", 1, 100, Want{Digest: digest.FromBytes(data[:100]), Size: 100}, nil, ErrDigestMismatch},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := os.Open(src)
@@ -49,7 +50,7 @@ func TestStageRegion(t *testing.T) {
 			sink := NewFSSink(root)
 			key, _ := layout.BlobKey(tc.want.Digest)
 			var added int64
-			st, err := sink.stageRegion(context.Background(), key, &fileRegion{f: f, offset: tc.offset, size: tc.size}, tc.want, func(n int64) { added += n })
+			st, err := sink.stageRegion(context.Background(), key, &source.Region{File: f, Offset: tc.offset, Size: tc.size}, tc.want, func(n int64) { added += n })
 			if tc.is != nil {
 				if !errors.Is(err, tc.is) {
 					t.Fatalf("error %v is not %v", err, tc.is)

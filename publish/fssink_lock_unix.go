@@ -13,8 +13,6 @@ import (
 	"github.com/heron-registry/heron/layout"
 )
 
-var _ LockSink = (*FSSink)(nil)
-
 // Lock implements LockSink with flock(2) on the lock file layout.LockKey
 // gives for key, created when missing. flock locks belong to an open file,
 // so they exclude other processes and other goroutines of this one alike
