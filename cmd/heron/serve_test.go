@@ -1,20 +1,17 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/heron-registry/heron/internal/servetest"
 	"github.com/heron-registry/heron/layout"
 )
 
@@ -25,132 +22,17 @@ func writeLayoutFile(t *testing.T, dir string, content []byte) {
 	}
 }
 
-// lockedBuffer collects the server's log from its goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines returns the JSON log lines whose msg is msg.
-func (b *lockedBuffer) lines(t *testing.T, msg string) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for _, l := range strings.Split(b.String(), "\n") {
-		if l == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("log line %q is not JSON: %v", l, err)
-		}
-		if m["msg"] == msg {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// served is a heron serve run by a test through the root command.
-type served struct {
-	addr, ops string // host:port of the registry and of the operations endpoints
-	log       *lockedBuffer
-	cancel    context.CancelFunc // what SIGTERM does
-	done      chan struct{}      // closed when the command has returned
-	err       error              // what it returned, once done is closed
-}
-
 // startServe runs heron serve with args and JSON logs, and waits for its
 // "serving" line.
-func startServe(t *testing.T, args ...string) *served {
+func startServe(t *testing.T, args ...string) *servetest.Server {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	cmd := newRootCmd()
-	cmd.SetArgs(append([]string{"serve", "--log-format", "json"}, args...))
-	cmd.SetOut(io.Discard)
-	cmd.SetErr(pw)
-	s := &served{log: &lockedBuffer{}, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		s.err = cmd.ExecuteContext(ctx)
-		close(s.done)
-		pw.Close()
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-s.done:
-		case <-time.After(20 * time.Second):
-			t.Error("serve did not stop")
-		}
+	return servetest.Start(t, func(ctx context.Context, log io.Writer) error {
+		cmd := newRootCmd()
+		cmd.SetArgs(append([]string{"serve", "--log-format", "json"}, args...))
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(log)
+		return cmd.ExecuteContext(ctx)
 	})
-	started := make(chan map[string]any, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			s.log.Write(append(sc.Bytes(), '\n'))
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "serving" {
-				started <- m
-			}
-		}
-		close(started)
-	}()
-	select {
-	case m, ok := <-started:
-		if !ok {
-			<-s.done
-			t.Fatalf("serve ended before it served: %v\n%s", s.err, s.log)
-		}
-		var found bool
-		s.addr, found = strings.CutPrefix(m["url"].(string), "http://")
-		s.ops, _ = strings.CutPrefix(m["ops"].(string), "http://")
-		if !found || strings.HasSuffix(s.addr, ":0") {
-			t.Fatalf("serving line %v", m)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no serving line:\n%s", s.log)
-	}
-	return s
-}
-
-// stop ends the server's context, as SIGTERM does, and returns what the
-// command returned.
-func (s *served) stop(t *testing.T, within time.Duration) error {
-	t.Helper()
-	s.cancel()
-	select {
-	case <-s.done:
-		return s.err
-	case <-time.After(within):
-		t.Fatalf("serve did not stop within %s of the signal", within)
-		return nil
-	}
-}
-
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(body)
 }
 
 // TestServe starts heron serve on a free port, asks it for /v2/ and the
@@ -159,10 +41,10 @@ func TestServe(t *testing.T) {
 	dir := t.TempDir()
 	writeLayoutFile(t, dir, layout.EncodeLayoutFile())
 	s := startServe(t, "--root", dir, "--addr", "127.0.0.1:0")
-	if s.ops != s.addr {
-		t.Errorf("operations on %s, want the registry's %s", s.ops, s.addr)
+	if s.Ops != s.Addr {
+		t.Errorf("operations on %s, want the registry's %s", s.Ops, s.Addr)
 	}
-	resp, err := http.Get("http://" + s.addr + "/v2/")
+	resp, err := http.Get("http://" + s.Addr + "/v2/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,11 +54,11 @@ func TestServe(t *testing.T) {
 		t.Errorf("GET /v2/ = %d %q %v", resp.StatusCode, body, resp.Header)
 	}
 	for _, p := range []string{"/healthz", "/readyz"} {
-		if code, body := get(t, "http://"+s.addr+p); code != 200 || body != "ok\n" {
+		if code, body := servetest.Get(t, "http://"+s.Addr+p); code != 200 || body != "ok\n" {
 			t.Errorf("GET %s = %d %q", p, code, body)
 		}
 	}
-	code, metrics := get(t, "http://"+s.addr+"/metrics")
+	code, metrics := servetest.Get(t, "http://"+s.Addr+"/metrics")
 	for _, want := range []string{
 		`heron_http_requests_total{code="200",method="GET",route="base"} 1`,
 		`heron_cache_requests_total{cache="repository",result="hit"} 0`,
@@ -188,19 +70,19 @@ func TestServe(t *testing.T) {
 			t.Errorf("GET /metrics = %d, without %q:\n%s", code, want, metrics)
 		}
 	}
-	reqs := s.log.lines(t, "request")
+	reqs := s.Log.Lines(t, "request")
 	if len(reqs) != 1 || reqs[0]["route"] != "base" || reqs[0]["status"] != float64(200) || reqs[0]["level"] != "INFO" {
 		t.Errorf("request log lines %v, want the one GET /v2/", reqs)
 	}
 
-	if err := s.stop(t, 15*time.Second); err != nil {
+	if err := s.Stop(t, 15*time.Second); err != nil {
 		t.Errorf("serve ended with %v", err)
 	}
-	if _, err := http.Get("http://" + s.addr + "/v2/"); err == nil {
+	if _, err := http.Get("http://" + s.Addr + "/v2/"); err == nil {
 		t.Error("the server still answers after shutdown")
 	}
-	if len(s.log.lines(t, "stopped")) != 1 {
-		t.Errorf("no stopped line:\n%s", s.log)
+	if len(s.Log.Lines(t, "stopped")) != 1 {
+		t.Errorf("no stopped line:\n%s", s.Log)
 	}
 }
 
@@ -215,18 +97,18 @@ func TestServeConfig(t *testing.T) {
 	t.Setenv("HERON_LOG_LEVEL", "info")
 	t.Setenv("HERON_MEMORY_LIMIT", "50000000")
 	s := startServe(t, "--addr", "127.0.0.1:0") // over the file's unusable port
-	if lines := s.log.lines(t, "serving"); len(lines) != 1 || lines[0]["memoryLimit"] != 50000000.0 {
+	if lines := s.Log.Lines(t, "serving"); len(lines) != 1 || lines[0]["memoryLimit"] != 50000000.0 {
 		t.Errorf("HERON_MEMORY_LIMIT=50000000: serving lines %v", lines)
 	}
-	get(t, "http://"+s.addr+"/v2/")
-	_, metrics := get(t, "http://"+s.addr+"/metrics")
+	servetest.Get(t, "http://"+s.Addr+"/v2/")
+	_, metrics := servetest.Get(t, "http://"+s.Addr+"/metrics")
 	if strings.Contains(metrics, "heron_cache_requests_total") {
 		t.Errorf("HERON_CACHE_SIZE=0 did not turn the caches off:\n%s", metrics)
 	}
-	if l := s.log.String(); strings.Contains(l, `"level":"DEBUG"`) || len(s.log.lines(t, "request")) != 1 {
+	if l := s.Log.String(); strings.Contains(l, `"level":"DEBUG"`) || len(s.Log.Lines(t, "request")) != 1 {
 		t.Errorf("log:\n%s", l)
 	}
-	if err := s.stop(t, 15*time.Second); err != nil {
+	if err := s.Stop(t, 15*time.Second); err != nil {
 		t.Errorf("serve ended with %v", err)
 	}
 }

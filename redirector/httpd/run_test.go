@@ -2,10 +2,8 @@ package httpd
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"go/build"
 	"io"
 	"log/slog"
@@ -15,10 +13,10 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/heron-registry/heron/internal/servetest"
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/redirector"
 	"github.com/opencontainers/go-digest"
@@ -93,123 +91,14 @@ func bigBlobTree(t *testing.T, size int) (dir string, d digest.Digest) {
 	return dir, d
 }
 
-// logBuffer collects Run's JSON log from its goroutines, and hands the
-// "serving" line to serving.
-type logBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	serving chan map[string]any
-}
-
-// Write takes one log line: slog writes a record with one Write.
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var m map[string]any
-	if json.Unmarshal(p, &m) == nil && m["msg"] == "serving" {
-		select {
-		case b.serving <- m:
-		default:
-		}
-	}
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines returns the log lines whose msg is msg.
-func (b *logBuffer) lines(t *testing.T, msg string) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for _, l := range strings.Split(b.String(), "\n") {
-		if l == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("log line %q is not JSON: %v", l, err)
-		}
-		if m["msg"] == msg {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// running is a Run started by a test.
-type running struct {
-	addr, ops string // host:port of the registry and of the operations endpoints
-	log       *logBuffer
-	cancel    context.CancelFunc // what SIGTERM does to heron serve
-	done      chan struct{}      // closed when Run has returned
-	err       error              // what it returned, once done is closed
-}
-
 // start runs Run on root with cfg and a JSON logger, and waits for its
 // "serving" line.
-func start(t *testing.T, root string, cfg Config) *running {
+func start(t *testing.T, root string, cfg Config) *servetest.Server {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{log: &logBuffer{serving: make(chan map[string]any, 1)}, cancel: cancel, done: make(chan struct{})}
-	cfg.Logger = slog.New(slog.NewJSONHandler(r.log, nil))
-	go func() {
-		r.err = Run(ctx, root, cfg)
-		close(r.done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-r.done:
-		case <-time.After(20 * time.Second):
-			t.Error("Run did not return")
-		}
+	return servetest.Start(t, func(ctx context.Context, log io.Writer) error {
+		cfg.Logger = slog.New(slog.NewJSONHandler(log, nil))
+		return Run(ctx, root, cfg)
 	})
-	select {
-	case m := <-r.log.serving:
-		var found bool
-		r.addr, found = strings.CutPrefix(m["url"].(string), "http://")
-		r.ops, _ = strings.CutPrefix(m["ops"].(string), "http://")
-		if !found || strings.HasSuffix(r.addr, ":0") {
-			t.Fatalf("serving line %v", m)
-		}
-	case <-r.done:
-		t.Fatalf("Run returned before it served: %v\n%s", r.err, r.log)
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no serving line:\n%s", r.log)
-	}
-	return r
-}
-
-// stop ends Run's context, as SIGTERM does heron serve's, and returns what
-// Run returned.
-func (r *running) stop(t *testing.T, within time.Duration) error {
-	t.Helper()
-	r.cancel()
-	select {
-	case <-r.done:
-		return r.err
-	case <-time.After(within):
-		t.Fatalf("Run did not return within %s of the cancellation", within)
-		return nil
-	}
-}
-
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(body)
 }
 
 // TestDeps keeps the imports pointing downward: httpd puts redirector and
@@ -232,23 +121,23 @@ func TestDeps(t *testing.T) {
 // listener, and logs its start and its stop.
 func TestRun(t *testing.T) {
 	r := start(t, emptyTree(t), flagDefaults())
-	if r.ops != r.addr {
-		t.Errorf("operations on %s, want the registry's %s", r.ops, r.addr)
+	if r.Ops != r.Addr {
+		t.Errorf("operations on %s, want the registry's %s", r.Ops, r.Addr)
 	}
 	for _, p := range []string{"/v2/", "/healthz", "/readyz", "/metrics"} {
-		if code, _ := get(t, "http://"+r.addr+p); code != 200 {
+		if code, _ := servetest.Get(t, "http://"+r.Addr+p); code != 200 {
 			t.Errorf("GET %s = %d", p, code)
 		}
 	}
-	if err := r.stop(t, 15*time.Second); err != nil {
+	if err := r.Stop(t, 15*time.Second); err != nil {
 		t.Errorf("Run returned %v", err)
 	}
-	if _, err := http.Get("http://" + r.addr + "/v2/"); err == nil {
+	if _, err := http.Get("http://" + r.Addr + "/v2/"); err == nil {
 		t.Error("the server still answers after Run returned")
 	}
 	for _, msg := range []string{"shutting down: no new connections; waiting for the requests in flight", "stopped"} {
-		if len(r.log.lines(t, msg)) != 1 {
-			t.Errorf("no %q line:\n%s", msg, r.log)
+		if len(r.Log.Lines(t, msg)) != 1 {
+			t.Errorf("no %q line:\n%s", msg, r.Log)
 		}
 	}
 }
@@ -259,26 +148,26 @@ func TestRunMetricsAddr(t *testing.T) {
 	cfg := flagDefaults()
 	cfg.MetricsAddr = "127.0.0.1:0"
 	r := start(t, emptyTree(t), cfg)
-	if r.ops == r.addr || r.ops == "" {
-		t.Fatalf("operations on %q, registry on %q", r.ops, r.addr)
+	if r.Ops == r.Addr || r.Ops == "" {
+		t.Fatalf("operations on %q, registry on %q", r.Ops, r.Addr)
 	}
 	for _, tc := range []struct {
 		url  string
 		code int
 	}{
-		{"http://" + r.addr + "/v2/", 200},
-		{"http://" + r.addr + "/metrics", 404},
-		{"http://" + r.addr + "/readyz", 404},
-		{"http://" + r.ops + "/metrics", 200},
-		{"http://" + r.ops + "/healthz", 200},
-		{"http://" + r.ops + "/readyz", 200},
-		{"http://" + r.ops + "/v2/", 404},
+		{"http://" + r.Addr + "/v2/", 200},
+		{"http://" + r.Addr + "/metrics", 404},
+		{"http://" + r.Addr + "/readyz", 404},
+		{"http://" + r.Ops + "/metrics", 200},
+		{"http://" + r.Ops + "/healthz", 200},
+		{"http://" + r.Ops + "/readyz", 200},
+		{"http://" + r.Ops + "/v2/", 404},
 	} {
-		if code, _ := get(t, tc.url); code != tc.code {
+		if code, _ := servetest.Get(t, tc.url); code != tc.code {
 			t.Errorf("GET %s = %d, want %d", tc.url, code, tc.code)
 		}
 	}
-	if err := r.stop(t, 15*time.Second); err != nil {
+	if err := r.Stop(t, 15*time.Second); err != nil {
 		t.Errorf("Run returned %v", err)
 	}
 }
@@ -291,7 +180,7 @@ func TestRunGracefulShutdown(t *testing.T) {
 	cfg := flagDefaults()
 	cfg.CacheSize = 0
 	r := start(t, dir, cfg)
-	resp, err := http.Get("http://" + r.addr + "/v2/big/blobs/" + d.String())
+	resp, err := http.Get("http://" + r.Addr + "/v2/big/blobs/" + d.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,11 +190,11 @@ func TestRunGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r.cancel()
+	r.Cancel()
 	// The listener closes: new connections are refused.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", r.addr, time.Second)
+		c, err := net.DialTimeout("tcp", r.Addr, time.Second)
 		if err != nil {
 			break
 		}
@@ -317,8 +206,8 @@ func TestRunGracefulShutdown(t *testing.T) {
 	}
 	// The download is still in flight: Run waits for it.
 	select {
-	case <-r.done:
-		t.Fatalf("Run returned (%v) with a download in flight", r.err)
+	case <-r.Done:
+		t.Fatalf("Run returned (%v) with a download in flight", r.Err)
 	case <-time.After(300 * time.Millisecond):
 	}
 	// The client reads the rest slowly.
@@ -338,15 +227,15 @@ func TestRunGracefulShutdown(t *testing.T) {
 		t.Errorf("downloaded %s, want %s", got, d)
 	}
 	select {
-	case <-r.done:
-		if r.err != nil {
-			t.Errorf("Run returned %v", r.err)
+	case <-r.Done:
+		if r.Err != nil {
+			t.Errorf("Run returned %v", r.Err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after the download completed")
 	}
-	if len(r.log.lines(t, "shutdown timeout reached: closing the connections still open")) != 0 {
-		t.Errorf("the shutdown timed out:\n%s", r.log)
+	if len(r.Log.Lines(t, "shutdown timeout reached: closing the connections still open")) != 0 {
+		t.Errorf("the shutdown timed out:\n%s", r.Log)
 	}
 }
 
@@ -357,20 +246,20 @@ func TestRunShutdownTimeout(t *testing.T) {
 	cfg := flagDefaults()
 	cfg.ShutdownTimeout = 300 * time.Millisecond
 	r := start(t, dir, cfg)
-	resp, err := http.Get("http://" + r.addr + "/v2/big/blobs/" + d.String())
+	resp, err := http.Get("http://" + r.Addr + "/v2/big/blobs/" + d.String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	begin := time.Now()
-	if err := r.stop(t, 10*time.Second); err != nil {
+	if err := r.Stop(t, 10*time.Second); err != nil {
 		t.Errorf("Run returned %v", err)
 	}
 	if e := time.Since(begin); e < cfg.ShutdownTimeout {
 		t.Errorf("Run returned after %s, before the shutdown timeout", e)
 	}
-	if len(r.log.lines(t, "shutdown timeout reached: closing the connections still open")) != 1 {
-		t.Errorf("log:\n%s", r.log)
+	if len(r.Log.Lines(t, "shutdown timeout reached: closing the connections still open")) != 1 {
+		t.Errorf("log:\n%s", r.Log)
 	}
 	if _, err := io.Copy(io.Discard, resp.Body); err == nil {
 		t.Error("the download completed although its connection was closed")
@@ -389,7 +278,7 @@ func TestRunSlowLoris(t *testing.T) {
 		// Before the dial: the server's deadline starts when it accepts
 		// the connection, which may come a moment before Dial returns here.
 		begin := time.Now()
-		c, err := net.Dial("tcp", r.addr)
+		c, err := net.Dial("tcp", r.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -418,7 +307,7 @@ func TestRunSlowLoris(t *testing.T) {
 			}
 			if i == 3 {
 				// Meanwhile, others are answered.
-				if code, _ := get(t, "http://"+r.addr+"/v2/"); code != 200 {
+				if code, _ := servetest.Get(t, "http://"+r.Addr+"/v2/"); code != 200 {
 					t.Errorf("FastPath %v: GET /v2/ = %d while a slow client is connected", fast, code)
 				}
 			}
@@ -443,7 +332,7 @@ func TestRunMaxConnections(t *testing.T) {
 			c.SetReadDeadline(time.Now().Add(timeout))
 			return bufio.NewReader(c).ReadString('\n')
 		}
-		first, err := net.Dial("tcp", r.addr)
+		first, err := net.Dial("tcp", r.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -453,7 +342,7 @@ func TestRunMaxConnections(t *testing.T) {
 			t.Fatalf("FastPath %v: first client: %q %v", fast, line, err)
 		}
 		// first stays open (keep-alive): the second waits.
-		second, err := net.Dial("tcp", r.addr)
+		second, err := net.Dial("tcp", r.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -501,11 +390,11 @@ func TestRunMemoryLimit(t *testing.T) {
 			cfg := flagDefaults()
 			cfg.CacheBytes, cfg.MemoryLimit = tc.cacheBytes, tc.memoryLimit
 			r := start(t, dir, cfg)
-			lines := r.log.lines(t, "serving")
+			lines := r.Log.Lines(t, "serving")
 			if len(lines) != 1 || lines[0]["memoryLimit"] != float64(tc.want) {
 				t.Errorf("serving lines %v, want memoryLimit %d", lines, tc.want)
 			}
-			if err := r.stop(t, 15*time.Second); err != nil {
+			if err := r.Stop(t, 15*time.Second); err != nil {
 				t.Errorf("Run returned %v", err)
 			}
 			if got := debug.SetMemoryLimit(-1); got != before {
