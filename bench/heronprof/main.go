@@ -26,6 +26,7 @@ import (
 
 	"github.com/heron-registry/heron/redirector"
 	"github.com/heron-registry/heron/redirector/h1"
+	"github.com/heron-registry/heron/redirector/httpd"
 )
 
 func main() {
@@ -62,7 +63,7 @@ func run(root, addr, profile string, dur time.Duration, fastPath bool, opts []re
 	ctx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
 
-	// The options and server settings of cmd/heron/serve.go.
+	// The options and server settings of heron serve (redirector/httpd.Run).
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	opts = append(opts, redirector.WithLogger(logger))
 	h, err := redirector.New(root, opts...)
@@ -76,11 +77,11 @@ func run(root, addr, profile string, dur time.Duration, fastPath bool, opts []re
 	}
 	hs := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: httpd.DefaultReadHeaderTimeout,
+		IdleTimeout:       httpd.DefaultIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	srv := &h1.Server{HTTP: hs, FastPath: redirector.IsAPITarget, MaxConnections: 10000}
+	srv := &h1.Server{HTTP: hs, FastPath: redirector.IsAPITarget, MaxConnections: httpd.DefaultMaxConnections}
 	if !fastPath {
 		srv.FastPath = h1.NoFastPath
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -88,18 +87,4 @@ func printGC(out, errOut io.Writer, root layout.Root, grace time.Duration, outpu
 	fmt.Fprintf(errOut, "%s %d file(s), %d bytes; %d repository file(s) reference %d manifests and blobs; %d unreferenced file(s) (%d bytes) are younger than %s and kept\n",
 		total, res.Files, res.Bytes, res.Repositories, res.Referenced, res.Young, res.YoungBytes, grace)
 	return nil
-}
-
-// checkOutput validates an --output flag.
-func checkOutput(output string) error {
-	if output != "text" && output != "json" {
-		return fmt.Errorf("--output %q: want text or json", output)
-	}
-	return nil
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

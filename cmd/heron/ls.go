@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/heron-registry/heron/layout"
@@ -19,9 +18,6 @@ With NAME, it prints the repository's tags, one per line as TAG<TAB>DIGEST,
 sorted by tag.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if root == "" {
-				return errors.New("--root is required")
-			}
 			ctx := cmd.Context()
 			sink := publish.NewFSSink(layout.Root(root))
 			if err := publish.CheckTree(ctx, sink); err != nil {
@@ -48,6 +44,7 @@ sorted by tag.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&root, "root", "", "the heron tree")
+	cmd.Flags().StringVar(&root, "root", "", "the heron tree (required)")
+	_ = cmd.MarkFlagRequired("root")
 	return cmd
 }

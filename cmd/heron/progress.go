@@ -80,8 +80,12 @@ func (b *bars) Copy(desc ocispec.Descriptor) publish.CopyProgress {
 }
 
 // finish completes the total and waits until the bars are drawn for the
-// last time; after a failure it stops drawing at once.
+// last time; after a failure it stops drawing at once. Nil bars (none
+// drawn) have nothing to finish.
 func (b *bars) finish(ok bool) {
+	if b == nil {
+		return
+	}
 	b.mu.Lock()
 	total := b.total
 	b.mu.Unlock()

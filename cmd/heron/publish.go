@@ -1,9 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
@@ -11,18 +11,23 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// publishFlags are the flags of heron publish, shared by its two modes:
+// one SOURCE (publishImage) and --batch FILE (publishBatch, in
+// publish_batch.go).
+type publishFlags struct {
+	root        string
+	to          []string
+	blobBaseURL string
+	batch       string
+	prune       bool
+	policy      string
+	insecure    bool
+	quiet       bool
+	output      string
+}
+
 func newCmdPublish() *cobra.Command {
-	var (
-		root        string
-		to          []string
-		blobBaseURL string
-		batch       string
-		prune       bool
-		policy      string
-		insecure    bool
-		quiet       bool
-		output      string
-	)
+	var f publishFlags
 	cmd := &cobra.Command{
 		Use:   "publish SOURCE --root DIR --to NAME:TAG [--to NAME:TAG ...] | publish --root DIR --batch FILE [--prune]",
 		Short: "Publish an image into a heron tree",
@@ -79,90 +84,116 @@ list. See docs/publish-batch.md.`,
   heron publish --root /srv/heron --batch export.yaml --prune`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if root == "" {
-				return errors.New("--root is required")
+			if err := checkOutput(f.output); err != nil {
+				return err
 			}
-			if output != "text" && output != "json" {
-				return fmt.Errorf("--output %q: want text or json", output)
-			}
-			pol, err := publish.ParsePolicy(policy)
+			pol, err := publish.ParsePolicy(f.policy)
 			if err != nil {
 				return fmt.Errorf("--policy: %w", err)
 			}
-			opts := []publish.Option{publish.WithBlobBaseURL(blobBaseURL), publish.WithPolicy(pol)}
-			var progress *bars
-			if !quiet && isTerminal(cmd.ErrOrStderr()) {
-				progress = newBars(cmd.Context(), cmd.ErrOrStderr())
-				opts = append(opts, publish.WithProgress(progress))
+			if f.batch != "" {
+				return publishBatch(cmd, f, pol, args)
 			}
-			if batch != "" {
-				if len(args) > 0 || len(to) > 0 {
-					return errors.New("--batch takes no SOURCE and no --to: the batch file lists them")
-				}
-				err := runBatch(cmd, publish.New(publish.NewFSSink(layout.Root(root)), opts...), batch, prune, output == "json",
-					source.WithInsecure(insecure), source.WithUserAgent("heron"))
-				if progress != nil {
-					progress.finish(err == nil)
-				}
-				return err
-			}
-			if prune {
-				return errors.New("--prune goes with --batch")
-			}
-			if len(args) == 0 {
-				return errors.New("give a SOURCE, or --batch FILE")
-			}
-			if len(to) == 0 {
-				return fmt.Errorf("%w (--to NAME:TAG)", publish.ErrNoTargets)
-			}
-			targets := make([]publish.Target, 0, len(to))
-			for _, s := range to {
-				t, err := publish.ParseTarget(s)
-				if err != nil {
-					return err
-				}
-				targets = append(targets, t)
-			}
-			src, err := source.ParseWith(args[0], source.WithInsecure(insecure), source.WithUserAgent("heron"))
-			if err != nil {
-				return err
-			}
-			defer src.Close()
-			res, err := publish.New(publish.NewFSSink(layout.Root(root)), opts...).Publish(cmd.Context(), src, targets)
-			if progress != nil {
-				progress.finish(err == nil)
-			}
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if output == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res.Summary())
-			}
-			for _, t := range res.Targets {
-				fmt.Fprintf(out, "%s@%s\n", t, res.Digest)
-			}
-			if !quiet {
-				fmt.Fprintf(cmd.ErrOrStderr(), "%d manifest(s), %d blob(s): wrote %d (%d bytes), already present %d (%d bytes)",
-					res.Manifests, res.Blobs, res.BlobsWritten, res.BytesWritten, res.BlobsSkipped, res.BytesSkipped)
-				if res.BlobsDeferred > 0 {
-					fmt.Fprintf(cmd.ErrOrStderr(), ", left upstream %d (%d bytes)", res.BlobsDeferred, res.BytesDeferred)
-				}
-				fmt.Fprintln(cmd.ErrOrStderr())
-			}
-			return nil
+			return publishImage(cmd, f, pol, args)
 		},
 	}
-	cmd.Flags().StringVar(&root, "root", "", "the heron tree to publish into (created if missing or empty)")
-	cmd.Flags().StringArrayVar(&to, "to", nil, "NAME:TAG to publish the image as; repeat for several")
-	cmd.Flags().StringVar(&blobBaseURL, "blob-base-url", "", "set the repositories' blobBaseURL: blobs are redirected to URL/blobs/<alg>/<hex>")
-	cmd.Flags().StringVar(&batch, "batch", "", "publish the repositories, tags and sources a YAML or JSON batch file lists, incrementally (docs/publish-batch.md)")
-	cmd.Flags().BoolVar(&prune, "prune", false, "with --batch: remove the tags and repositories the batch file does not list")
-	cmd.Flags().StringVar(&policy, "policy", string(publish.PolicyImmediate), "immediate: store every blob; on_demand: store the manifests, list the blobs the tree lacks and record the registry to fetch them from")
-	cmd.Flags().BoolVar(&insecure, "insecure", false, "allow plain HTTP, and HTTPS without verifying the certificate, for a docker:// source")
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bars and no summary on standard error")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "text: NAME:TAG@DIGEST lines; json: a summary for CI (repositories, tags, bytes written and skipped)")
+	fs := cmd.Flags()
+	fs.StringVar(&f.root, "root", "", "the heron tree to publish into (required; created if missing or empty)")
+	fs.StringArrayVar(&f.to, "to", nil, "NAME:TAG to publish the image as; repeat for several")
+	fs.StringVar(&f.blobBaseURL, "blob-base-url", "", "set the repositories' blobBaseURL: blobs are redirected to URL/blobs/<alg>/<hex>")
+	fs.StringVar(&f.batch, "batch", "", "publish the repositories, tags and sources a YAML or JSON batch file lists, incrementally (docs/publish-batch.md)")
+	fs.BoolVar(&f.prune, "prune", false, "with --batch: remove the tags and repositories the batch file does not list")
+	fs.StringVar(&f.policy, "policy", string(publish.PolicyImmediate), "immediate: store every blob; on_demand: store the manifests, list the blobs the tree lacks and record the registry to fetch them from")
+	fs.BoolVar(&f.insecure, "insecure", false, "allow plain HTTP, and HTTPS without verifying the certificate, for a docker:// source")
+	fs.BoolVarP(&f.quiet, "quiet", "q", false, "no progress bars and no summary on standard error")
+	fs.StringVarP(&f.output, "output", "o", "text", "text: NAME:TAG@DIGEST lines; json: a summary for CI (repositories, tags, bytes written and skipped)")
+	_ = cmd.MarkFlagRequired("root")
 	return cmd
+}
+
+// publisher returns the publisher of the flags for policy pol, and the
+// progress bars it draws on standard error: nil with --quiet or when that
+// is not a terminal. The caller finishes them when the publish is done.
+func (f publishFlags) publisher(cmd *cobra.Command, pol publish.Policy) (*publish.Publisher, *bars) {
+	opts := []publish.Option{publish.WithBlobBaseURL(f.blobBaseURL), publish.WithPolicy(pol)}
+	var progress *bars
+	if !f.quiet && isTerminal(cmd.ErrOrStderr()) {
+		progress = newBars(cmd.Context(), cmd.ErrOrStderr())
+		opts = append(opts, publish.WithProgress(progress))
+	}
+	return publish.New(publish.NewFSSink(layout.Root(f.root)), opts...), progress
+}
+
+// openSource opens a SOURCE as the flags say: --insecure, and heron's
+// user agent for registries.
+func (f publishFlags) openSource(spec string) (source.Source, error) {
+	return source.ParseWith(spec, source.WithInsecure(f.insecure), source.WithUserAgent("heron"))
+}
+
+// publishImage is heron publish SOURCE --to NAME:TAG...: it prints
+// NAME:TAG@DIGEST per target and a summary on standard error, or the JSON
+// summary with --output json.
+func publishImage(cmd *cobra.Command, f publishFlags, pol publish.Policy, args []string) error {
+	if f.prune {
+		return errors.New("--prune goes with --batch")
+	}
+	if len(args) == 0 {
+		return errors.New("give a SOURCE, or --batch FILE")
+	}
+	targets, err := parseTargets(f.to)
+	if err != nil {
+		return err
+	}
+	src, err := f.openSource(args[0])
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	p, progress := f.publisher(cmd, pol)
+	res, err := p.Publish(cmd.Context(), src, targets)
+	progress.finish(err == nil)
+	if err != nil {
+		return err
+	}
+	return printPublished(cmd.OutOrStdout(), cmd.ErrOrStderr(), res, f.output, f.quiet)
+}
+
+// parseTargets parses the --to flags: at least one NAME:TAG.
+//
+// To move to publish (a ParseTargets next to ParseTarget) once its
+// restructuring is merged.
+func parseTargets(to []string) ([]publish.Target, error) {
+	if len(to) == 0 {
+		return nil, fmt.Errorf("%w (--to NAME:TAG)", publish.ErrNoTargets)
+	}
+	targets := make([]publish.Target, 0, len(to))
+	for _, s := range to {
+		t, err := publish.ParseTarget(s)
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, t)
+	}
+	return targets, nil
+}
+
+// printPublished prints what a publish did: NAME:TAG@DIGEST lines on out
+// and, unless quiet, the counts on errOut; or the summary as JSON.
+func printPublished(out, errOut io.Writer, res *publish.Result, output string, quiet bool) error {
+	if output == "json" {
+		return writeJSON(out, res.Summary())
+	}
+	for _, t := range res.Targets {
+		fmt.Fprintf(out, "%s@%s\n", t, res.Digest)
+	}
+	if quiet {
+		return nil
+	}
+	fmt.Fprintf(errOut, "%d manifest(s), %d blob(s): wrote %d (%d bytes), already present %d (%d bytes)",
+		res.Manifests, res.Blobs, res.BlobsWritten, res.BytesWritten, res.BlobsSkipped, res.BytesSkipped)
+	if res.BlobsDeferred > 0 {
+		fmt.Fprintf(errOut, ", left upstream %d (%d bytes)", res.BlobsDeferred, res.BytesDeferred)
+	}
+	fmt.Fprintln(errOut)
+	return nil
 }

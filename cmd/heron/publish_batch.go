@@ -1,38 +1,45 @@
 package main
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 
 	"github.com/heron-registry/heron/publish"
-	"github.com/heron-registry/heron/publish/source"
 	"github.com/spf13/cobra"
 )
 
-// runBatch is heron publish --batch FILE: it prints one line per tag
+// publishBatch is heron publish --batch FILE: it prints one line per tag
 // published or pruned and per repository removed, then a summary on
-// standard error. The batch's sources are opened with srcOpts.
-func runBatch(cmd *cobra.Command, p *publish.Publisher, file string, prune, asJSON bool, srcOpts ...source.Option) error {
-	b, err := publish.ReadBatchFile(file)
+// standard error; or the summary as JSON with --output json.
+func publishBatch(cmd *cobra.Command, f publishFlags, pol publish.Policy, args []string) error {
+	if len(args) > 0 || len(f.to) > 0 {
+		return errors.New("--batch takes no SOURCE and no --to: the batch file lists them")
+	}
+	b, err := publish.ReadBatchFile(f.batch)
 	if err != nil {
 		return err
 	}
-	open := func(spec string) (source.Source, error) { return source.ParseWith(spec, srcOpts...) }
-	res, err := p.RunBatch(cmd.Context(), b, publish.BatchOptions{Prune: prune, OpenSource: open})
+	p, progress := f.publisher(cmd, pol)
+	res, err := p.RunBatch(cmd.Context(), b, publish.BatchOptions{Prune: f.prune, OpenSource: f.openSource})
+	progress.finish(err == nil)
 	if res == nil {
 		return err
 	}
-	out := cmd.OutOrStdout()
-	sum := res.Summary()
-	if asJSON {
-		// The summary even when some repositories failed (each says why);
-		// the exit status still says so.
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		if jerr := enc.Encode(sum); jerr != nil && err == nil {
-			err = jerr
-		}
-		return err
+	// The summary even when some repositories failed (each says why); the
+	// exit status still says so.
+	if perr := printBatch(cmd.OutOrStdout(), cmd.ErrOrStderr(), res.Summary(), f.output); perr != nil && err == nil {
+		err = perr
+	}
+	return err
+}
+
+// printBatch prints what a batch did: a line per tag published or pruned
+// and per repository removed on out, and the counts on errOut; or the
+// summary as JSON.
+func printBatch(out, errOut io.Writer, sum publish.BatchSummary, output string) error {
+	if output == "json" {
+		return writeJSON(out, sum)
 	}
 	for _, r := range sum.Repositories {
 		for _, t := range r.Published {
@@ -45,7 +52,7 @@ func runBatch(cmd *cobra.Command, p *publish.Publisher, file string, prune, asJS
 	for _, n := range sum.Removed {
 		fmt.Fprintf(out, "removed %s\n", n)
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "%d repositories (%d failed): %d tag(s) published, %d unchanged, %d pruned; %d repositories removed; wrote %d blob(s) (%d bytes)\n",
+	fmt.Fprintf(errOut, "%d repositories (%d failed): %d tag(s) published, %d unchanged, %d pruned; %d repositories removed; wrote %d blob(s) (%d bytes)\n",
 		len(sum.Repositories), sum.RepositoriesFailed, sum.TagsPublished, sum.TagsUnchanged, sum.TagsPruned, len(sum.Removed), sum.BlobsWritten, sum.BytesWritten)
-	return err
+	return nil
 }

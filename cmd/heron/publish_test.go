@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -125,36 +128,102 @@ func TestPublishFromRegistry(t *testing.T) {
 	}
 }
 
-// TestBars drives the progress bars from several goroutines, as publish
-// does, into a buffer: they must neither race nor hang, and end with the
-// total.
+// driveBars drives b from several goroutines, as publish does: a total of
+// 8 blobs of 1000 bytes copied in parallel, then an empty blob and one
+// whose copy fails.
+func driveBars(b *bars) {
+	b.Start(8, 8*1000)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := b.Copy(ocispec.Descriptor{Digest: digest.FromString(string(rune(i))), Size: 1000})
+			for range 10 {
+				c.Add(100)
+			}
+			c.Done(nil)
+		}()
+	}
+	wg.Wait()
+	b.Start(0, 0)
+	e := b.Copy(ocispec.Descriptor{Digest: digest.FromString("empty")})
+	e.Done(nil)
+	f := b.Copy(ocispec.Descriptor{Digest: digest.FromString("failed"), Size: 10})
+	f.Done(io.ErrUnexpectedEOF)
+}
+
+// finishWithin runs b.finish(ok) and fails the test if it has not
+// returned after d.
+func finishWithin(t *testing.T, b *bars, ok bool, d time.Duration) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		b.finish(ok)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("finish(%v) still draws after %s", ok, d)
+	}
+}
+
+// TestBars: the progress bars, driven from several goroutines into a
+// buffer, neither race nor hang. After a publish, the last line drawn is
+// the whole total; after a failure, finish stops drawing at once although
+// the total is not complete. Either way nothing can be drawn after finish.
 func TestBars(t *testing.T) {
-	for _, ok := range []bool{true, false} {
+	t.Run("done", func(t *testing.T) {
 		var buf bytes.Buffer
 		// A buffer is no terminal: ask mpb to draw anyway.
 		b := newBars(context.Background(), &buf, mpb.WithAutoRefresh())
-		b.Start(8, 8*1000)
-		var wg sync.WaitGroup
-		for i := range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c := b.Copy(ocispec.Descriptor{Digest: digest.FromString(string(rune(i))), Size: 1000})
-				for range 10 {
-					c.Add(100)
-				}
-				c.Done(nil)
-			}()
+		driveBars(b)
+		finishWithin(t, b, true, 10*time.Second)
+		lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
+		if last := lines[len(lines)-1]; !strings.Contains(last, "total") || !strings.Contains(last, "7.8 KiB / 7.8 KiB") {
+			t.Errorf("last line drawn %q, want the total of 8000 bytes, complete; all:\n%q", last, buf.String())
 		}
-		wg.Wait()
-		b.Start(0, 0)
-		e := b.Copy(ocispec.Descriptor{Digest: digest.FromString("empty")})
-		e.Done(nil)
-		f := b.Copy(ocispec.Descriptor{Digest: digest.FromString("failed"), Size: 10})
-		f.Done(io.ErrUnexpectedEOF)
-		b.finish(ok)
-		if ok && !strings.Contains(buf.String(), "total") {
-			t.Errorf("no total drawn:\n%q", buf.String())
+		if _, err := b.p.Add(0, nil); !errors.Is(err, mpb.ErrDone) {
+			t.Errorf("a bar added after finish: %v, want %v", err, mpb.ErrDone)
+		}
+	})
+	t.Run("failed", func(t *testing.T) {
+		var buf bytes.Buffer
+		b := newBars(context.Background(), &buf, mpb.WithAutoRefresh())
+		driveBars(b)
+		// A failed image never completes the total: finish must not wait
+		// for it.
+		b.Start(1, 1000)
+		finishWithin(t, b, false, 2*time.Second)
+		if _, err := b.p.Add(0, nil); !errors.Is(err, mpb.ErrDone) {
+			t.Errorf("a bar added after finish: %v, want %v", err, mpb.ErrDone)
+		}
+		drawn := buf.String()
+		time.Sleep(300 * time.Millisecond) // two of mpb's refresh periods
+		if buf.String() != drawn {
+			t.Errorf("bars drawn after finish(false):\n%q", strings.TrimPrefix(buf.String(), drawn))
+		}
+	})
+}
+
+// TestIsTerminal: progress bars are drawn only on a terminal, never into a
+// buffer, a file or a pipe (a CI log).
+func TestIsTerminal(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	for name, out := range map[string]io.Writer{"buffer": &bytes.Buffer{}, "file": f, "pipe": w} {
+		if isTerminal(out) {
+			t.Errorf("isTerminal(%s) = true", name)
 		}
 	}
 }
