@@ -108,7 +108,7 @@ func (p *Publisher) RunBatch(ctx context.Context, b *Batch, opts BatchOptions) (
 		res.LayoutCreated = true
 	}
 
-	run := &batchRun{p: p, prune: opts.Prune, open: open, resolved: map[string]resolved{}, res: res}
+	run := &batchRun{p: p, prune: opts.Prune, open: open, resolved: map[string]resolved{}, protected: map[string]bool{}, res: res}
 	var errs []error
 	names := make([]string, 0, len(b.Repositories))
 	for i := range b.Repositories {
@@ -127,11 +127,11 @@ func (p *Publisher) RunBatch(ctx context.Context, b *Batch, opts BatchOptions) (
 			errs = append(errs, rr.Err)
 		}
 	}
-	changed, err := p.addToCatalog(ctx, names, true)
+	changed, err := p.addToCatalog(ctx, names, run.protected, true)
 	if err != nil {
 		return res, errors.Join(append(errs, fmt.Errorf("updating the catalog: %w", err))...)
 	}
-	res.CatalogChanged = changed
+	res.CatalogChanged = res.CatalogChanged || changed
 	if opts.Prune {
 		if err := run.pruneRepositories(ctx, names); err != nil {
 			return res, errors.Join(append(errs, err)...)
@@ -167,7 +167,11 @@ type batchRun struct {
 	// far: a source is resolved once per run, whatever the number of
 	// repositories that list it.
 	resolved map[string]resolved
-	res      *BatchResult
+	// protected holds whether each repository is protected, as its file
+	// was read or written last: the catalog's marks are checked against
+	// it at the end (see addToCatalog).
+	protected map[string]bool
+	res       *BatchResult
 }
 
 // resolved is a source's manifest descriptor, or why it has none.
@@ -183,6 +187,9 @@ func (b *batchRun) repository(ctx context.Context, r *BatchRepository, rr *Batch
 	cur, _, err := readRepository(ctx, b.p.sink, r.Name)
 	if err != nil {
 		return err
+	}
+	if cur != nil {
+		b.protected[r.Name] = cur.Protected
 	}
 	opts, err := b.p.batchPublishOpts(r)
 	if err != nil {
@@ -259,10 +266,26 @@ func (s batchSettings) apply(repo *layout.Repository) error {
 	return nil
 }
 
-// applySettings writes the settings to the file of repository name.
+// applySettings writes the settings to the file of repository name. A
+// repository that becomes protected is marked so in the catalog first
+// (see protectRepository); one that is no longer protected is unmarked
+// after its file is written.
 func (b *batchRun) applySettings(ctx context.Context, name string, s batchSettings, rr *BatchRepositoryResult) error {
-	written, err := b.p.updateRepository(ctx, name, s.apply)
+	var written, listed bool
+	var err error
+	if s.protected != nil && *s.protected {
+		written, listed, err = b.p.protectRepository(ctx, name, s.apply)
+	} else {
+		written, err = b.p.updateRepository(ctx, name, s.apply)
+		if err == nil && s.protected != nil && written {
+			listed, err = b.p.addToCatalog(ctx, []string{name}, map[string]bool{name: false}, true)
+		}
+	}
 	rr.Written = rr.Written || written
+	b.res.CatalogChanged = b.res.CatalogChanged || listed
+	if err == nil && s.protected != nil {
+		b.protected[name] = *s.protected
+	}
 	return err
 }
 
@@ -283,8 +306,11 @@ func (b *batchRun) publishChanged(ctx context.Context, r *BatchRepository, cur *
 		}
 		if err == nil {
 			if settingsDue {
-				settingsDue = false
-				err = b.applySettings(ctx, r.Name, settings, rr)
+				// Due until written: a source published without
+				// them would serve a protected repository to anyone.
+				if err = b.applySettings(ctx, r.Name, settings, rr); err == nil {
+					settingsDue = false
+				}
 			}
 			if err == nil {
 				err = b.publishTags(ctx, src, r.Name, st.tags, opts, rr)

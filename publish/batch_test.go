@@ -175,7 +175,7 @@ func TestBatchIncremental(t *testing.T) {
 			"a published=[] unchanged=[latest t1 t2] pruned=[] written=false\n" +
 				"team/b published=[] unchanged=[v1] pruned=[] written=true\n" +
 				"c published=[] unchanged=[x] pruned=[] written=false\n" +
-				"removed=[] catalog=false", []string{"repositories/team/b.json"}},
+				"removed=[] catalog=true", []string{"catalog", "repositories/team/b.json"}},
 		{"without prune, what the batch no longer lists stays", batch(2, false, false, "t1"), false,
 			"a published=[] unchanged=[latest t1] pruned=[] written=false\n" +
 				"team/b published=[] unchanged=[v1] pruned=[] written=false\n" +

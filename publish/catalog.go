@@ -5,22 +5,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/heron-registry/heron/layout"
 	"github.com/opencontainers/go-digest"
 )
 
-// catalog is the catalog being changed: the index as read, and the names of
-// the shards read so far.
+// catalog is the catalog being changed: the index as read, the names of the
+// shards read so far, and which of those names are protected (with the
+// changes being made to that).
 type catalog struct {
-	sink   Sink
-	idx    *layout.CatalogIndex
-	shards map[string][]string // shard id → names
+	sink      Sink
+	idx       *layout.CatalogIndex
+	shards    map[string][]string // shard id → names
+	protected map[string]bool
 }
 
 func readCatalog(ctx context.Context, sink Sink) (*catalog, error) {
-	c := &catalog{sink: sink, idx: &layout.CatalogIndex{LayoutVersion: layout.Version}, shards: map[string][]string{}}
+	c := &catalog{sink: sink, idx: &layout.CatalogIndex{LayoutVersion: layout.Version}, shards: map[string][]string{}, protected: map[string]bool{}}
 	b, err := sink.ReadFile(ctx, layout.CatalogIndexKey(), layout.MaxCatalogFileSize)
 	if errors.Is(err, ErrNotFound) {
 		return c, nil
@@ -47,12 +50,15 @@ func (c *catalog) shard(ctx context.Context, i int) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
-	names, err := layout.DecodeCatalogShard(b, id)
+	f, err := layout.DecodeCatalogShardFile(b, id)
 	if err != nil {
 		return nil, err
 	}
-	c.shards[id] = names
-	return names, nil
+	c.shards[id] = f.Repositories
+	for _, n := range f.Protected {
+		c.protected[n] = true
+	}
+	return f.Repositories, nil
 }
 
 // CatalogNames returns every repository name in the catalog of the tree
@@ -78,9 +84,11 @@ func CatalogNames(ctx context.Context, sink Sink) ([]string, error) {
 // shard that grows past the shard size is split. New shard files are
 // written first, then the index, then the replaced shards are deleted, so
 // that a reader holding the old index finds its shards until it re-reads.
-// It holds the catalog's lock (see LockSink) while it does.
+// It holds the catalog's lock (see LockSink) while it does. A name whose
+// repository file exists is listed with that file's protection; others
+// are listed as public.
 func (p *Publisher) AddToCatalog(ctx context.Context, names ...string) (bool, error) {
-	return p.addToCatalog(ctx, names, false)
+	return p.addToCatalog(ctx, names, nil, false)
 }
 
 // addToCatalog is AddToCatalog; with existing, a name is added only if its
@@ -88,16 +96,31 @@ func (p *Publisher) AddToCatalog(ctx context.Context, names ...string) (bool, er
 // repositories that way: a repository removed (under the catalog's lock)
 // between the write of its file and the catalog update is not listed
 // again, so that a listed name is always servable.
-func (p *Publisher) addToCatalog(ctx context.Context, names []string, existing bool) (bool, error) {
-	add, err := sortedUnique(names)
-	if err != nil || len(add) == 0 {
-		return false, err
-	}
+//
+// The catalog marks the names of protected repositories (see
+// layout.CatalogShardFile), and the repository file is the truth: a name
+// is added with the protection its file has when the catalog's lock is
+// held. known holds the protection of names as the caller last saw their
+// files (nil: none known); where a listed name's mark disagrees, the file
+// is read again, under the lock, and its protection is the mark. Making a
+// repository protected writes its file under the catalog's lock (see
+// protectRepository), so that the file read here and the mark agree.
+func (p *Publisher) addToCatalog(ctx context.Context, names []string, known map[string]bool, existing bool) (bool, error) {
 	unlock, err := p.lockCatalog(ctx)
 	if err != nil {
 		return false, err
 	}
 	defer unlock()
+	return p.addToCatalogLocked(ctx, names, known, existing)
+}
+
+// addToCatalogLocked is addToCatalog for a caller that holds the catalog's
+// lock.
+func (p *Publisher) addToCatalogLocked(ctx context.Context, names []string, known map[string]bool, existing bool) (bool, error) {
+	add, err := sortedUnique(names)
+	if err != nil || len(add) == 0 {
+		return false, err
+	}
 	c, err := readCatalog(ctx, p.sink)
 	if err != nil {
 		return false, err
@@ -121,13 +144,40 @@ func (p *Publisher) addToCatalog(ctx context.Context, names []string, existing b
 			}
 		}
 		g := groups[i]
+		fresh := subtractSorted(g, cur)
+		marks := map[string]bool{}
 		if existing {
-			if g, err = p.existingRepositories(ctx, subtractSorted(g, cur)); err != nil {
+			if fresh, err = p.protection(ctx, fresh, marks); err != nil {
 				return false, err
 			}
+		} else {
+			for _, n := range fresh {
+				marks[n] = known[n]
+				if _, err := p.protection(ctx, []string{n}, marks); err != nil {
+					return false, err
+				}
+			}
 		}
-		merged := mergeSorted(cur, g)
-		if len(merged) == len(cur) {
+		// Listed names whose mark the caller saw disagree with their
+		// file: the file, read again, decides.
+		var recheck []string
+		for _, n := range subtractSorted(g, fresh) {
+			if k, ok := known[n]; ok && k != c.protected[n] && slices.Contains(cur, n) {
+				recheck = append(recheck, n)
+			}
+		}
+		if _, err := p.protection(ctx, recheck, marks); err != nil {
+			return false, err
+		}
+		remarked := false
+		for n, prot := range marks {
+			if c.protected[n] != prot {
+				remarked = remarked || slices.Contains(cur, n)
+				c.protected[n] = prot
+			}
+		}
+		merged := mergeSorted(cur, fresh)
+		if len(merged) == len(cur) && !remarked {
 			continue
 		}
 		replace[i] = splitNames(merged, p.shardSize)
@@ -225,11 +275,17 @@ func (p *Publisher) writeCatalog(ctx context.Context, c *catalog, replace map[in
 	}
 	var fresh []newShard
 	encode := func(names []string) (layout.CatalogShard, error) {
-		data, id, err := layout.EncodeCatalogShard(names)
+		f := &layout.CatalogShardFile{Repositories: names}
+		for _, n := range names {
+			if c.protected[n] {
+				f.Protected = append(f.Protected, n)
+			}
+		}
+		data, id, err := layout.EncodeCatalogShardFile(f)
 		if err != nil {
 			return layout.CatalogShard{}, err
 		}
-		s := layout.CatalogShard{ID: id, First: names[0], Last: names[len(names)-1], Count: len(names)}
+		s := layout.CatalogShard{ID: id, First: names[0], Last: names[len(names)-1], Count: len(names), Protected: len(f.Protected)}
 		fresh = append(fresh, newShard{meta: s, data: data})
 		return s, nil
 	}
@@ -309,21 +365,50 @@ func (p *Publisher) writeCatalog(ctx context.Context, c *catalog, replace map[in
 	return nil
 }
 
-// existingRepositories returns the names, in order, whose repository file
-// exists.
-func (p *Publisher) existingRepositories(ctx context.Context, names []string) ([]string, error) {
+// protectRepository applies mutate, which makes repository name protected,
+// to its file while it holds the catalog's lock, and marks the name
+// protected in the catalog (listing it if it is not): a writer that reads
+// the file under the catalog's lock (addToCatalog) then never finds it
+// public while the catalog marks it protected, or the reverse, and a
+// protected name is never listed as public. It reports whether the file
+// was written, and whether the catalog was.
+func (p *Publisher) protectRepository(ctx context.Context, name string, mutate func(*layout.Repository) error) (written, listed bool, err error) {
+	unlock, err := p.lockCatalog(ctx)
+	if err != nil {
+		return false, false, err
+	}
+	defer unlock()
+	if written, err = p.updateRepository(ctx, name, mutate); err != nil {
+		return written, false, err
+	}
+	if listed, err = p.addToCatalogLocked(ctx, []string{name}, map[string]bool{name: true}, true); err != nil {
+		return written, false, fmt.Errorf("marking %s protected in the catalog: %w", name, err)
+	}
+	return written, listed, nil
+}
+
+// protection reads the repository files of names and records in marks
+// whether each is protected; it returns the names, in order, whose file
+// exists (the others are not recorded).
+func (p *Publisher) protection(ctx context.Context, names []string, marks map[string]bool) ([]string, error) {
 	out := names[:0:0]
 	for _, n := range names {
 		key, err := layout.RepositoryKey(n)
 		if err != nil {
 			return nil, err
 		}
-		ok, dir, err := p.exists(ctx, key)
+		if ok, dir, err := p.exists(ctx, key); err != nil {
+			return nil, err
+		} else if !ok || dir {
+			continue
+		}
+		r, _, err := readRepository(ctx, p.sink, n)
 		if err != nil {
 			return nil, err
 		}
-		if ok && !dir {
+		if r != nil {
 			out = append(out, n)
+			marks[n] = r.Protected
 		}
 	}
 	return out, nil

@@ -276,7 +276,7 @@ func (p *Publisher) relist(ctx context.Context, repos []string, dryRun bool) ([]
 	if len(missing) == 0 || dryRun {
 		return append([]string{}, missing...), nil
 	}
-	if _, err := p.addToCatalog(ctx, missing, true); err != nil {
+	if _, err := p.addToCatalog(ctx, missing, nil, true); err != nil {
 		return nil, fmt.Errorf("gc: listing %d unlisted repositories in the catalog: %w", len(missing), err)
 	}
 	return missing, nil

@@ -235,8 +235,14 @@ func (p *Publisher) publish(ctx context.Context, src source.Source, targets []Ta
 	if err := p.keepContent(ctx, src, pl, names); err != nil {
 		return nil, err
 	}
+	protected := map[string]bool{} // as each repository file was written
 	for _, name := range names {
-		changed, err := p.updateRepository(ctx, name, p.touchAdded(ctx, applyImage(pl, byRepo[name], opts.blobBaseURL)))
+		apply := p.touchAdded(ctx, applyImage(pl, byRepo[name], opts.blobBaseURL))
+		changed, err := p.updateRepository(ctx, name, func(r *layout.Repository) error {
+			err := apply(r)
+			protected[name] = r.Protected
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("repository %s: %w", name, err)
 		}
@@ -245,7 +251,7 @@ func (p *Publisher) publish(ctx context.Context, src source.Source, targets []Ta
 		}
 	}
 	if opts.updateCatalog {
-		if res.CatalogChanged, err = p.addToCatalog(ctx, names, true); err != nil {
+		if res.CatalogChanged, err = p.addToCatalog(ctx, names, protected, true); err != nil {
 			return nil, fmt.Errorf("updating the catalog (the repositories are published): %w", err)
 		}
 	}

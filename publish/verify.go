@@ -131,6 +131,7 @@ type verifier struct {
 	manifests  map[digest.Digest]bool // listed as a manifest
 	listedBlob map[digest.Digest]bool // listed as a blob
 	unreadable bool                   // a repository file could not be read
+	protected  map[string]bool        // the repositories whose file is protected
 }
 
 func (v *verifier) problem(key, format string, args ...any) {
@@ -240,6 +241,12 @@ func (v *verifier) repository(ctx context.Context, key, name string) error {
 		return nil
 	}
 	v.rep.Repositories++
+	if r.Protected {
+		if v.protected == nil {
+			v.protected = map[string]bool{}
+		}
+		v.protected[name] = true
+	}
 	if r.Name != name {
 		v.problem(key, "the file names repository %q, its path says %q", r.Name, name)
 	}
@@ -413,10 +420,22 @@ func (v *verifier) catalog(ctx context.Context, names map[string]bool) error {
 			v.problem(sk, "%v", err)
 			continue
 		}
-		shard, err := layout.DecodeCatalogShard(sb, s.ID)
+		sf, err := layout.DecodeCatalogShardFile(sb, s.ID)
 		if err != nil {
 			v.problem(sk, "%v", err)
 			continue
+		}
+		shard := sf.Repositories
+		if len(sf.Protected) != s.Protected {
+			v.problem(sk, "marks %d names protected, the index says %d", len(sf.Protected), s.Protected)
+		}
+		for _, n := range shard {
+			switch marked := slices.Contains(sf.Protected, n); {
+			case v.protected[n] && !marked:
+				v.problem(sk, "lists protected repository %s as public: heron serve shows its name in /v2/_catalog (the next heron publish --batch that says it is protected, or a publish into it, marks it)", n)
+			case marked && !v.protected[n] && names[n]:
+				v.problem(sk, "marks repository %s protected, but its file is not: heron serve leaves it out of /v2/_catalog", n)
+			}
 		}
 		if len(shard) == 0 || shard[0] != s.First || shard[len(shard)-1] != s.Last || len(shard) != s.Count {
 			v.problem(sk, "holds %d names, the index says %d from %q to %q", len(shard), s.Count, s.First, s.Last)

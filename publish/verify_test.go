@@ -153,6 +153,9 @@ func TestVerifyFindsProblems(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, nil, "", 0},
+		{"catalog listing a protected repository as public", false, func(t *testing.T, ft *fsckTree) {
+			ft.write(t, ft.oneKey, strings.Replace(ft.read(t, ft.oneKey), `"name": "one"`, `"name": "one", "protected": true`, 1))
+		}, func(ft *fsckTree) string { return ft.shard }, "lists protected repository one as public", 1},
 		{"catalog listing a deleted repository", false, func(t *testing.T, ft *fsckTree) { ft.remove(t, ft.oneKey) },
 			func(ft *fsckTree) string { return ft.shard }, "lists repository one, which has no repository file", 1},
 		{"catalog listing a shadowed repository", false, func(t *testing.T, ft *fsckTree) {
