@@ -18,8 +18,10 @@ import (
 // and the tests run every table both ways).
 //
 //   - repoCache keeps parsed repository files, each validated on every
-//     request by one stat of its file (see fileCache). A file renamed into
-//     place is seen by the next request.
+//     use (see fileCache): without a system call while the tree's change
+//     counter is unchanged and the file was stat'ed less than trustWindow
+//     ago, by one stat of the file otherwise. A file renamed into place
+//     is seen by the next request.
 //   - indexCache keeps the parsed catalog index, validated in the same
 //     way by every catalog request.
 //   - manifestCache keeps manifest bytes by digest. They are immutable and
@@ -92,11 +94,14 @@ type fileIdentity struct {
 // file gives the tree key of the file of a key, fetch reads and parses it,
 // weight is the memory of a value parsed from a file of a given size.
 //
-// Every use stats the file (one syscall) and uses the cached value only if
-// the file's identity (device, inode, size, modification and change times)
-// is the one it had when it was read. Publish renames a new file into
-// place, so the next request sees a new identity and reads the new file;
-// nothing is ever served from a file that was replaced.
+// A use stats the file (one syscall) and uses the cached value only if the
+// file's identity (device, inode, size, modification and change times) is
+// the one it had when it was read. Publish renames a new file into place,
+// so the next request sees a new identity and reads the new file; nothing
+// is ever served from a file that was replaced. The stat is skipped while
+// the tree's change counter has the value it had at the entry's last stat
+// and that stat is less than trustWindow old (see changes.go): then no
+// signalled file has changed since, and the use costs no syscall.
 //
 // The inode number alone is not enough: ext4 hands the inode of a replaced
 // file to the next new one, so two publishes in a row can put back a file
@@ -333,8 +338,9 @@ func (c *repoCache) sortedTags(repo *layout.Repository) []string {
 func repoWeight(size int64) int64 { return repoWeightFactor*size + 1<<10 }
 
 // indexCache keeps the parsed catalog index (see fileCache), so that a
-// catalog page costs a stat and a binary search in it, not the decoding of
-// an index of a thousand shards (a tree of a million repositories).
+// catalog page costs a binary search in it (and a stat when the change
+// counter cannot skip it), not the decoding of an index of a thousand
+// shards (a tree of a million repositories).
 type indexCache struct {
 	fileCache[*layout.CatalogIndex]
 }

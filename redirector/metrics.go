@@ -232,7 +232,7 @@ func newCacheCollector(s *Server) *cacheCollector {
 	return &cacheCollector{
 		s: s,
 		requests: prometheus.NewDesc(metricCacheRequests,
-			"Lookups in the server's caches, by cache and result. A repository file hit still costs one stat of the file.",
+			"Lookups in the server's caches, by cache and result. A repository file or catalog index hit costs no system call while the tree's change counter is unchanged, one stat of the file otherwise.",
 			[]string{labelCache, labelResult}, nil),
 		entries: prometheus.NewDesc(metricCacheEntries,
 			"Entries in each cache now.", []string{labelCache}, nil),
