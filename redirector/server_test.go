@@ -128,24 +128,24 @@ func TestWellKnownBlobs(t *testing.T) {
 func TestParsePath(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
-		want request
+		want route
 	}{
-		{"", request{endpoint: endpointBase}},
-		{"_catalog", request{endpoint: endpointCatalog}},
-		{"a/tags/list", request{endpoint: endpointTags, name: "a"}},
-		{"team/app/api/tags/list", request{endpoint: endpointTags, name: "team/app/api"}},
-		{"a/manifests/tags/list", request{endpoint: endpointTags, name: "a/manifests"}},
-		{"a/manifests/latest", request{endpoint: endpointManifest, name: "a", ref: "latest"}},
-		{"a/blobs/manifests/latest", request{endpoint: endpointManifest, name: "a/blobs", ref: "latest"}},
-		{"a/manifests/b/blobs/sha256:00", request{endpoint: endpointBlob, name: "a/manifests/b", ref: "sha256:00"}},
-		{"a/b/referrers/sha256:00", request{endpoint: endpointReferrers, name: "a/b", ref: "sha256:00"}},
-		{"manifests/latest", request{endpoint: endpointManifest, name: "", ref: "latest"}},
-		{"a/manifests/", request{endpoint: endpointManifest, name: "a", ref: ""}},
-		{"a/tags/list/", request{}},
-		{"a/blobs/uploads/", request{}},
-		{"a", request{}},
-		{"a/b", request{}},
-		{"_catalog/x", request{}},
+		{"", route{endpoint: endpointBase}},
+		{"_catalog", route{endpoint: endpointCatalog}},
+		{"a/tags/list", route{endpoint: endpointTags, name: "a"}},
+		{"team/app/api/tags/list", route{endpoint: endpointTags, name: "team/app/api"}},
+		{"a/manifests/tags/list", route{endpoint: endpointTags, name: "a/manifests"}},
+		{"a/manifests/latest", route{endpoint: endpointManifest, name: "a", ref: "latest"}},
+		{"a/blobs/manifests/latest", route{endpoint: endpointManifest, name: "a/blobs", ref: "latest"}},
+		{"a/manifests/b/blobs/sha256:00", route{endpoint: endpointBlob, name: "a/manifests/b", ref: "sha256:00"}},
+		{"a/b/referrers/sha256:00", route{endpoint: endpointReferrers, name: "a/b", ref: "sha256:00"}},
+		{"manifests/latest", route{endpoint: endpointManifest, name: "", ref: "latest"}},
+		{"a/manifests/", route{endpoint: endpointManifest, name: "a", ref: ""}},
+		{"a/tags/list/", route{}},
+		{"a/blobs/uploads/", route{}},
+		{"a", route{}},
+		{"a/b", route{}},
+		{"_catalog/x", route{}},
 	} {
 		if got := parsePath(tc.in); got != tc.want {
 			t.Errorf("parsePath(%q) = %+v, want %+v", tc.in, got, tc.want)
