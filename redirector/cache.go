@@ -3,7 +3,6 @@ package redirector
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -367,17 +366,6 @@ func (s *Server) catalogIndex(ctx context.Context) (*layout.CatalogIndex, error)
 // manifestOverhead is the approximate memory of a manifestEntry beyond its
 // bytes.
 const manifestOverhead = 320
-
-// The canonical keys of the headers the hot path sets by assignment,
-// without Header.Set's canonicalisation and allocation.
-var (
-	apiVersionKey    = http.CanonicalHeaderKey(apiVersionHeader)
-	apiVersionValue  = []string{apiVersion}
-	contentDigestKey = http.CanonicalHeaderKey(contentDigestHeader)
-	etagKey          = http.CanonicalHeaderKey("ETag")
-	contentTypeKey   = http.CanonicalHeaderKey("Content-Type")
-	contentLengthKey = http.CanonicalHeaderKey("Content-Length")
-)
 
 // manifestCache keeps verified manifest bytes by digest, bounded in entries
 // and bytes. A nil *manifestCache is a cache that is off.

@@ -158,9 +158,6 @@ func (s *Server) catalogPage(ctx context.Context, p page) (names []string, more 
 	return names, false, nil
 }
 
-// filtersHeader names the filters a referrers response applied.
-const filtersHeader = "OCI-Filters-Applied"
-
 // serveReferrers answers GET /v2/<name>/referrers/<digest>?artifactType=
 // (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#listing-referrers):
 // an image index of the manifests whose subject is digest, from the

@@ -11,13 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// apiVersionHeader is sent with every response, as distribution does, so
-// that clients recognise a v2 registry.
-const (
-	apiVersionHeader = "Docker-Distribution-API-Version"
-	apiVersion       = "registry/2.0"
-)
-
 // Server answers the read-only OCI Distribution API from one tree. It is an
 // http.Handler; Close releases the tree's directory handle.
 type Server struct {

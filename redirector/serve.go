@@ -16,15 +16,6 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// Headers of content responses.
-const (
-	contentDigestHeader = "Docker-Content-Digest"
-	// blobCacheControl is distribution's: content addressed bytes never
-	// change, so they may be cached for a year.
-	blobCacheControl = "max-age=31536000"
-	blobContentType  = "application/octet-stream"
-)
-
 // wellKnownBlobs are served from any existing repository, listed or not and
 // stored or not: clients (and Docker's schema 1 conversions) ask for them
 // without any manifest of the repository naming them.
@@ -243,15 +234,6 @@ func conditional(r *http.Request) bool {
 	}
 	return false
 }
-
-var (
-	blobContentTypeValue  = []string{blobContentType}
-	blobCacheControlValue = []string{blobCacheControl}
-	acceptRangesKey       = http.CanonicalHeaderKey("Accept-Ranges")
-	locationKey           = http.CanonicalHeaderKey("Location")
-	acceptRangesValue     = []string{"bytes"}
-	cacheControlKey       = http.CanonicalHeaderKey("Cache-Control")
-)
 
 // setBlobHeaders sets the headers of every answer with the bytes of blob d.
 func setBlobHeaders(h http.Header, d digest.Digest) {
