@@ -109,7 +109,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, name, ref
 	m := repo.Manifests[d]
 	// A hot manifest (in the cache) is answered without any file access;
 	// otherwise mc carries its headers only, until it is read.
-	mc, hot := s.manifests.get(d, m.Size)
+	mc, hot := s.manifests.hotManifest(d, m.Size)
 	if !hot {
 		mc = newManifestEntry(d, m.Size, nil)
 	}
@@ -130,19 +130,17 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, name, ref
 	case r.Method == http.MethodHead:
 		// HEAD sends no bytes, so without a cache to fill it does not
 		// read them: the file must only be there with the listed size.
-		// With one, it reads and keeps them for the GET that follows,
-		// and answers as without a cache if they do not verify.
-		if s.manifests != nil {
-			if full, err := s.manifest(d, m.Size); err == nil {
-				mc = full
-				break
-			}
-		}
-		if err := s.tree.statBlob(d, m.Size); err != nil {
+		// A cache reads and keeps them for the GET that follows, and
+		// answers as without a cache if they do not verify.
+		full, err := s.manifests.checkManifest(r.Context(), d, m.Size)
+		if err != nil {
 			return err
 		}
+		if full != nil {
+			mc = full
+		}
 	default:
-		if mc, err = s.manifest(d, m.Size); err != nil {
+		if mc, err = s.manifests.manifest(r.Context(), d, m.Size); err != nil {
 			return err
 		}
 	}
