@@ -1,6 +1,7 @@
 package redirector
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -16,8 +17,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"context"
 
 	"github.com/heron-registry/heron/layout"
 	"github.com/opencontainers/go-digest"
@@ -200,13 +199,6 @@ func (tt *testTree) publish(r *layout.Repository) {
 	if err := os.Rename(f.Name(), p); err != nil {
 		tt.t.Fatal(err)
 	}
-}
-
-// get answers one request directly.
-func get(s *Server, method, target string) *httptest.ResponseRecorder {
-	w := httptest.NewRecorder()
-	s.ServeHTTP(w, httptest.NewRequest(method, target, nil))
-	return w
 }
 
 // cacheOf returns the lookup l of a server as the cache C, and fails the
