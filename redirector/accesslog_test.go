@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -36,15 +35,7 @@ func TestAccessLog(t *testing.T) {
 	f := newFixture(t)
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	s, err := New(f.tree.dir(), WithLogger(logger), WithAccessLog(logger), WithOpsEndpoints(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(s)
-	t.Cleanup(func() {
-		srv.Close()
-		s.Close()
-	})
+	srv, _, _ := newTestServer(t, f.tree.dir(), WithLogger(logger), WithAccessLog(logger), WithOpsEndpoints(nil))
 	brokenKey, _ := layout.RepositoryKey("broken")
 	for _, tc := range []struct {
 		Description string
