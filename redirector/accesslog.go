@@ -33,25 +33,25 @@ func (s *Server) serveObserved(w http.ResponseWriter, r *http.Request) {
 		// The handler wrote nothing: net/http sends a 200.
 		status = http.StatusOK
 	}
-	req := routeOf(r.URL.Path)
+	rt := routeOf(r.URL.Path)
 	if s.metrics != nil {
 		s.metrics.inFlight.Add(-1)
-		s.metrics.observe(req.endpoint, r.Method, status, n, elapsed)
+		s.metrics.observe(rt.endpoint, r.Method, status, n, elapsed)
 	}
 	if logOn {
-		s.logRequest(r, req, status, n, elapsed)
+		s.logRequest(r, rt, status, n, elapsed)
 	}
 }
 
 // routeOf parses a request's path the way the router and serveV2 do, for
 // the route label and the log line.
-func routeOf(path string) request {
+func routeOf(path string) route {
 	rest, ok := strings.CutPrefix(path, "/v2/")
 	if !ok {
 		if path == "/v2" {
-			return request{endpoint: endpointBase}
+			return route{endpoint: endpointBase}
 		}
-		return request{}
+		return route{}
 	}
 	return parsePath(rest)
 }
@@ -60,15 +60,15 @@ func routeOf(path string) request {
 // "request", with the method, path, route, repository (when the path names
 // one), status, body bytes sent, duration (from the request's headers to
 // the last byte handed to the connection), client address and user agent.
-func (s *Server) logRequest(r *http.Request, req request, status int, n int64, d time.Duration) {
+func (s *Server) logRequest(r *http.Request, rt route, status int, n int64, d time.Duration) {
 	var repo slog.Attr // a zero Attr is left out
-	if req.name != "" {
-		repo = slog.String("repository", req.name)
+	if rt.name != "" {
+		repo = slog.String("repository", rt.name)
 	}
 	s.accessLog.LogAttrs(r.Context(), slog.LevelInfo, "request",
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
-		slog.String("route", req.endpoint.String()),
+		slog.String("route", rt.endpoint.String()),
 		repo,
 		slog.Int("status", status),
 		slog.Int64("bytes", n),

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -36,15 +35,7 @@ func TestAccessLog(t *testing.T) {
 	f := newFixture(t)
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	s, err := New(f.tree.dir(), WithLogger(logger), WithAccessLog(logger), WithOpsEndpoints(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(s)
-	t.Cleanup(func() {
-		srv.Close()
-		s.Close()
-	})
+	srv, _, _ := newTestServer(t, f.tree.dir(), WithLogger(logger), WithAccessLog(logger), WithOpsEndpoints(nil))
 	brokenKey, _ := layout.RepositoryKey("broken")
 	for _, tc := range []struct {
 		Description string
@@ -73,10 +64,10 @@ func TestAccessLog(t *testing.T) {
 		t.Run(tc.Description, func(t *testing.T) {
 			logs.take()
 			start := time.Now()
-			code, n := fetch(t, srv, tc.Method, tc.URL, tc.Header)
+			resp, body := fetch(t, srv, tc.Method, tc.URL, tc.Header)
 			elapsed := time.Since(start)
-			if code != tc.Status {
-				t.Fatalf("status %d, want %d", code, tc.Status)
+			if resp.StatusCode != tc.Status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.Status)
 			}
 			lines := jsonLines(t, logs.take())
 			want := 1
@@ -95,7 +86,7 @@ func TestAccessLog(t *testing.T) {
 			l := lines[len(lines)-1]
 			wantBytes := tc.Bytes
 			if wantBytes < 0 {
-				wantBytes = int64(n)
+				wantBytes = int64(len(body))
 			}
 			for k, v := range map[string]any{
 				"level": "INFO", "msg": "request", "method": tc.Method, "path": strings.SplitN(tc.URL, "?", 2)[0],
@@ -120,8 +111,8 @@ func TestAccessLog(t *testing.T) {
 	t.Run("operations endpoints are not logged", func(t *testing.T) {
 		logs.take()
 		for _, p := range []string{"/healthz", "/readyz"} {
-			if code, _ := fetch(t, srv, "GET", p, nil); code != 200 {
-				t.Errorf("GET %s: %d", p, code)
+			if resp, _ := fetch(t, srv, "GET", p, nil); resp.StatusCode != 200 {
+				t.Errorf("GET %s: %d", p, resp.StatusCode)
 			}
 		}
 		if l := logs.take(); l != "" {
@@ -158,8 +149,7 @@ func TestRecorderWithoutReaderFrom(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	w := httptest.NewRecorder()
-	s.ServeHTTP(w, httptest.NewRequest(http.MethodGet, blobURL("library/alpine", f.layerA.Digest), nil))
+	w := get(s, http.MethodGet, blobURL("library/alpine", f.layerA.Digest))
 	if w.Code != 200 || !bytes.Equal(w.Body.Bytes(), f.layerAData) {
 		t.Fatalf("status %d, body %q", w.Code, w.Body.Bytes())
 	}

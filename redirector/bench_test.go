@@ -16,7 +16,7 @@ import (
 // off and on: go test -run '^$' -bench . -benchmem ./redirector
 //
 // With the caches on they measure the steady state of a tree published a
-// while ago: the files are older than the racy window (see repoCache), so
+// while ago: the files are older than the racy window (see fileCache), so
 // the test option withRacyWindow(0) stands in for waiting it out.
 
 // benchModes are the server configurations each benchmark runs under.

@@ -1,6 +1,7 @@
 package redirector
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -16,8 +17,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"context"
 
 	"github.com/heron-registry/heron/layout"
 	"github.com/opencontainers/go-digest"
@@ -77,18 +76,19 @@ func (m cacheMode) newServer(t *testing.T, dir string, opts ...Option) (*httptes
 		if cached != (m.name != "cache=off") {
 			t.Errorf("%s: repository cache = %v", m.name, cached)
 		}
-		if cached && (c.hits.Load() == 0 || manifestsCached(s) == 0) {
-			t.Errorf("%s: the caches answered nothing (%d repository hits, %d manifests)", m.name, c.hits.Load(), manifestsCached(s))
+		if cached && (c.files.hits.Load() == 0 || manifestsCached(s) == 0) {
+			t.Errorf("%s: the caches answered nothing (%d repository hits, %d manifests)", m.name, c.files.hits.Load(), manifestsCached(s))
 		}
 	})
 	return srv, s, logs
 }
 
 func manifestsCached(s *Server) int {
-	if s.manifests == nil {
+	c, ok := s.manifests.(*manifestCache)
+	if !ok {
 		return 0
 	}
-	n, _ := s.manifests.lru.size()
+	n, _ := c.lru.size()
 	return n
 }
 
@@ -201,20 +201,20 @@ func (tt *testTree) publish(r *layout.Repository) {
 	}
 }
 
-// get answers one request directly.
-func get(s *Server, method, target string) *httptest.ResponseRecorder {
-	w := httptest.NewRecorder()
-	s.ServeHTTP(w, httptest.NewRequest(method, target, nil))
-	return w
+// cacheOf returns the lookup l of a server as the cache C, and fails the
+// test if it is not one.
+func cacheOf[C any](t *testing.T, l any) C {
+	t.Helper()
+	c, ok := l.(C)
+	if !ok {
+		t.Fatalf("the server has no %T", c)
+	}
+	return c
 }
 
 func repoCacheOf(t *testing.T, s *Server) *repoCache {
 	t.Helper()
-	c, ok := s.repos.(*repoCache)
-	if !ok {
-		t.Fatal("the server has no repository cache")
-	}
-	return c
+	return cacheOf[*repoCache](t, s.repos)
 }
 
 // TestRepublish publishes a new version of a repository and pulls it by tag,
@@ -239,8 +239,8 @@ func TestRepublish(t *testing.T) {
 			}
 		}
 	}
-	if c.hits.Load() < 100 || c.loads.Load() < 100 {
-		t.Errorf("%d hits and %d loads; want each version loaded once and then hit", c.hits.Load(), c.loads.Load())
+	if c.files.hits.Load() < 100 || c.files.loads.Load() < 100 {
+		t.Errorf("%d hits and %d loads; want each version loaded once and then hit", c.files.hits.Load(), c.files.loads.Load())
 	}
 }
 
@@ -318,10 +318,10 @@ func TestRepublishConcurrently(t *testing.T) {
 	}
 	close(done)
 	wg.Wait()
-	if c.hits.Load() == 0 {
+	if c.files.hits.Load() == 0 {
 		t.Error("no request was answered from the cache")
 	}
-	t.Logf("%d hits, %d loads", c.hits.Load(), c.loads.Load())
+	t.Logf("%d hits, %d loads", c.files.hits.Load(), c.files.loads.Load())
 }
 
 // TestRacyWindow simulates a file system that cannot tell two versions of a
@@ -348,7 +348,7 @@ func TestRacyWindow(t *testing.T) {
 			defer s.Close()
 			c := repoCacheOf(t, s)
 			tick := time.Now().UnixNano()
-			c.stat = func(p string) (fileIdentity, error) {
+			c.files.stat = func(p string) (fileIdentity, error) {
 				id, err := s.tree.identity(p)
 				id.ino, id.mtime, id.ctime = 1, tick, tick
 				return id, err
@@ -439,7 +439,7 @@ func TestRepositoryFileChanges(t *testing.T) {
 			}
 		}
 	}
-	if c := repoCacheOf(t, cached); c.hits.Load() == 0 {
+	if c := repoCacheOf(t, cached); c.files.hits.Load() == 0 {
 		t.Error("no request was answered from the cache")
 	}
 }
@@ -514,7 +514,11 @@ func TestCacheBounds(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			c := repoCacheOf(t, s)
+			lrus := map[string]interface{ size() (int, int64) }{
+				"repositories": repoCacheOf(t, s).files.lru,
+				"manifests":    cacheOf[*manifestCache](t, s.manifests).lru,
+				"shards":       cacheOf[*shardCache](t, s.shards).lru,
+			}
 			for round := range 3 {
 				for i, name := range names {
 					w := get(s, http.MethodGet, manifestURL(name, "latest"))
@@ -525,18 +529,14 @@ func TestCacheBounds(t *testing.T) {
 						(i+1 < len(names) && w.Body.String() != `{"repositories":["`+names[i+1]+`"]}`) {
 						t.Fatalf("catalog after %s: %d %s", name, w.Code, w.Body)
 					}
-					for what, l := range map[string]interface{ size() (int, int64) }{
-						"repositories": c.lru, "manifests": s.manifests.lru, "shards": s.shards.lru,
-					} {
+					for what, l := range lrus {
 						if n, b := l.size(); n > tc.entries || b > tc.bytes {
 							t.Fatalf("%s cache holds %d entries of %d bytes, bounds %d and %d", what, n, b, tc.entries, tc.bytes)
 						}
 					}
 				}
 			}
-			for what, l := range map[string]interface{ size() (int, int64) }{
-				"repositories": c.lru, "manifests": s.manifests.lru, "shards": s.shards.lru,
-			} {
+			for what, l := range lrus {
 				if n, _ := l.size(); n == 0 {
 					t.Errorf("%s cache is empty", what)
 				}
@@ -559,15 +559,11 @@ func TestLoadOnce(t *testing.T) {
 	const n = 8
 	var stats, reads atomic.Int32
 	release := make(chan struct{})
-	c.stat = func(p string) (fileIdentity, error) {
+	c.files.stat = func(p string) (fileIdentity, error) {
 		stats.Add(1)
 		return s.tree.identity(p)
 	}
-	c.read = func(ctx context.Context, name string) (*layout.Repository, error) {
-		reads.Add(1)
-		<-release // until every request has passed its stat
-		return s.tree.repository(ctx, name)
-	}
+	c.files.src = heldSource[*repoFile]{c.files.src, &reads, release}
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
@@ -587,9 +583,23 @@ func TestLoadOnce(t *testing.T) {
 	if r := reads.Load(); r != 1 {
 		t.Errorf("%d requests read the file %d times, want once", n, r)
 	}
-	if w := get(s, http.MethodGet, manifestURL("app", "latest")); w.Code != 200 || c.hits.Load() != 1 {
-		t.Errorf("the next request: %d, %d hits", w.Code, c.hits.Load())
+	if w := get(s, http.MethodGet, manifestURL("app", "latest")); w.Code != 200 || c.files.hits.Load() != 1 {
+		t.Errorf("the next request: %d, %d hits", w.Code, c.files.hits.Load())
 	}
+}
+
+// heldSource counts the reads of a fileSource and holds each one until
+// release is closed.
+type heldSource[V any] struct {
+	fileSource[V]
+	reads   *atomic.Int32
+	release chan struct{}
+}
+
+func (s heldSource[V]) read(ctx context.Context, key string) (V, error) {
+	s.reads.Add(1)
+	<-s.release
+	return s.fileSource.read(ctx, key)
 }
 
 func must(t *testing.T, err error) {
@@ -654,14 +664,15 @@ func TestCatalogIndexCache(t *testing.T) {
 		t.Fatalf("no catalog yet: got %d %s", w.Code, w.Body)
 	}
 	tt.catalog([]string{"a", "b", "c"}, 2)
-	s.index.hits.Store(0)
-	s.index.loads.Store(0)
+	c := cacheOf[*indexCache](t, s.index).files
+	c.hits.Store(0)
+	c.loads.Store(0)
 	for range 3 {
 		if w := get(s, http.MethodGet, "/v2/_catalog"); w.Code != 200 || w.Body.String() != `{"repositories":["a","b","c"]}` {
 			t.Fatalf("got %d %s", w.Code, w.Body)
 		}
 	}
-	if h, l := s.index.hits.Load(), s.index.loads.Load(); h != 2 || l != 1 {
+	if h, l := c.hits.Load(), c.loads.Load(); h != 2 || l != 1 {
 		t.Errorf("%d hits and %d loads, want 2 and 1", h, l)
 	}
 	tt.catalog([]string{"a", "b", "c", "dd", "eee"}, 2)
@@ -674,7 +685,7 @@ func TestCatalogIndexCache(t *testing.T) {
 	if w := get(s, http.MethodGet, "/v2/_catalog"); w.Code != 200 || w.Body.String() != `{"repositories":[]}` {
 		t.Fatalf("without a catalog: got %d %s", w.Code, w.Body)
 	}
-	if n, _ := s.index.lru.size(); n != 0 {
+	if n, _ := c.lru.size(); n != 0 {
 		t.Errorf("the index of a removed catalog is still cached")
 	}
 }

@@ -27,9 +27,11 @@ import (
 // not shared memory (NFS, overlayfs), every use is validated by a stat.
 const trustWindow = time.Second
 
-// errNotLocal is mapChanges' answer for a counter on a file system where
-// it cannot be trusted.
-var errNotLocal = errors.New("not on a local file system")
+// errCounterNotLocal is mapChanges' answer for a change counter that is
+// not on a local file system (or on a system where mapping it is not
+// supported): one whose mapping may not show a writer's increments, so
+// the server does not trust it.
+var errCounterNotLocal = errors.New("not on a local file system")
 
 // changeSignal is the tree's change counter as the server sees it: mapped
 // once it exists, looked for again (and its identity checked, so that a

@@ -42,7 +42,7 @@ func (t *tree) mapChanges() (*layout.ChangeCounter, fileIdentity, error) {
 		return nil, fileIdentity{}, err
 	}
 	if _, ok := localFileSystems[int64(fs.Type)]; !ok {
-		return nil, fileIdentity{}, errNotLocal
+		return nil, fileIdentity{}, errCounterNotLocal
 	}
 	c, err := layout.MapChangeCounter(f, false)
 	if err != nil {

@@ -67,12 +67,12 @@ func newCountedServer(t *testing.T, tt *testTree) *countedServer {
 	}
 	t.Cleanup(func() { s.Close() })
 	cs := &countedServer{s: s, c: repoCacheOf(t, s)}
-	stat := cs.c.stat
-	cs.c.stat = func(file string) (fileIdentity, error) {
+	stat := cs.c.files.stat
+	cs.c.files.stat = func(file string) (fileIdentity, error) {
 		cs.stats.Add(1)
 		return stat(file)
 	}
-	cs.c.now = func() time.Time { return time.Now().Add(time.Duration(cs.clock.Load())) }
+	cs.c.files.now = func() time.Time { return time.Now().Add(time.Duration(cs.clock.Load())) }
 	return cs
 }
 

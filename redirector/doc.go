@@ -10,9 +10,12 @@
 //
 // Bounded caches of parsed repository files, of manifests and of catalog
 // shards (see cache.go, [WithCacheSize]) spare most of those reads and
-// change nothing but speed: a cached repository file is validated by one
-// stat of the file per request, so a publish is seen by the next request,
-// and manifests and shards are content addressed.
+// change nothing but speed. A cached repository file is used without a
+// system call while the tree's change counter, which heron's writers
+// increment before they return, is unchanged and the file was stat'ed less
+// than a second ago; without a counter it can trust, the server validates
+// it by one stat per use. Either way a publish is seen by the next request
+// (see changes.go). Manifests and shards are content addressed.
 //
 // Safety rests on two layers. Names, tags and digests from the URL are
 // validated with the layout package before any key is built from them; and

@@ -146,7 +146,7 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, err error) {
 	h := w.Header()
 	// Headers a handler set for a success (digest, ETag, caching) do not
 	// describe an error body.
-	for _, k := range []string{"Docker-Content-Digest", "Etag", "Cache-Control", "Content-Range", "Accept-Ranges", "Last-Modified"} {
+	for _, k := range successOnlyKeys {
 		h.Del(k)
 	}
 	h.Set("Content-Type", "application/json")

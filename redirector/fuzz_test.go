@@ -414,7 +414,7 @@ func checkFuzzResponse(t *testing.T, h *hostileTree, srv fuzzServer, req *http.R
 	}
 	parsed := parsePath(strings.TrimPrefix(req.URL.Path, "/v2/"))
 	if !strings.HasPrefix(req.URL.Path, "/v2/") {
-		parsed = request{}
+		parsed = route{}
 	}
 	if !fuzzStatuses[status] && !(status == 500 && h.broken[parsed.name]) {
 		t.Fatalf("%s: status %d (%s); logged %q", what, status, body, logged)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -13,12 +12,10 @@ import (
 	"github.com/heron-registry/heron/layout"
 )
 
-func probe(t *testing.T, h http.Handler, method, path string) (int, string) {
-	t.Helper()
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, httptest.NewRequest(method, path, nil))
-	body, _ := io.ReadAll(w.Result().Body)
-	return w.Code, string(body)
+// probe returns the status and body of one request to h.
+func probe(h http.Handler, method, path string) (int, string) {
+	w := get(h, method, path)
+	return w.Code, w.Body.String()
 }
 
 // TestReadyz walks a server through the states of its tree: ready, marker
@@ -69,7 +66,7 @@ func TestReadyz(t *testing.T) {
 		t.Run(tc.Description, func(t *testing.T) {
 			logs.take()
 			tc.Setup(t)
-			code, body := probe(t, ops, "GET", "/readyz")
+			code, body := probe(ops, "GET", "/readyz")
 			if code != tc.Code || body != tc.Body {
 				t.Errorf("GET /readyz = %d %q, want %d %q", code, body, tc.Code, tc.Body)
 			}
@@ -77,7 +74,7 @@ func TestReadyz(t *testing.T) {
 			if (err == nil) != (tc.Code == 200) || tc.WantIs != nil && !errors.Is(err, tc.WantIs) {
 				t.Errorf("Ready() = %v", err)
 			}
-			if code, body := probe(t, ops, "GET", "/healthz"); code != 200 || body != "ok\n" {
+			if code, body := probe(ops, "GET", "/healthz"); code != 200 || body != "ok\n" {
 				t.Errorf("GET /healthz = %d %q", code, body)
 			}
 			l := logs.take()
@@ -91,12 +88,12 @@ func TestReadyz(t *testing.T) {
 	}
 	// The registry itself does not answer the probes without
 	// WithOpsEndpoints.
-	if code, _ := fetch(t, srv, "GET", "/readyz", nil); code != 404 {
-		t.Errorf("GET /readyz on the registry without WithOpsEndpoints: %d", code)
+	if resp, _ := fetch(t, srv, "GET", "/readyz", nil); resp.StatusCode != 404 {
+		t.Errorf("GET /readyz on the registry without WithOpsEndpoints: %d", resp.StatusCode)
 	}
 	t.Run("closed", func(t *testing.T) {
 		s.Close()
-		if code, body := probe(t, ops, "GET", "/readyz"); code != 503 || !strings.HasPrefix(body, "not ready: heron-layout.json: ") {
+		if code, body := probe(ops, "GET", "/readyz"); code != 503 || !strings.HasPrefix(body, "not ready: heron-layout.json: ") {
 			t.Errorf("GET /readyz after Close = %d %q", code, body)
 		}
 	})
@@ -132,7 +129,7 @@ func TestOpsHandler(t *testing.T) {
 		{"ops handler alone", with.OpsHandler(nil), "GET", "/v2/", 404, ""},
 	} {
 		t.Run(tc.Description, func(t *testing.T) {
-			code, body := probe(t, tc.Handler, tc.Method, tc.Path)
+			code, body := probe(tc.Handler, tc.Method, tc.Path)
 			if code != tc.Code || tc.Body != "" && body != tc.Body || tc.Method == "HEAD" && body != "" {
 				t.Errorf("%s %s = %d %q, want %d %q", tc.Method, tc.Path, code, body, tc.Code, tc.Body)
 			}

@@ -3,7 +3,10 @@ package redirector
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync"
@@ -137,6 +140,39 @@ func addImage(r *layout.Repository, desc v1.Descriptor, m v1.Manifest) {
 		}
 		r.Referrers[m.Subject.Digest] = append(r.Referrers[m.Subject.Digest], desc)
 	}
+}
+
+// fetch sends one request to srv as a client that does not follow
+// redirects, and returns the response with its whole body (read and
+// closed).
+func fetch(t testing.TB, srv *httptest.Server, method, target string, header map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+target, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	client := *srv.Client()
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+// get answers one request directly, without a connection.
+func get(h http.Handler, method, target string) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(method, target, nil))
+	return w
 }
 
 func mustJSON(t testing.TB, v any) []byte {

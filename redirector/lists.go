@@ -62,7 +62,7 @@ func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, name string) 
 	if err != nil {
 		return err
 	}
-	tags := s.sortedTags(repo)
+	tags := s.repos.sortedTags(repo)
 	start := sort.SearchStrings(tags, p.last)
 	if start < len(tags) && tags[start] == p.last {
 		start++
@@ -122,7 +122,7 @@ var errShardGone = errors.New("catalog shard named by the index is gone")
 // whether more follow.
 func (s *Server) catalogPage(ctx context.Context, p page) (names []string, more bool, err error) {
 	names = make([]string, 0, p.n)
-	idx, err := s.catalogIndex(ctx)
+	idx, err := s.index.catalogIndex(ctx)
 	if errors.Is(err, errNotFound) {
 		return names, false, nil
 	}
@@ -136,7 +136,7 @@ func (s *Server) catalogPage(ctx context.Context, p page) (names []string, more 
 		return names, false, nil
 	}
 	for i := idx.ShardAfter(p.last); i < len(idx.Shards); i++ {
-		shard, err := s.catalogShard(idx.Shards[i].ID)
+		shard, err := s.shards.catalogShard(ctx, idx.Shards[i].ID)
 		if errors.Is(err, errNotFound) {
 			return nil, false, fmt.Errorf("%w: %w", errShardGone, err)
 		}
@@ -157,9 +157,6 @@ func (s *Server) catalogPage(ctx context.Context, p page) (names []string, more 
 	}
 	return names, false, nil
 }
-
-// filtersHeader names the filters a referrers response applied.
-const filtersHeader = "OCI-Filters-Applied"
 
 // serveReferrers answers GET /v2/<name>/referrers/<digest>?artifactType=
 // (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#listing-referrers):

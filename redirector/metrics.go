@@ -232,7 +232,7 @@ func newCacheCollector(s *Server) *cacheCollector {
 	return &cacheCollector{
 		s: s,
 		requests: prometheus.NewDesc(metricCacheRequests,
-			"Lookups in the server's caches, by cache and result. A repository file hit still costs one stat of the file.",
+			"Lookups in the server's caches, by cache and result. A repository file or catalog index hit costs no system call while the tree's change counter is unchanged, one stat of the file otherwise.",
 			[]string{labelCache, labelResult}, nil),
 		entries: prometheus.NewDesc(metricCacheEntries,
 			"Entries in each cache now.", []string{labelCache}, nil),
@@ -248,29 +248,27 @@ func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.weightDsc
 }
 
-// Collect implements prometheus.Collector. Caches that are off
-// (WithCacheSize(0)) report nothing.
+// Collect implements prometheus.Collector. The lookups that are caches
+// report their counts (see cacheReporter); with caches off
+// (WithCacheSize(0)) they are the tree's, which report nothing.
 func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
-	report := func(cache string, hits, misses uint64, entries int, weight int64) {
-		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(hits), cache, cacheResultHit)
-		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(misses), cache, cacheResultMiss)
-		ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(entries), cache)
-		ch <- prometheus.MustNewConstMetric(c.weightDsc, prometheus.GaugeValue, float64(weight), cache)
-	}
-	if rc, ok := c.s.repos.(*repoCache); ok {
-		n, w := rc.lru.size()
-		report(cacheRepositories, rc.hits.Load(), rc.misses.Load(), n, w)
-	}
-	if mc := c.s.manifests; mc != nil {
-		n, w := mc.lru.size()
-		report(cacheManifests, mc.hits.Load(), mc.misses.Load(), n, w)
-	}
-	if sc := c.s.shards; sc != nil {
-		n, w := sc.lru.size()
-		report(cacheCatalogShards, sc.hits.Load(), sc.misses.Load(), n, w)
-	}
-	if ic := c.s.index; ic != nil {
-		n, w := ic.lru.size()
-		report(cacheCatalogIndex, ic.hits.Load(), ic.misses.Load(), n, w)
+	for _, l := range [...]struct {
+		cache  string
+		lookup any
+	}{
+		{cacheRepositories, c.s.repos},
+		{cacheManifests, c.s.manifests},
+		{cacheCatalogShards, c.s.shards},
+		{cacheCatalogIndex, c.s.index},
+	} {
+		r, ok := l.lookup.(cacheReporter)
+		if !ok {
+			continue
+		}
+		n := r.cacheCounts()
+		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(n.hits), l.cache, cacheResultHit)
+		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(n.misses), l.cache, cacheResultMiss)
+		ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(n.entries), l.cache)
+		ch <- prometheus.MustNewConstMetric(c.weightDsc, prometheus.GaugeValue, float64(n.weight), l.cache)
 	}
 }

@@ -2,9 +2,6 @@ package redirector
 
 import (
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -63,31 +60,6 @@ func value(t *testing.T, g prometheus.Gatherer, name string, labels map[string]s
 	return v
 }
 
-// fetch sends one request without following redirects and returns the
-// status and the body's length.
-func fetch(t *testing.T, srv *httptest.Server, method, target string, header map[string]string) (int, int) {
-	t.Helper()
-	req, err := http.NewRequest(method, srv.URL+target, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	client := srv.Client()
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, len(body)
-}
-
 // TestMetricsPerRequest sends one request per row and checks that exactly
 // the series of its route, method and status moved, by one request, by
 // the bytes the client received, and by one latency sample.
@@ -142,10 +114,11 @@ func TestMetricsPerRequest(t *testing.T) {
 				contentBefore[d] = value(t, reg, metricContent, map[string]string{"route": tc.Route, "delivery": d})
 			}
 
-			code, n := fetch(t, srv, tc.Method, tc.URL, tc.Header)
-			if code != tc.Code {
-				t.Fatalf("status %d, want %d", code, tc.Code)
+			resp, body := fetch(t, srv, tc.Method, tc.URL, tc.Header)
+			if resp.StatusCode != tc.Code {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.Code)
 			}
+			n := len(body)
 			if got := value(t, reg, metricRequests, reqLabels) - before; got != 1 {
 				t.Errorf("%s%v moved by %v, want 1", metricRequests, reqLabels, got)
 			}
@@ -189,8 +162,8 @@ func TestMetricsPerRequest(t *testing.T) {
 	}
 	before := total()
 	for _, p := range []string{"/metrics", "/healthz", "/readyz"} {
-		if code, _ := fetch(t, srv, "GET", p, nil); code != 200 {
-			t.Errorf("GET %s: %d", p, code)
+		if resp, _ := fetch(t, srv, "GET", p, nil); resp.StatusCode != 200 {
+			t.Errorf("GET %s: %d", p, resp.StatusCode)
 		}
 	}
 	if after := total(); after != before {

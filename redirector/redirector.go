@@ -11,21 +11,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// apiVersionHeader is sent with every response, as distribution does, so
-// that clients recognise a v2 registry.
-const (
-	apiVersionHeader = "Docker-Distribution-API-Version"
-	apiVersion       = "registry/2.0"
-)
-
 // Server answers the read-only OCI Distribution API from one tree. It is an
 // http.Handler; Close releases the tree's directory handle.
 type Server struct {
-	tree              *tree
-	repos             repositories   // the tree, or a repoCache in front of it
-	manifests         *manifestCache // nil when caching is off
-	shards            *shardCache    // nil when caching is off
-	index             *indexCache    // nil when caching is off
+	tree *tree
+	// What the handlers read the tree through (lookups.go): the tree
+	// itself, or a cache wrapping it (cache.go).
+	repos             repositories
+	manifests         manifests
+	shards            catalogShards
+	index             catalogIndexes
 	router            http.Handler
 	log               *slog.Logger
 	redirectBase      string
@@ -147,19 +142,14 @@ func New(root string, opts ...Option) (*Server, error) {
 	s := &Server{
 		tree:              t,
 		repos:             t,
+		manifests:         t,
+		shards:            t,
+		index:             t,
 		log:               o.logger,
 		redirectBase:      base,
 		redirectManifests: o.redirectManifests,
 	}
-	if o.cacheSize > 0 && o.cacheBytes > 0 {
-		budget := newCacheBudget(o.cacheBytes)
-		s.manifests = newManifestCache(o.cacheSize, budget)
-		s.shards = newShardCache(o.cacheSize, budget)
-		if identitySupported {
-			s.repos = newRepoCache(t, o.cacheSize, budget, o.racyWindow)
-			s.index = newIndexCache(t, o.cacheBytes, o.racyWindow)
-		}
-	}
+	s.withCaches(o)
 	s.router = s.routes()
 	s.accessLog = o.accessLog
 	if o.ops {

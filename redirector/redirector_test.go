@@ -3,7 +3,6 @@ package redirector
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -187,8 +186,6 @@ type call struct {
 
 func runCalls(t *testing.T, srv *httptest.Server, logs *logBuffer, calls []call) {
 	t.Helper()
-	client := srv.Client()
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	for _, tc := range calls {
 		t.Run(tc.Description, func(t *testing.T) {
 			logs.take()
@@ -196,22 +193,7 @@ func runCalls(t *testing.T, srv *httptest.Server, logs *logBuffer, calls []call)
 			if method == "" {
 				method = http.MethodGet
 			}
-			req, err := http.NewRequest(method, srv.URL+tc.URL, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for k, v := range tc.Header {
-				req.Header.Set(k, v)
-			}
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp, body := fetch(t, srv, method, tc.URL, tc.Header)
 			if resp.StatusCode != tc.Code {
 				t.Errorf("status = %d, want %d; body %s", resp.StatusCode, tc.Code, body)
 			}

@@ -22,9 +22,10 @@ const (
 	endpointReferrers          // /v2/<name>/referrers/<digest>
 )
 
-// request is a parsed /v2/ path: the endpoint, and the repository name and
-// reference when it has them. Nothing in it is validated yet.
-type request struct {
+// route is a parsed /v2/ path: the endpoint, and the repository name and
+// reference when it has them (the metrics' route label is its endpoint).
+// Nothing in it is validated yet.
+type route struct {
 	endpoint endpoint
 	name     string
 	ref      string
@@ -34,19 +35,19 @@ type request struct {
 // names contain "/" while the endpoint's own segments are fixed: the last
 // two segments are "tags/list" or "<kind>/<reference>", and everything
 // before them is the name.
-func parsePath(rest string) request {
+func parsePath(rest string) route {
 	switch rest {
 	case "":
-		return request{endpoint: endpointBase}
+		return route{endpoint: endpointBase}
 	case "_catalog":
-		return request{endpoint: endpointCatalog}
+		return route{endpoint: endpointCatalog}
 	}
 	if name, ok := strings.CutSuffix(rest, "/tags/list"); ok {
-		return request{endpoint: endpointTags, name: name}
+		return route{endpoint: endpointTags, name: name}
 	}
 	i := strings.LastIndexByte(rest, '/')
 	if i < 0 {
-		return request{}
+		return route{}
 	}
 	head, ref := rest[:i], rest[i+1:]
 	name, kind := "", head
@@ -62,9 +63,9 @@ func parsePath(rest string) request {
 	case "referrers":
 		e = endpointReferrers
 	default:
-		return request{}
+		return route{}
 	}
-	return request{endpoint: e, name: name, ref: ref}
+	return route{endpoint: e, name: name, ref: ref}
 }
 
 // IsAPITarget reports whether a request target (path and query, as sent)
@@ -134,8 +135,8 @@ func (s *Server) serveV2(w http.ResponseWriter, r *http.Request, rest string) er
 			return ErrNameInvalid.WithDetail("dot segment in path")
 		}
 	}
-	req := parsePath(rest)
-	switch req.endpoint {
+	rt := parsePath(rest)
+	switch rt.endpoint {
 	case endpointBase:
 		return s.serveBase(w, r)
 	case endpointCatalog:
@@ -143,18 +144,18 @@ func (s *Server) serveV2(w http.ResponseWriter, r *http.Request, rest string) er
 	case endpointUnknown:
 		return ErrNotFound
 	}
-	if err := layout.ValidateRepository(req.name); err != nil {
+	if err := layout.ValidateRepository(rt.name); err != nil {
 		return ErrNameInvalid.WithDetail(err.Error())
 	}
-	switch req.endpoint {
+	switch rt.endpoint {
 	case endpointTags:
-		return s.serveTags(w, r, req.name)
+		return s.serveTags(w, r, rt.name)
 	case endpointManifest:
-		return s.serveManifest(w, r, req.name, req.ref)
+		return s.serveManifest(w, r, rt.name, rt.ref)
 	case endpointBlob:
-		return s.serveBlob(w, r, req.name, req.ref)
+		return s.serveBlob(w, r, rt.name, rt.ref)
 	case endpointReferrers:
-		return s.serveReferrers(w, r, req.name, req.ref)
+		return s.serveReferrers(w, r, rt.name, rt.ref)
 	}
 	return ErrNotFound
 }

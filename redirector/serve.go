@@ -16,15 +16,6 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// Headers of content responses.
-const (
-	contentDigestHeader = "Docker-Content-Digest"
-	// blobCacheControl is distribution's: content addressed bytes never
-	// change, so they may be cached for a year.
-	blobCacheControl = "max-age=31536000"
-	blobContentType  = "application/octet-stream"
-)
-
 // wellKnownBlobs are served from any existing repository, listed or not and
 // stored or not: clients (and Docker's schema 1 conversions) ask for them
 // without any manifest of the repository naming them.
@@ -118,7 +109,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, name, ref
 	m := repo.Manifests[d]
 	// A hot manifest (in the cache) is answered without any file access;
 	// otherwise mc carries its headers only, until it is read.
-	mc, hot := s.manifests.get(d, m.Size)
+	mc, hot := s.manifests.hotManifest(d, m.Size)
 	if !hot {
 		mc = newManifestEntry(d, m.Size, nil)
 	}
@@ -139,19 +130,17 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, name, ref
 	case r.Method == http.MethodHead:
 		// HEAD sends no bytes, so without a cache to fill it does not
 		// read them: the file must only be there with the listed size.
-		// With one, it reads and keeps them for the GET that follows,
-		// and answers as without a cache if they do not verify.
-		if s.manifests != nil {
-			if full, err := s.manifest(d, m.Size); err == nil {
-				mc = full
-				break
-			}
-		}
-		if err := s.tree.statBlob(d, m.Size); err != nil {
+		// A cache reads and keeps them for the GET that follows, and
+		// answers as without a cache if they do not verify.
+		full, err := s.manifests.checkManifest(r.Context(), d, m.Size)
+		if err != nil {
 			return err
 		}
+		if full != nil {
+			mc = full
+		}
 	default:
-		if mc, err = s.manifest(d, m.Size); err != nil {
+		if mc, err = s.manifests.manifest(r.Context(), d, m.Size); err != nil {
 			return err
 		}
 	}
@@ -243,15 +232,6 @@ func conditional(r *http.Request) bool {
 	}
 	return false
 }
-
-var (
-	blobContentTypeValue  = []string{blobContentType}
-	blobCacheControlValue = []string{blobCacheControl}
-	acceptRangesKey       = http.CanonicalHeaderKey("Accept-Ranges")
-	locationKey           = http.CanonicalHeaderKey("Location")
-	acceptRangesValue     = []string{"bytes"}
-	cacheControlKey       = http.CanonicalHeaderKey("Cache-Control")
-)
 
 // setBlobHeaders sets the headers of every answer with the bytes of blob d.
 func setBlobHeaders(h http.Header, d digest.Digest) {

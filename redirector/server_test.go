@@ -128,24 +128,24 @@ func TestWellKnownBlobs(t *testing.T) {
 func TestParsePath(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
-		want request
+		want route
 	}{
-		{"", request{endpoint: endpointBase}},
-		{"_catalog", request{endpoint: endpointCatalog}},
-		{"a/tags/list", request{endpoint: endpointTags, name: "a"}},
-		{"team/app/api/tags/list", request{endpoint: endpointTags, name: "team/app/api"}},
-		{"a/manifests/tags/list", request{endpoint: endpointTags, name: "a/manifests"}},
-		{"a/manifests/latest", request{endpoint: endpointManifest, name: "a", ref: "latest"}},
-		{"a/blobs/manifests/latest", request{endpoint: endpointManifest, name: "a/blobs", ref: "latest"}},
-		{"a/manifests/b/blobs/sha256:00", request{endpoint: endpointBlob, name: "a/manifests/b", ref: "sha256:00"}},
-		{"a/b/referrers/sha256:00", request{endpoint: endpointReferrers, name: "a/b", ref: "sha256:00"}},
-		{"manifests/latest", request{endpoint: endpointManifest, name: "", ref: "latest"}},
-		{"a/manifests/", request{endpoint: endpointManifest, name: "a", ref: ""}},
-		{"a/tags/list/", request{}},
-		{"a/blobs/uploads/", request{}},
-		{"a", request{}},
-		{"a/b", request{}},
-		{"_catalog/x", request{}},
+		{"", route{endpoint: endpointBase}},
+		{"_catalog", route{endpoint: endpointCatalog}},
+		{"a/tags/list", route{endpoint: endpointTags, name: "a"}},
+		{"team/app/api/tags/list", route{endpoint: endpointTags, name: "team/app/api"}},
+		{"a/manifests/tags/list", route{endpoint: endpointTags, name: "a/manifests"}},
+		{"a/manifests/latest", route{endpoint: endpointManifest, name: "a", ref: "latest"}},
+		{"a/blobs/manifests/latest", route{endpoint: endpointManifest, name: "a/blobs", ref: "latest"}},
+		{"a/manifests/b/blobs/sha256:00", route{endpoint: endpointBlob, name: "a/manifests/b", ref: "sha256:00"}},
+		{"a/b/referrers/sha256:00", route{endpoint: endpointReferrers, name: "a/b", ref: "sha256:00"}},
+		{"manifests/latest", route{endpoint: endpointManifest, name: "", ref: "latest"}},
+		{"a/manifests/", route{endpoint: endpointManifest, name: "a", ref: ""}},
+		{"a/tags/list/", route{}},
+		{"a/blobs/uploads/", route{}},
+		{"a", route{}},
+		{"a/b", route{}},
+		{"_catalog/x", route{}},
 	} {
 		if got := parsePath(tc.in); got != tc.want {
 			t.Errorf("parsePath(%q) = %+v, want %+v", tc.in, got, tc.want)
@@ -153,24 +153,17 @@ func TestParsePath(t *testing.T) {
 	}
 }
 
-func catalogURL(t *testing.T, srv string, query string) (int, string) {
+// catalogPage returns the status and body of GET /v2/_catalog + query.
+func catalogPage(t *testing.T, srv *httptest.Server, query string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(srv + "/v2/_catalog" + query)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, body := fetch(t, srv, http.MethodGet, "/v2/_catalog"+query, nil)
 	return resp.StatusCode, string(body)
 }
 
 func TestCatalogAbsent(t *testing.T) {
 	tt := newTestTree(t)
 	srv, _, _ := newTestServer(t, tt.dir())
-	if code, body := catalogURL(t, srv.URL, ""); code != 200 || body != `{"repositories":[]}` {
+	if code, body := catalogPage(t, srv, ""); code != 200 || body != `{"repositories":[]}` {
 		t.Errorf("got %d %s", code, body)
 	}
 }
@@ -195,7 +188,7 @@ func TestCatalogShardReplaced(t *testing.T) {
 			}
 		}
 	}
-	if code, body := catalogURL(t, srv.URL, ""); code != 200 || body != `{"repositories":["a","aa","b","c"]}` {
+	if code, body := catalogPage(t, srv, ""); code != 200 || body != `{"repositories":["a","aa","b","c"]}` {
 		t.Errorf("got %d %s", code, body)
 	}
 	if !replaced {
@@ -211,10 +204,10 @@ func TestCatalogShardMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, _, logs := newTestServer(t, tt.dir())
-	if code, body := catalogURL(t, srv.URL, "?n=2"); code != 200 || body != `{"repositories":["a","b"]}` {
+	if code, body := catalogPage(t, srv, "?n=2"); code != 200 || body != `{"repositories":["a","b"]}` {
 		t.Errorf("first page: got %d %s", code, body)
 	}
-	code, body := catalogURL(t, srv.URL, "?last=b")
+	code, body := catalogPage(t, srv, "?last=b")
 	if code != 500 || !strings.Contains(body, string(CodeUnknown)) {
 		t.Errorf("got %d %s", code, body)
 	}
@@ -232,21 +225,13 @@ func TestCatalogCap(t *testing.T) {
 	}
 	tt.catalog(names, layout.CatalogShardSize)
 	srv, _, _ := newTestServer(t, tt.dir())
-	resp, err := http.Get(srv.URL + "/v2/_catalog?n=5000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := fetch(t, srv, http.MethodGet, "/v2/_catalog?n=5000", nil)
 	last := names[catalogMaxN-1]
 	if want := "</v2/_catalog?last=" + last + "&n=1000>; rel=\"next\""; resp.Header.Get("Link") != want {
 		t.Errorf("Link = %q, want %q", resp.Header.Get("Link"), want)
 	}
 	// Without n, a page has catalogDefaultN names.
-	resp, err = http.Get(srv.URL + "/v2/_catalog")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ = fetch(t, srv, http.MethodGet, "/v2/_catalog", nil)
 	if want := "</v2/_catalog?last=" + names[catalogDefaultN-1] + "&n=100>; rel=\"next\""; resp.Header.Get("Link") != want {
 		t.Errorf("Link = %q, want %q", resp.Header.Get("Link"), want)
 	}

@@ -24,17 +24,12 @@ import (
 // Callers turn it into the right 404.
 var errNotFound = errors.New("not found")
 
-// repositories is where the server gets repository files. The tree reads
-// the file on every call; a cache can wrap it without the handlers knowing.
-type repositories interface {
-	// repository returns the repository file of a valid name, or an error
-	// wrapping errNotFound if the repository does not exist.
-	repository(ctx context.Context, name string) (*layout.Repository, error)
-}
-
 // tree reads a published tree. Every file is opened through an *os.Root,
 // which refuses any path (".." or a symbolic link) that leads outside the
 // root, whatever key it is given.
+//
+// It implements every lookup of lookups.go by reading the files on each
+// call; the caches wrap it.
 type tree struct {
 	dir   layout.Root // for messages: the OS path of a key
 	root  *os.Root
@@ -45,8 +40,6 @@ type tree struct {
 	// changes is the tree's change counter (see changeSignal).
 	changes *changeSignal
 }
-
-var _ repositories = (*tree)(nil)
 
 // openTree opens the tree at dir and checks its layout marker.
 func openTree(dir string) (*tree, error) {
@@ -221,6 +214,9 @@ func (t *tree) repository(_ context.Context, name string) (*layout.Repository, e
 	return repo, nil
 }
 
+// sortedTags returns the tags of repo in order, computed anew.
+func (t *tree) sortedTags(repo *layout.Repository) []string { return repo.SortedTags() }
+
 // subtree is a folder of the tree whose files are named by digest
 // (blobs/<alg>, catalog/shards), opened as an *os.Root of its own the
 // first time a file in it is asked for (a tree may not have it yet): a
@@ -365,8 +361,26 @@ func (t *tree) readManifest(d digest.Digest, size int64) ([]byte, error) {
 	return data, nil
 }
 
+// hotManifest has no manifest at hand: the tree reads them.
+func (t *tree) hotManifest(digest.Digest, int64) (*manifestEntry, bool) { return nil, false }
+
+// manifest reads manifest d (see readManifest).
+func (t *tree) manifest(_ context.Context, d digest.Digest, size int64) (*manifestEntry, error) {
+	data, err := t.readManifest(d, size)
+	if err != nil {
+		return nil, err
+	}
+	return newManifestEntry(d, size, data), nil
+}
+
+// checkManifest checks that manifest d is a file of the listed size,
+// without reading it.
+func (t *tree) checkManifest(_ context.Context, d digest.Digest, size int64) (*manifestEntry, error) {
+	return nil, t.statBlob(d, size)
+}
+
 // catalogIndex reads catalog/index.json; errNotFound when there is none.
-func (t *tree) catalogIndex() (*layout.CatalogIndex, error) {
+func (t *tree) catalogIndex(context.Context) (*layout.CatalogIndex, error) {
 	key := layout.CatalogIndexKey()
 	data, err := t.readFile(key, layout.MaxCatalogFileSize)
 	if err != nil {
@@ -381,7 +395,7 @@ func (t *tree) catalogIndex() (*layout.CatalogIndex, error) {
 
 // catalogShard reads and verifies the shard with the given id; errNotFound
 // when it is gone.
-func (t *tree) catalogShard(id string) (*layout.CatalogNames, error) {
+func (t *tree) catalogShard(_ context.Context, id string) (*layout.CatalogNames, error) {
 	key, err := layout.CatalogShardKey(id)
 	if err != nil {
 		return nil, err
