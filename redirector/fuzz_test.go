@@ -416,6 +416,11 @@ func checkFuzzResponse(t *testing.T, h *hostileTree, srv fuzzServer, req *http.R
 	if !strings.HasPrefix(req.URL.Path, "/v2/") {
 		parsed = route{}
 	}
+	if status == http.StatusPartialContent && strings.HasPrefix(hdr.Get("Content-Type"), "multipart/") {
+		if n := bytes.Count(body, []byte("\r\nContent-Range: ")); n > maxRanges {
+			t.Fatalf("%s: %d parts, more than the %d ranges allowed", what, n, maxRanges)
+		}
+	}
 	if !fuzzStatuses[status] && !(status == 500 && h.broken[parsed.name]) {
 		t.Fatalf("%s: status %d (%s); logged %q", what, status, body, logged)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -93,14 +94,21 @@ func (tt *testTree) repository(r *layout.Repository) {
 }
 
 // catalog writes the catalog of sorted names, perShard names to a shard,
-// and returns the shard keys.
-func (tt *testTree) catalog(names []string, perShard int) []string {
+// marking those of protected (see layout.CatalogShardFile), and returns the
+// shard keys.
+func (tt *testTree) catalog(names []string, perShard int, protected ...string) []string {
 	tt.t.Helper()
 	var idx layout.CatalogIndex
 	var keys []string
 	for len(names) > 0 {
 		n := min(perShard, len(names))
-		data, id, err := layout.EncodeCatalogShard(names[:n])
+		f := &layout.CatalogShardFile{Repositories: names[:n]}
+		for _, name := range f.Repositories {
+			if slices.Contains(protected, name) {
+				f.Protected = append(f.Protected, name)
+			}
+		}
+		data, id, err := layout.EncodeCatalogShardFile(f)
 		if err != nil {
 			tt.t.Fatal(err)
 		}
@@ -110,7 +118,7 @@ func (tt *testTree) catalog(names []string, perShard int) []string {
 		}
 		tt.write(key, data)
 		keys = append(keys, key)
-		idx.Shards = append(idx.Shards, layout.CatalogShard{ID: id, First: names[0], Last: names[n-1], Count: n})
+		idx.Shards = append(idx.Shards, layout.CatalogShard{ID: id, First: names[0], Last: names[n-1], Count: n, Protected: len(f.Protected)})
 		names = names[n:]
 	}
 	data, err := layout.EncodeCatalogIndex(&idx)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -135,7 +136,12 @@ func (s *Server) catalogPage(ctx context.Context, p page) (names []string, more 
 	if p.n == 0 {
 		return names, false, nil
 	}
+	// Protected repositories are left out (see Server.repository): a
+	// shard of protected names only is skipped unread.
 	for i := idx.ShardAfter(p.last); i < len(idx.Shards); i++ {
+		if public(idx.Shards[i]) == 0 {
+			continue
+		}
 		shard, err := s.shards.catalogShard(ctx, idx.Shards[i].ID)
 		if errors.Is(err, errNotFound) {
 			return nil, false, fmt.Errorf("%w: %w", errShardGone, err)
@@ -144,19 +150,24 @@ func (s *Server) catalogPage(ctx context.Context, p page) (names []string, more 
 			return nil, false, err
 		}
 		for j := shard.After(p.last); j < shard.Len(); j++ {
+			if shard.Protected(j) {
+				continue
+			}
 			if len(names) == p.n {
 				return names, true, nil
 			}
 			names = append(names, shard.At(j))
 		}
 		if len(names) == p.n {
-			// Shards are never empty, so a following shard means more
-			// names.
-			return names, i+1 < len(idx.Shards), nil
+			// More names follow if a following shard has public ones.
+			return names, slices.ContainsFunc(idx.Shards[i+1:], func(s layout.CatalogShard) bool { return public(s) > 0 }), nil
 		}
 	}
 	return names, false, nil
 }
+
+// public is how many names of a catalog shard are not protected.
+func public(s layout.CatalogShard) int { return s.Count - s.Protected }
 
 // serveReferrers answers GET /v2/<name>/referrers/<digest>?artifactType=
 // (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#listing-referrers):

@@ -1,6 +1,7 @@
 package redirector
 
 import (
+	"io"
 	"net/http"
 	"net/textproto"
 	"slices"
@@ -159,6 +160,19 @@ func coalesce(kept []byteRange, br byteRange, changed bool) ([]byteRange, bool) 
 		changed = true
 	}
 	return slices.Insert(kept, min(at, len(kept)), br), changed
+}
+
+// rangesFor is normalizeRanges for content, whose size it finds by seeking
+// (and then seeks back to its start).
+func rangesFor(r *http.Request, content io.Seeker) *http.Request {
+	size, err := content.Seek(0, io.SeekEnd)
+	if err != nil {
+		return r
+	}
+	if _, err := content.Seek(0, io.SeekStart); err != nil {
+		return r
+	}
+	return normalizeRanges(r, size)
 }
 
 // withRange returns a copy of r whose Range header is value ("": none).

@@ -29,6 +29,7 @@ type Server struct {
 	accessLog         *slog.Logger // nil without WithAccessLog
 	ops               http.Handler // nil without WithOpsEndpoints
 	readiness         atomic.Int32 // the last /readyz answer, to log changes
+	protectedSeen     atomic.Bool  // a protected repository was asked for (logged once)
 
 	// afterCatalogIndex, when set (by tests only), runs after the catalog
 	// index is read and before its shards are, to reproduce a publish that

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -41,9 +40,21 @@ const (
 // there is none, or an internal error (logged by respond, with the file's
 // path) if it cannot be read or is malformed: that fails this repository
 // only.
+//
+// A protected repository is answered exactly as one that does not exist:
+// heron serve has no authentication yet, so no caller may read it, and
+// none may tell it from a name that is not there (the catalog leaves it
+// out too, see catalogPage). The first one asked for is logged, once.
 func (s *Server) repository(ctx context.Context, name string) (*layout.Repository, error) {
 	repo, err := s.repos.repository(ctx, name)
 	if errors.Is(err, errNotFound) {
+		return nil, ErrNameUnknown.WithDetail(map[string]string{"name": name})
+	}
+	if err == nil && repo.Protected {
+		if !s.protectedSeen.Load() && s.protectedSeen.CompareAndSwap(false, true) {
+			s.log.WarnContext(ctx, "a protected repository was asked for: heron serve has no authentication yet, so it answers every request for a protected repository as for one that does not exist, and leaves protected repositories out of /v2/_catalog (logged once)",
+				"repository", name)
+		}
 		return nil, ErrNameUnknown.WithDetail(map[string]string{"name": name})
 	}
 	return repo, err
@@ -246,54 +257,10 @@ func setBlobHeaders(h http.Header, d digest.Digest) {
 func serveContent(w http.ResponseWriter, r *http.Request, d digest.Digest, content io.ReadSeeker) {
 	setBlobHeaders(w.Header(), d)
 	if _, ok := r.Header["Range"]; ok {
-		r = withoutEmptyRanges(r, content)
+		r = rangesFor(r, content)
 	}
 	// No modification time: the digest is the validator.
 	http.ServeContent(w, r, "", time.Time{}, content)
-}
-
-// withoutEmptyRanges drops from r's Range header the ranges that select no
-// bytes: a suffix range of length 0 ("bytes=-0"), or any suffix range of
-// empty content. http.ServeContent answers them with a 206 whose
-// Content-Range is invalid ("bytes 3-2/3", golang/go#81262). A server may
-// ignore a Range header (RFC 9110, section 14.2), so when no range is left
-// the whole content is sent. r is returned as it is when nothing is
-// dropped.
-func withoutEmptyRanges(r *http.Request, content io.Seeker) *http.Request {
-	spec, ok := strings.CutPrefix(r.Header.Get("Range"), "bytes=")
-	if !ok {
-		return r
-	}
-	size, err := content.Seek(0, io.SeekEnd)
-	if err != nil {
-		return r
-	}
-	if _, err := content.Seek(0, io.SeekStart); err != nil {
-		return r
-	}
-	var kept []string
-	dropped := false
-	for _, ra := range strings.Split(spec, ",") {
-		// Trimmed as net/http's parseRange trims: the range, then each side
-		// of its dash ("-\t0" is the suffix range "-0").
-		if start, end, ok := strings.Cut(textproto.TrimString(ra), "-"); ok && textproto.TrimString(start) == "" {
-			if v, err := strconv.ParseInt(textproto.TrimString(end), 10, 64); err == nil && (v == 0 || size == 0) {
-				dropped = true
-				continue
-			}
-		}
-		kept = append(kept, ra)
-	}
-	if !dropped {
-		return r
-	}
-	r = r.Clone(r.Context())
-	if len(kept) == 0 {
-		r.Header.Del("Range")
-	} else {
-		r.Header.Set("Range", "bytes="+strings.Join(kept, ","))
-	}
-	return r
 }
 
 // writeJSON sends v as a JSON body with its length.

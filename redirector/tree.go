@@ -157,10 +157,20 @@ func (t *tree) stat(key string) (fs.FileInfo, error) {
 }
 
 func (t *tree) mapError(key string, err error) error {
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+	if cannotExist(err) {
 		return t.fileError(key, errNotFound)
 	}
 	return t.fileError(key, err)
+}
+
+// cannotExist reports whether err says that there is no file at the key
+// asked for, and cannot be: it is absent, a path component is not a
+// folder, or the key's last name is longer than the file system allows (a
+// repository name of the OCI grammar may have a component of 255
+// characters, to which its key adds ".json"). A request for such a key is
+// answered as for any absent file (a 404), never as an internal error.
+func cannotExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ENAMETOOLONG)
 }
 
 // readFile reads the whole file at key, refusing one of more than limit
