@@ -140,7 +140,10 @@ func publishImage(cmd *cobra.Command, f publishFlags, pol publish.Policy, args [
 	if len(args) == 0 {
 		return errors.New("give a SOURCE, or --batch FILE")
 	}
-	targets, err := parseTargets(f.to)
+	targets, err := publish.ParseTargets(f.to)
+	if errors.Is(err, publish.ErrNoTargets) {
+		return fmt.Errorf("%w (--to NAME:TAG)", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -156,25 +159,6 @@ func publishImage(cmd *cobra.Command, f publishFlags, pol publish.Policy, args [
 		return err
 	}
 	return printPublished(cmd.OutOrStdout(), cmd.ErrOrStderr(), res, f.output, f.quiet)
-}
-
-// parseTargets parses the --to flags: at least one NAME:TAG.
-//
-// To move to publish (a ParseTargets next to ParseTarget) once its
-// restructuring is merged.
-func parseTargets(to []string) ([]publish.Target, error) {
-	if len(to) == 0 {
-		return nil, fmt.Errorf("%w (--to NAME:TAG)", publish.ErrNoTargets)
-	}
-	targets := make([]publish.Target, 0, len(to))
-	for _, s := range to {
-		t, err := publish.ParseTarget(s)
-		if err != nil {
-			return nil, err
-		}
-		targets = append(targets, t)
-	}
-	return targets, nil
 }
 
 // printPublished prints what a publish did: NAME:TAG@DIGEST lines on out

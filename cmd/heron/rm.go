@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
@@ -29,40 +28,27 @@ are removed before the repositories.`,
   heron rm --root /srv/heron team/old-app`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			tags := map[string][]string{}
-			var order, repos []string
-			for _, arg := range args {
-				if strings.Contains(arg, ":") {
-					t, err := publish.ParseTarget(arg)
-					if err != nil {
-						return err
-					}
-					if _, ok := tags[t.Repository]; !ok {
-						order = append(order, t.Repository)
-					}
-					tags[t.Repository] = append(tags[t.Repository], t.Tag)
-					continue
-				}
-				if err := layout.ValidateRepository(arg); err != nil {
-					return err
-				}
-				repos = append(repos, arg)
+			rm, err := publish.ParseRemovals(args)
+			if err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			p := publish.New(publish.NewFSSink(layout.Root(root)))
 			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
-			for _, name := range order {
-				manifests, blobs, err := p.RemoveTags(ctx, name, tags[name]...)
+			for _, rt := range rm.Tags {
+				name := rt.Repository
+				manifests, blobs, err := p.RemoveTags(ctx, name, rt.Tags...)
 				if err != nil {
 					return err
 				}
-				for _, t := range tags[name] {
+				for _, t := range rt.Tags {
 					fmt.Fprintf(out, "removed %s:%s\n", name, t)
 				}
 				if manifests+blobs > 0 {
 					fmt.Fprintf(errOut, "%s: %d manifest(s) and %d blob(s) no tag reaches were dropped from the repository (heron gc deletes their bytes)\n", name, manifests, blobs)
 				}
 			}
+			repos := rm.Repositories
 			if len(repos) == 0 {
 				return nil
 			}
