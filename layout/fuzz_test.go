@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"path"
 	"path/filepath"
 	"strings"
@@ -142,6 +143,14 @@ func FuzzRepositoryFile(f *testing.F) {
 	f.Add([]byte(`{"schemaVersion":1,"name":"library/alpine","tags":{"latest":"` + d1 + `"},"manifests":{"` + d1 +
 		`":{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":10,"blobs":["` + d2 + `"]}},"blobs":{"` + d2 + `":{"size":5}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The view, fast path and slow, of the file under the name it
+		// gives (or any name, if it gives none).
+		var probe struct{ Name string }
+		_ = json.Unmarshal(data, &probe)
+		if ValidateRepository(probe.Name) != nil {
+			probe.Name = "library/alpine"
+		}
+		sameView(t, probe.Name, data)
 		r, err := DecodeRepository(data)
 		if err != nil {
 			return

@@ -81,12 +81,12 @@ func ParseDigest(s string) (digest.Digest, error) {
 // the algorithm's number of lowercase hex digits: the digests heron stores,
 // which digest.Parse accepts too. It spares the common case go-digest's two
 // regular expressions; anything else takes the full path.
-func isCanonicalDigest(s string) bool {
+func isCanonicalDigest[S string | []byte](s S) bool {
 	var n int
 	switch {
-	case strings.HasPrefix(s, "sha256:"):
+	case len(s) == len("sha256:")+64 && string(s[:len("sha256:")]) == "sha256:":
 		n = 64
-	case strings.HasPrefix(s, "sha512:"):
+	case len(s) == len("sha512:")+128 && string(s[:len("sha512:")]) == "sha512:":
 		n = 128
 	default:
 		return false

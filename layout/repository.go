@@ -226,7 +226,7 @@ func (r *Repository) Encode() ([]byte, error) {
 }
 
 func sortDescriptors(ds []v1.Descriptor) {
-	sort.Slice(ds, func(i, j int) bool { return ds[i].Digest < ds[j].Digest })
+	sort.SliceStable(ds, func(i, j int) bool { return ds[i].Digest < ds[j].Digest })
 }
 
 // Validate checks the repository file's internal consistency: valid name,
