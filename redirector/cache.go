@@ -39,15 +39,17 @@ package redirector
 
 // Default bounds of the caches.
 const (
-	// DefaultCacheSize is the number of entries of each cache.
-	DefaultCacheSize = 1000
+	// DefaultCacheSize is the number of entries of each cache: enough
+	// that the memory bound is the one that binds.
+	DefaultCacheSize = 100_000
 	// DefaultCacheBytes is the approximate memory of all the caches
-	// together: what their repository files weigh (see repoWeight), their
-	// manifests' bytes and their catalog shards' names. It holds a
-	// thousand parsed repository files of a few KB (the entries bound)
-	// with room to spare, or a third of the catalog of a tree of 1,000,000
-	// repositories; with the default memory limit, heron serve stays under
-	// 40 MB of RSS (docs/benchmarks.md).
+	// together: the views of repository files (layout.RepositoryView,
+	// a few hundred bytes for a small repository), the manifests' bytes
+	// and the catalog shards' names, with each entry's overhead. It holds
+	// the views of about 15,000 small repositories, or a third of the
+	// catalog of a tree of 1,000,000 repositories; with the default
+	// memory limit, heron serve stays under 40 MB of RSS
+	// (docs/benchmarks.md).
 	DefaultCacheBytes = 8 << 20
 	// MemoryHeadroom is what the server needs beside its caches, under
 	// load, before the garbage collector must work harder: the requests in

@@ -32,7 +32,11 @@ func (f indexFile) read(ctx context.Context, _ string) (*layout.CatalogIndex, er
 	return f.backend.catalogIndex(ctx)
 }
 
-func (indexFile) weight(size int64) int64 { return repoWeight(size) }
+// weight is about twice the index file's size: its shards' ids and names
+// as strings, in a slice of structs.
+func (indexFile) weight(_ string, _ *layout.CatalogIndex, size int64) int64 {
+	return 2*size + entryOverhead
+}
 
 // newIndexCache returns a cache of t's catalog index, bounded by bytes on
 // its own (see fileCache for racyWindow).

@@ -33,8 +33,9 @@ type fileSource[V any] interface {
 	// read reads the file of key and parses it. Its errors are what the
 	// cache returns, never cached.
 	read(ctx context.Context, key string) (V, error)
-	// weight is the memory of a value parsed from a file of size bytes.
-	weight(size int64) int64
+	// weight is the memory an entry of key takes, with its value parsed
+	// from a file of size bytes.
+	weight(key string, v V, size int64) int64
 }
 
 // fileCache is a bounded cache of values parsed from the tree's mutable
@@ -184,9 +185,10 @@ func (c *fileCache[V]) get(ctx context.Context, key string) (V, error) {
 		return v, err
 	}
 	if start.Sub(time.Unix(0, id.ctime)) >= c.racyWindow {
+		key = cloneKey(key)
 		e := &fileEntry[V]{file: file, id: id, value: v}
 		e.validated(gen, counted, start.UnixNano())
-		c.lru.add(key, e, c.src.weight(id.size))
+		c.lru.add(key, e, c.src.weight(key, v, id.size))
 	} else if cached {
 		c.lru.remove(key)
 	}

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 
 	"github.com/heron-registry/heron/layout"
@@ -63,23 +62,39 @@ func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, name string) 
 	if err != nil {
 		return err
 	}
-	tags := s.repos.sortedTags(repo)
-	start := sort.SearchStrings(tags, p.last)
-	if start < len(tags) && tags[start] == p.last {
-		start++
-	}
-	tags = tags[start:]
-	if p.n >= 0 && p.n < len(tags) {
-		tags = tags[:p.n]
+	start, end := repo.TagsAfter(p.last), repo.Tags()
+	if p.n >= 0 && p.n < end-start {
+		end = start + p.n
 		if p.n > 0 {
-			setLink(w, "/v2/"+name+"/tags/list", tags[len(tags)-1], p.n)
+			setLink(w, "/v2/"+name+"/tags/list", repo.TagAt(end-1), p.n)
 		}
 	}
-	writeJSON(w, http.StatusOK, struct {
-		Name string   `json:"name"`
-		Tags []string `json:"tags"`
-	}{name, tags})
+	writeBody(w, http.StatusOK, "application/json", tagsJSON(name, repo, start, end))
 	return nil
+}
+
+// tagsJSON is the body of a tags/list answer, {"name":…,"tags":[…]} with
+// tags start to end of repo, as encoding/json would write it: names and
+// tags have no character it escapes (see layout.ValidateRepository and
+// layout.ValidateTag), so they are written as they are.
+func tagsJSON(name string, repo *layout.RepositoryView, start, end int) []byte {
+	n := len(`{"name":"","tags":[]}`) + len(name)
+	for i := start; i < end; i++ {
+		n += len(repo.TagAt(i)) + 3
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"name":"`...)
+	b = append(b, name...)
+	b = append(b, `","tags":[`...)
+	for i := start; i < end; i++ {
+		if i > start {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, repo.TagAt(i)...)
+		b = append(b, '"')
+	}
+	return append(b, "]}"...)
 }
 
 // serveCatalog answers GET /v2/_catalog?n=&last=
@@ -185,7 +200,7 @@ func (s *Server) serveReferrers(w http.ResponseWriter, r *http.Request, name, re
 	}
 	artifactType := r.URL.Query().Get("artifactType")
 	manifests := []v1.Descriptor{}
-	for _, desc := range repo.Referrers[d] {
+	for _, desc := range repo.Referrers(d) {
 		if artifactType == "" || desc.ArtifactType == artifactType {
 			manifests = append(manifests, desc)
 		}

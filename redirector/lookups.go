@@ -25,10 +25,7 @@ type repositories interface {
 	// repository returns the repository file of a valid name, or an error
 	// wrapping errNotFound if the repository does not exist. The file is
 	// shared and is not modified.
-	repository(ctx context.Context, name string) (*layout.Repository, error)
-	// sortedTags returns the tags of repo, a file that repository
-	// returned, in lexical order; they are shared and are not modified.
-	sortedTags(repo *layout.Repository) []string
+	repository(ctx context.Context, name string) (*layout.RepositoryView, error)
 }
 
 // manifests gives manifests, by digest, verified against it.

@@ -52,6 +52,9 @@ func (c *manifestCache) manifest(ctx context.Context, d digest.Digest, size int6
 		return m, nil
 	}
 	c.misses.Add(1)
+	// d may be a part of a repository's view or of a request: the entry
+	// keeps a copy of its own.
+	d = digest.Digest(cloneKey(string(d)))
 	m, err := c.backend.manifest(ctx, d, size)
 	if err != nil {
 		return nil, err

@@ -45,7 +45,7 @@ const (
 // heron serve has no authentication yet, so no caller may read it, and
 // none may tell it from a name that is not there (the catalog leaves it
 // out too, see catalogPage). The first one asked for is logged, once.
-func (s *Server) repository(ctx context.Context, name string) (*layout.Repository, error) {
+func (s *Server) repository(ctx context.Context, name string) (*layout.RepositoryView, error) {
 	repo, err := s.repos.repository(ctx, name)
 	if errors.Is(err, errNotFound) {
 		return nil, ErrNameUnknown.WithDetail(map[string]string{"name": name})
@@ -62,7 +62,7 @@ func (s *Server) repository(ctx context.Context, name string) (*layout.Repositor
 
 // blobBase is where blobs of repo are redirected to: the repository's own
 // base URL, else the server's, else nowhere ("").
-func (s *Server) blobBase(repo *layout.Repository) string {
+func (s *Server) blobBase(repo *layout.RepositoryView) string {
 	if repo.BlobBaseURL != "" {
 		return repo.BlobBaseURL // normalized by layout
 	}
@@ -113,11 +113,11 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, name, ref
 	if err != nil {
 		return err
 	}
-	d, ok := repo.Resolve(ref)
+	m, ok := repo.Resolve(ref)
 	if !ok {
 		return ErrManifestUnknown.WithDetail(map[string]string{"name": name, "reference": ref})
 	}
-	m := repo.Manifests[d]
+	d := m.Digest
 	// A hot manifest (in the cache) is answered without any file access;
 	// otherwise mc carries its headers only, until it is read.
 	mc, hot := s.manifests.hotManifest(d, m.Size)
@@ -182,14 +182,13 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, name, ref str
 		serveContent(w, r, d, bytes.NewReader(content))
 		return nil
 	}
-	var size int64
-	stored := true
-	if b, ok := repo.Blobs[d]; ok {
-		size, stored = b.Size, b.IsStored()
-	} else if m, ok := repo.Manifests[d]; ok {
-		size = m.Size
-	} else {
-		return ErrBlobUnknown.WithDetail(map[string]string{"name": name, "digest": d.String()})
+	size, stored, ok := repo.Blob(d)
+	if !ok {
+		m, ok := repo.Manifest(d)
+		if !ok {
+			return ErrBlobUnknown.WithDetail(map[string]string{"name": name, "digest": d.String()})
+		}
+		size, stored = m.Size, true
 	}
 	h := w.Header()
 	h[contentDigestKey] = []string{d.String()}

@@ -207,8 +207,8 @@ func (t *tree) readFile(key string, limit int64) ([]byte, error) {
 }
 
 // repository reads and validates the repository file of name, and checks
-// that it names the repository it is the file of.
-func (t *tree) repository(_ context.Context, name string) (*layout.Repository, error) {
+// that it names the repository it is the file of; it returns its view.
+func (t *tree) repository(_ context.Context, name string) (*layout.RepositoryView, error) {
 	key, err := layout.RepositoryKey(name)
 	if err != nil {
 		return nil, err
@@ -217,15 +217,12 @@ func (t *tree) repository(_ context.Context, name string) (*layout.Repository, e
 	if err != nil {
 		return nil, err
 	}
-	repo, err := layout.DecodeRepositoryFile(name, data)
+	repo, err := layout.DecodeRepositoryView(name, data)
 	if err != nil {
 		return nil, t.fileError(key, err)
 	}
 	return repo, nil
 }
-
-// sortedTags returns the tags of repo in order, computed anew.
-func (t *tree) sortedTags(repo *layout.Repository) []string { return repo.SortedTags() }
 
 // subtree is a folder of the tree whose files are named by digest
 // (blobs/<alg>, catalog/shards), opened as an *os.Root of its own the
