@@ -30,7 +30,7 @@ type RepositoryView struct {
 	// text holds the name, the base URL, the tags one after the other,
 	// then the manifests' digests and the blobs' digests (see
 	// digestTable), from the offsets below.
-	text                                   string
+	text                                    string
 	tagsAt, m256, m512, b256, b512, textEnd uint32
 	// ints holds, for tag i, the end of its text (from tagsAt) at i and
 	// its manifest's index at nTags+i, then the media type (an index in

@@ -223,4 +223,3 @@ func testHostileSpecialFiles(t *testing.T, mode cacheMode) {
 		{Description: "manifest is a pipe, HEAD", Method: http.MethodHead, URL: manifestURL("pipes", "latest"), Code: 500},
 	})
 }
-
