@@ -247,3 +247,64 @@ func BenchmarkReferrers(b *testing.B) {
 	f := newBenchFixture(b)
 	benchRoute(b, f, http.MethodGet, "/v2/bench/app/referrers/"+f.subject.Digest.String(), nil, 200, -1)
 }
+
+// BenchmarkManifestSpread is GET manifest by tag over many small
+// repositories (3 tags, one image, as the trees of make bench), one after
+// the other, against the same GET over a few, with the default caches: a
+// spread larger than the cache costs a read and a decode per request.
+//
+//	go test -run '^$' -bench ManifestSpread ./redirector
+func BenchmarkManifestSpread(b *testing.B) {
+	tt := newTestTree(b)
+	config := tt.blob(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
+	layer := tt.blob(v1.MediaTypeImageLayerGzip, []byte("the one layer"))
+	m := v1.Manifest{Config: config, Layers: []v1.Descriptor{layer}}
+	desc, _ := tt.manifest(m)
+	const repos = 20_000
+	names := make([]string, repos)
+	for i := range names {
+		names[i] = fmt.Sprintf("org%d/svc%d", i/1000, i%1000)
+		r := layout.NewRepository(names[i])
+		addImage(r, desc, m)
+		for _, t := range []string{"latest", "v1.0.1", "v1.0.2"} {
+			r.Tags[t] = desc.Digest
+		}
+		tt.repository(r)
+	}
+	s, err := New(tt.dir(), withRacyWindow(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for _, over := range []int{100, repos} {
+		targets := make([]string, over)
+		for i := range targets {
+			targets[i] = manifestURL(names[i*repos/over], "latest")
+		}
+		b.Run(fmt.Sprintf("over=%d", over), func(b *testing.B) {
+			reqs := make([]*http.Request, len(targets))
+			for i, t := range targets {
+				reqs[i] = httptest.NewRequest(http.MethodGet, t, nil)
+				reqs[i].Header.Set("Accept", acceptManifests)
+			}
+			for _, r := range reqs { // one pass to fill what fits
+				s.ServeHTTP(httptest.NewRecorder(), r)
+			}
+			b.ReportAllocs()
+			w := &discardWriter{h: http.Header{}}
+			i := 0
+			for b.Loop() {
+				clear(w.h)
+				w.code = 0
+				s.ServeHTTP(w, reqs[i])
+				if w.code != http.StatusOK {
+					b.Fatalf("status %d", w.code)
+				}
+				if i++; i == len(reqs) {
+					i = 0
+				}
+			}
+		})
+	}
+}
+

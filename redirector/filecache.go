@@ -85,7 +85,6 @@ type fileCache[V any] struct {
 // fileEntry is one parsed file. It is shared by every request that uses
 // it; only its validation record (gen, checked) changes, atomically.
 type fileEntry[V any] struct {
-	file  string // its key in the tree
 	id    fileIdentity
 	value V
 	// gen is the change counter read before the latest stat that found
@@ -144,23 +143,23 @@ func (c *fileCache[V]) get(ctx context.Context, key string) (V, error) {
 	if c.changes != nil {
 		gen, counted = c.changes(start.UnixNano())
 	}
-	var file string
-	if cached {
+	if cached && counted && e.gen.Load() == gen {
 		// Hot: no signalled file changed since the last stat found this
 		// one, and that stat is recent.
-		if counted && e.gen.Load() == gen {
-			if checked := e.checked.Load(); checked != 0 && start.UnixNano()-checked < int64(trustWindow) {
-				c.hits.Add(1)
-				return e.value, nil
-			}
+		if checked := e.checked.Load(); checked != 0 && start.UnixNano()-checked < int64(trustWindow) {
+			c.hits.Add(1)
+			return e.value, nil
 		}
-		file = e.file
-	} else {
-		var err error
-		if file, err = c.src.file(key); err != nil {
-			c.misses.Add(1)
-			return c.src.read(ctx, key)
+	}
+	// The tree key is not kept in the entry (tens of thousands of
+	// entries): a stat is a system call anyway.
+	file, err := c.src.file(key)
+	if err != nil {
+		c.misses.Add(1)
+		if cached {
+			c.lru.remove(key)
 		}
+		return c.src.read(ctx, key)
 	}
 	id, err := c.stat(file)
 	if err != nil {
@@ -186,7 +185,7 @@ func (c *fileCache[V]) get(ctx context.Context, key string) (V, error) {
 	}
 	if start.Sub(time.Unix(0, id.ctime)) >= c.racyWindow {
 		key = cloneKey(key)
-		e := &fileEntry[V]{file: file, id: id, value: v}
+		e := &fileEntry[V]{id: id, value: v}
 		e.validated(gen, counted, start.UnixNano())
 		c.lru.add(key, e, c.src.weight(key, v, id.size))
 	} else if cached {

@@ -11,7 +11,7 @@ import (
 // entryOverhead is the memory a cached file takes beside its value and its
 // key: the entry (its identity and validation record), the lru's item and
 // its slot in the lru's map.
-const entryOverhead = 224
+const entryOverhead = 176
 
 // repoCache is the repositories of the server when caching is on: a
 // bounded cache of the views of repository files (layout.RepositoryView),

@@ -52,12 +52,17 @@ func openTree(dir string) (*tree, error) {
 	for _, key := range subtreeKeys() {
 		t.subtrees[key] = &subtree{key: key}
 	}
+	if t.idDir, err = openIdentityDir(root); err != nil {
+		root.Close()
+		return nil, err
+	}
 	key := layout.LayoutFileKey()
 	data, err := t.readFile(key, layout.MaxLayoutFileSize)
 	if err == nil {
 		_, err = layout.DecodeLayoutFile(data)
 	}
 	if err != nil {
+		t.idDir.close()
 		root.Close()
 		if errors.Is(err, errNotFound) {
 			return nil, fmt.Errorf("%s is not a heron tree: %s is missing", dir, key)
@@ -66,10 +71,6 @@ func openTree(dir string) (*tree, error) {
 		if !errors.As(err, &fe) {
 			err = t.fileError(key, err)
 		}
-		return nil, err
-	}
-	if t.idDir, err = openIdentityDir(root); err != nil {
-		root.Close()
 		return nil, err
 	}
 	return t, nil
@@ -176,6 +177,9 @@ func cannotExist(err error) bool {
 // readFile reads the whole file at key, refusing one of more than limit
 // bytes.
 func (t *tree) readFile(key string, limit int64) ([]byte, error) {
+	if data, err, ok := t.readBeneath(key, limit); ok {
+		return data, err
+	}
 	f, info, err := t.open(key)
 	if err != nil {
 		return nil, err

@@ -281,20 +281,30 @@ func comparePeers(ctx context.Context, cfg *config, fx *fixture, tree, runDir st
 		return err
 	}
 
-	// nginx, the same files; its /blobs/ is heron's redirect target.
-	nginxAddr, err := freeAddr()
+	// nginx, the same files, as production runs it (open_file_cache), the
+	// reference; its /blobs/ is heron's redirect target. The same nginx
+	// without the open file cache, as a second row.
+	startNginxSite := func(name string, tuned bool) (*proc, string, error) {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, "", err
+		}
+		prefix := filepath.Join(runDir, name)
+		if err := os.MkdirAll(prefix, 0o755); err != nil {
+			return nil, "", err
+		}
+		p, err := launch(startNginx(&nginxSite{addr: addr, prefix: prefix, tree: tree, fx: fx, tagsList: tagsList, tuned: tuned}, runDir))
+		if err != nil {
+			return nil, "", err
+		}
+		return p, addr, p.waitReady(ctx, "http://"+addr+fx.manifestPath(fx.repo, "latest"), 200, 10*time.Second)
+	}
+	nginx, nginxAddr, err := startNginxSite("nginx", true)
 	if err != nil {
 		return err
 	}
-	prefix := filepath.Join(runDir, "nginx")
-	if err := os.MkdirAll(prefix, 0o755); err != nil {
-		return err
-	}
-	nginx, err := launch(startNginx(&nginxSite{addr: nginxAddr, prefix: prefix, tree: tree, fx: fx, tagsList: tagsList}, runDir))
+	_, nginxUntunedAddr, err := startNginxSite("nginx-untuned", false)
 	if err != nil {
-		return err
-	}
-	if err := nginx.waitReady(ctx, "http://"+nginxAddr+fx.manifestPath(fx.repo, "latest"), 200, 10*time.Second); err != nil {
 		return err
 	}
 
@@ -372,6 +382,7 @@ func comparePeers(ctx context.Context, cfg *config, fx *fixture, tree, runDir st
 
 	targets := map[string]target{
 		tNginx:         {name: tNginx, addr: nginxAddr},
+		tNginxUntuned:  {name: tNginxUntuned, addr: nginxUntunedAddr},
 		tNginxRedirect: {name: tNginxRedirect, addr: nginxAddr, prefix: nginxRedirectPrefix},
 		tRegistry:      {name: tRegistry, addr: regAddr},
 		tHeron:         {name: tHeron, addr: heronAddr},

@@ -72,7 +72,7 @@ func TestNginx(t *testing.T) {
 	tags.WriteString("]}\n")
 	prefix := filepath.Join(dir, "nginx")
 	os.MkdirAll(prefix, 0o755)
-	p, err := startNginx(&nginxSite{addr: addr, prefix: prefix, tree: tree, fx: fx, tagsList: []byte(tags.String())}, dir)
+	p, err := startNginx(&nginxSite{addr: addr, prefix: prefix, tree: tree, fx: fx, tagsList: []byte(tags.String()), tuned: true}, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,11 @@ func profileHeron(ctx context.Context, cfg *config, fx *fixture, peerTree, bigTr
 		return nil, err
 	}
 	accept := http.Header{"Accept": {acceptManifests}}
+	var spread []load.Request
+	for j := range min(bigRepos, spreadRepos) {
+		name := treegen.RepositoryName(j * bigRepos / min(bigRepos, spreadRepos))
+		spread = append(spread, load.Request{Path: fx.manifestPath(name, treegen.TagName(j%tagsPerRepo)), Header: accept})
+	}
 	cases := []struct {
 		id, what, tree string
 		reqs           []load.Request
@@ -43,6 +48,8 @@ func profileHeron(ctx context.Context, cfg *config, fx *fixture, peerTree, bigTr
 			[]load.Request{{Path: fx.manifestPath(fx.repo, "latest"), Header: accept}}},
 		{"tags-list", "GET tags/list (100 tags)", peerTree,
 			[]load.Request{{Path: "/v2/" + fx.tagsRepo + "/tags/list"}}},
+		{"manifest-spread", fmt.Sprintf("GET manifest by tag over %s repositories at %s repositories", num(float64(len(spread))), num(float64(bigRepos))), bigTree,
+			spread},
 		{"catalog", fmt.Sprintf("GET _catalog?n=100&last=<random> at %s repositories", num(float64(bigRepos))), bigTree,
 			[]load.Request{
 				{Path: "/v2/_catalog?n=100&last=" + url.QueryEscape(treegen.RepositoryName(bigRepos/3))},

@@ -127,14 +127,13 @@ func (s *scenarioResult) find(name string) *accum {
 	return nil
 }
 
-// nginx returns the result of nginx, the baseline of every ratio.
+// nginx returns the result of nginx as production runs it, the baseline
+// of every ratio: with its open file cache, or nginx's 307.
 func (s *scenarioResult) nginx() *accum {
-	for _, r := range s.results {
-		if strings.HasPrefix(r.target, tNginx) {
-			return r.accum
-		}
+	if a := s.find(tNginx); a != nil {
+		return a
 	}
-	return nil
+	return s.find(tNginxRedirect)
 }
 
 // heron returns the result of heron as configured by default (blobs
@@ -219,12 +218,14 @@ func (r *report) markdown() string {
 	}
 
 	b.WriteString("\n### heron by tree size\n\n")
-	b.WriteString("| repositories | first answer after exec (median; min–max) | manifest GET by tag over 10,000 repos: req/s, p50, p99 | blob GET MiB/s | `_catalog?n=100` first page: req/s, p50, p99 | `_catalog?n=100&last=<random>`: req/s, p50, p99 | peak RSS (VmHWM): manifests and blobs | peak RSS: all, catalog too | RSS after |\n")
-	b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(&b, "| repositories | first answer after exec (median; min–max) | manifest GET by tag over %s repos: req/s, p50, p99 | the same over %s repos: req/s, p50, p99 | spread × concentrated | blob GET MiB/s | `_catalog?n=100` first page: req/s, p50, p99 | `_catalog?n=100&last=<random>`: req/s, p50, p99 | peak RSS (VmHWM): manifests and blobs | peak RSS: all, catalog too | RSS after |\n",
+		num(concentratedRepos), num(spreadRepos))
+	b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, s := range r.sizes {
-		fmt.Fprintf(&b, "| %s | %s (%s–%s) | %s, %s, %s | %.0f | %s, %s, %s | %s, %s, %s | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s (%s–%s) | %s, %s, %s | %s, %s, %s | %.2f | %.0f | %s, %s, %s | %s, %s, %s | %s | %s | %s |\n",
 			num(float64(s.repos)), dur(s.startups[len(s.startups)/2]), dur(s.startups[0]), dur(s.startups[len(s.startups)-1]),
-			num(s.spread.rps()), dur(s.spread.p(0.5)), dur(s.spread.p(0.99)), s.blob.mibps(),
+			num(s.concentrated.rps()), dur(s.concentrated.p(0.5)), dur(s.concentrated.p(0.99)),
+			num(s.spread.rps()), dur(s.spread.p(0.5)), dur(s.spread.p(0.99)), s.spread.rps()/s.concentrated.rps(), s.blob.mibps(),
 			num(s.catFirst.rps()), dur(s.catFirst.p(0.5)), dur(s.catFirst.p(0.99)),
 			num(s.catRandom.rps()), dur(s.catRandom.p(0.5)), dur(s.catRandom.p(0.99)),
 			mb(s.peakNoCatalog), mb(s.peak), mb(s.current))
@@ -267,14 +268,18 @@ func (r *report) targets() [][3]string {
 		}
 		xn := s.rate(heron) / s.rate(base)
 		switch s.sc.id {
-		case "manifest-get-tag", "manifest-head-tag", "manifest-get-digest":
-			out = append(out, [3]string{s.sc.title + ": ≥ 0.9× nginx", fmt.Sprintf("%.2f×", xn), yes(xn >= 0.9)})
+		case "manifest-get-tag", "manifest-head-tag":
+			out = append(out, [3]string{s.sc.title + ": ≥ 1.0× nginx (open_file_cache)", fmt.Sprintf("%.2f×", xn), yes(xn >= 1.0)})
 			if reg != nil {
 				xr := s.rate(heron) / s.rate(reg)
 				out = append(out, [3]string{s.sc.title + ": ≥ 30× registry:2", fmt.Sprintf("%.1f×", xr), yes(xr >= 30)})
 			}
+		case "manifest-get-digest":
+			out = append(out, [3]string{s.sc.title + ": ≥ 0.9× nginx (open_file_cache)", fmt.Sprintf("%.2f×", xn), yes(xn >= 0.9)})
+		case "tags-list":
+			out = append(out, [3]string{s.sc.title + ": ≥ 1.0× nginx (open_file_cache)", fmt.Sprintf("%.2f×", xn), yes(xn >= 1.0)})
 		case "blob-307":
-			out = append(out, [3]string{"blob 307: ≥ 0.8× nginx's 307", fmt.Sprintf("%.2f×", xn), yes(xn >= 0.8)})
+			out = append(out, [3]string{"blob 307: ≥ 0.9× nginx's 307", fmt.Sprintf("%.2f×", xn), yes(xn >= 0.9)})
 		case "blob-get":
 			out = append(out, [3]string{"blob GET direct: ≥ 0.9× nginx's MiB/s", fmt.Sprintf("%.2f× (%.0f vs %.0f MiB/s)", xn, heron.mibps(), base.mibps()), yes(xn >= 0.9)})
 		}
@@ -300,6 +305,11 @@ func (r *report) targets() [][3]string {
 		}
 		out = append(out, [3]string{"first answer ≤ 50 ms after exec, any size", "slowest of all start-ups " + dur(slowest), yes(slowest <= 50*time.Millisecond)})
 		if large.repos >= 1_000_000 {
+			x := large.spread.rps() / large.concentrated.rps()
+			out = append(out, [3]string{fmt.Sprintf("at %s repositories, manifest GET over %s repositories ≥ 0.8× over %s, peak RSS ≤ 40 MB",
+				num(float64(large.repos)), num(spreadRepos), num(concentratedRepos)),
+				fmt.Sprintf("%.2f× (%s vs %s req/s), %s", x, num(large.spread.rps()), num(large.concentrated.rps()), mb(large.peakNoCatalog)),
+				yes(x >= 0.8 && large.peakNoCatalog <= 40e6)})
 			out = append(out, [3]string{fmt.Sprintf("`_catalog?n=100` p50 < 1 ms at %s repositories", num(float64(large.repos))),
 				fmt.Sprintf("first page %s, random page %s", dur(large.catFirst.p(0.5)), dur(large.catRandom.p(0.5))),
 				yes(large.catFirst.p(0.5) < time.Millisecond && large.catRandom.p(0.5) < time.Millisecond)})
@@ -333,7 +343,7 @@ func machineInfo(heron string) []string {
 		commit += " (with uncommitted changes)"
 	}
 	out = append(out, fmt.Sprintf("heron: %s at commit %s, built with %s, --log-level warn (no line per request), metrics on, default caches and memory limit", heron, commit, runtime.Version()))
-	out = append(out, "nginx: "+strings.TrimPrefix(cmdOutput("nginx", "-v"), "nginx version: ")+", 2 workers, access log off, sendfile on, no open_file_cache")
+	out = append(out, "nginx: "+strings.TrimPrefix(cmdOutput("nginx", "-v"), "nginx version: ")+", 2 workers, access log off, sendfile on, `"+nginxTuning+"` (the reference of every × nginx); the same without open_file_cache as a second row")
 	out = append(out, "registry:2: "+cmdOutput(registryBin, "--version")+", filesystem storage, in-memory blob descriptor cache, access log off")
 	return out
 }

@@ -52,6 +52,7 @@ func (f *fixture) tags() []string {
 // show what a request costs when it reads the files.
 const (
 	tNginx         = "nginx"
+	tNginxUntuned  = "nginx, no open_file_cache"
 	tNginxRedirect = "nginx (return 307)"
 	tRegistry      = "registry:2"
 	tHeron         = "heron"
@@ -94,7 +95,7 @@ type scenario struct {
 func scenarios() []scenario {
 	manifestBody := func(f *fixture) int64 { return int64(len(f.img.Manifest)) }
 	layerBody := func(f *fixture) int64 { return int64(len(f.img.Layer)) }
-	peers := []string{tNginx, tRegistry, tHeron, tHeronNetHTTP, tHeronNoCache}
+	peers := []string{tNginx, tNginxUntuned, tRegistry, tHeron, tHeronNetHTTP, tHeronNoCache}
 	return []scenario{
 		{id: "manifest-get-tag", title: "GET manifest by tag", method: http.MethodGet, accept: true,
 			path:   func(f *fixture) string { return f.manifestPath(f.repo, "latest") },

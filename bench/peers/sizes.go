@@ -19,7 +19,8 @@ import (
 type sizeResult struct {
 	repos         int
 	startups      []time.Duration
-	spread        *accum // manifest GET by tag over many repositories
+	spread        *accum // manifest GET by tag over spreadRepos repositories
+	concentrated  *accum // the same GET over concentratedRepos repositories
 	blob          *accum // blob GET
 	catFirst      *accum // /v2/_catalog?n=100
 	catRandom     *accum // /v2/_catalog?n=100&last=<random name>
@@ -27,8 +28,14 @@ type sizeResult struct {
 	peakNoCatalog int64  // heron's VmHWM before the catalog load
 }
 
-// spreadRepos is how many distinct repositories the spread load visits.
-const spreadRepos = 10_000
+// spreadRepos is how many distinct repositories the spread load visits,
+// one after the other (the worst order for a cache that cannot hold them
+// all); concentratedRepos the few the concentrated load visits, which
+// every cache holds. Their ratio is what a cache miss costs.
+const (
+	spreadRepos       = 20_000
+	concentratedRepos = 100
+)
 
 // measureSize measures heron on the tree of n repositories: start-up
 // time, then one server under load for memory, manifests over many
@@ -60,15 +67,20 @@ func measureSize(ctx context.Context, cfg *config, fx *fixture, tree string, n i
 	t := target{name: tHeron, addr: addr}
 	accept := http.Header{"Accept": {acceptManifests}}
 
-	k := min(n, spreadRepos)
-	spread := make([]load.Request, 0, k)
-	blobs := make([]load.Request, 0, 1000)
-	for j := 0; j < k; j++ {
-		name := treegen.RepositoryName(j * n / k)
-		spread = append(spread, load.Request{Path: fx.manifestPath(name, treegen.TagName(j%tagsPerRepo)), Header: accept})
-		if j%(max(k/1000, 1)) == 0 {
-			blobs = append(blobs, load.Request{Path: fx.blobPath(name, fx.img.LayerDigest)})
+	over := func(k int) []load.Request {
+		k = min(n, k)
+		reqs := make([]load.Request, 0, k)
+		for j := 0; j < k; j++ {
+			name := treegen.RepositoryName(j * n / k)
+			reqs = append(reqs, load.Request{Path: fx.manifestPath(name, treegen.TagName(j%tagsPerRepo)), Header: accept})
 		}
+		return reqs
+	}
+	spread, concentrated := over(spreadRepos), over(concentratedRepos)
+	k := min(n, spreadRepos)
+	blobs := make([]load.Request, 0, 1000)
+	for j := 0; j < k; j += max(k/1000, 1) {
+		blobs = append(blobs, load.Request{Path: fx.blobPath(treegen.RepositoryName(j*n/k), fx.img.LayerDigest)})
 	}
 	rng := rand.New(rand.NewPCG(uint64(n), 7))
 	catalog := make([]load.Request, 1000)
@@ -84,7 +96,8 @@ func measureSize(ctx context.Context, cfg *config, fx *fixture, tree string, n i
 		into   **accum
 		rounds int
 	}{
-		{"manifest GET by tag over repositories", spread, func(f *fixture) int64 { return int64(len(f.img.Manifest)) }, &sr.spread, 2},
+		{fmt.Sprintf("manifest GET by tag over %s repositories", num(float64(min(n, concentratedRepos)))), concentrated, func(f *fixture) int64 { return int64(len(f.img.Manifest)) }, &sr.concentrated, 2},
+		{fmt.Sprintf("manifest GET by tag over %s repositories", num(float64(min(n, spreadRepos)))), spread, func(f *fixture) int64 { return int64(len(f.img.Manifest)) }, &sr.spread, 2},
 		{"blob GET", blobs, func(f *fixture) int64 { return int64(len(f.img.Layer)) }, &sr.blob, 1},
 		{"catalog first page", []load.Request{{Path: "/v2/_catalog?n=100"}}, nil, &sr.catFirst, 1},
 		{"catalog random page", catalog, nil, &sr.catRandom, 1},
