@@ -2,8 +2,13 @@ package layout
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -15,71 +20,185 @@ import (
 // RepositoryView is a repository file as a reader that serves it needs it:
 // its settings, each tag's manifest, each manifest's media type and size,
 // each blob's size and whether it is stored, and the referrers. It is
-// read-only and compact (a server keeps tens of thousands of them in a few
-// megabytes): the tags and digests are packed in a few strings, sorted, and
-// looked up by binary search; what only a writer needs (the children and
-// blobs of each manifest, media types of blobs, unknown fields) is left
-// out. DecodeRepositoryView builds one from a file, ViewOf from a decoded
-// Repository; both give the same view for the same file.
+// read-only, compact and free of pointers: one string holds it all in a
+// binary layout (below), digests as raw bytes, sorted, looked up by binary
+// search without allocating. A server keeps tens of thousands of them in a
+// few megabytes, which the garbage collector does not scan. What only a
+// writer needs (the children and blobs of each manifest, media types of
+// blobs, unknown fields) is left out. DecodeRepositoryView builds one from
+// a file, ViewOf from a decoded Repository; both give the same view for the
+// same file. The zero RepositoryView is not valid.
+//
+// The layout, integers little-endian:
+//
+//	header   flags u8 (1 protected, 2 upstream, 4 referrers), local types u8,
+//	         name length u16, base URL length u16, tags u32, manifests of
+//	         each algorithm u32 u32, blobs of each u32 u32, tag bytes u32
+//	name, base URL
+//	tags     the end of each (from the first) u32, its manifest's index u32,
+//	         then their bytes, sorted
+//	manifests  digests in DigestKey's form (sha256, then sha512), sorted; a
+//	         media type u8 each (below 0x80: knownTypes, else a local type),
+//	         a size i64 each
+//	blobs    digests in DigestKey's form (sha256, then sha512), sorted; a
+//	         size i64 each; a bit each, set for a blob not stored
+//	local types   length u16 and bytes, each
+//	upstream (flag 2)   registry and repository (length u16, bytes), insecure u8
+//	referrers (flag 4)  count u32, then each subject: its raw digest (algorithm
+//	         u8 and sum), length u32 and the JSON array of its descriptors
 type RepositoryView struct {
-	Name        string
-	BlobBaseURL string
-	Upstream    *Upstream
-	Protected   bool
-
-	// text holds the name, the base URL, the tags one after the other,
-	// then the manifests' digests and the blobs' digests (see
-	// digestTable), from the offsets below.
-	text                                    string
-	tagsAt, m256, m512, b256, b512, textEnd uint32
-	// ints holds, for tag i, the end of its text (from tagsAt) at i and
-	// its manifest's index at nTags+i, then the media type (an index in
-	// types) of each manifest.
-	ints      []uint32
-	sizes     []int64  // each manifest's, then each blob's
-	types     []string // shared by the views of the same single type
-	unstored  []uint64 // bit i: blob i is not stored; nil when all are
-	referrers map[digest.Digest][]v1.Descriptor
+	s string
 }
 
-func (v *RepositoryView) manifests() digestTable {
-	return digestTable{sha256: v.text[v.m256:v.m512], sha512: v.text[v.m512:v.b256]}
+const (
+	viewProtected = 1 << iota
+	viewUpstream
+	viewReferrers
+)
+
+// viewHeader is the size of the header.
+const viewHeader = 1 + 1 + 2 + 2 + 4*6
+
+// Algorithms of raw digests (DigestKey): their first byte; and the size
+// of a digest in DigestKey's form, of each.
+const (
+	algSHA256 = 1
+	algSHA512 = 2
+	key256    = 1 + sha256.Size
+	key512    = 1 + sha512.Size
+)
+
+func (v RepositoryView) u16(i int) int { return int(v.s[i]) | int(v.s[i+1])<<8 }
+
+func (v RepositoryView) u32(i int) int {
+	return int(v.s[i]) | int(v.s[i+1])<<8 | int(v.s[i+2])<<16 | int(v.s[i+3])<<24
 }
 
-func (v *RepositoryView) blobs() digestTable {
-	return digestTable{sha256: v.text[v.b256:v.b512], sha512: v.text[v.b512:v.textEnd]}
+func (v RepositoryView) i64(i int) int64 {
+	var n uint64
+	for j := 7; j >= 0; j-- {
+		n = n<<8 | uint64(v.s[i+j])
+	}
+	return int64(n)
 }
 
-func (v *RepositoryView) nTags() int { return (len(v.ints) - v.manifests().len()) / 2 }
+func (v RepositoryView) nTags() int      { return v.u32(6) }
+func (v RepositoryView) nM256() int      { return v.u32(10) }
+func (v RepositoryView) nM512() int      { return v.u32(14) }
+func (v RepositoryView) nB256() int      { return v.u32(18) }
+func (v RepositoryView) nB512() int      { return v.u32(22) }
+func (v RepositoryView) nManifests() int { return v.nM256() + v.nM512() }
+func (v RepositoryView) nBlobs() int     { return v.nB256() + v.nB512() }
+
+// Offsets of the sections.
+func (v RepositoryView) nameAt() int     { return viewHeader }
+func (v RepositoryView) baseAt() int     { return viewHeader + v.u16(2) }
+func (v RepositoryView) tagEndsAt() int  { return v.baseAt() + v.u16(4) }
+func (v RepositoryView) tagTextAt() int  { return v.tagEndsAt() + 8*v.nTags() }
+func (v RepositoryView) mDigestsAt() int { return v.tagTextAt() + v.u32(26) }
+func (v RepositoryView) mTypesAt() int {
+	return v.mDigestsAt() + key256*v.nM256() + key512*v.nM512()
+}
+func (v RepositoryView) mSizesAt() int   { return v.mTypesAt() + v.nManifests() }
+func (v RepositoryView) bDigestsAt() int { return v.mSizesAt() + 8*v.nManifests() }
+func (v RepositoryView) bSizesAt() int {
+	return v.bDigestsAt() + key256*v.nB256() + key512*v.nB512()
+}
+func (v RepositoryView) unstoredAt() int { return v.bSizesAt() + 8*v.nBlobs() }
+func (v RepositoryView) typesAt() int    { return v.unstoredAt() + (v.nBlobs()+7)/8 }
+
+// Name is the repository's name.
+func (v RepositoryView) Name() string { return v.s[v.nameAt():v.baseAt()] }
+
+// BlobBaseURL is the repository's blob base URL, without trailing
+// slashes, or "".
+func (v RepositoryView) BlobBaseURL() string { return v.s[v.baseAt():v.tagEndsAt()] }
+
+// Protected reports whether the repository needs credentials.
+func (v RepositoryView) Protected() bool { return v.s[0]&viewProtected != 0 }
 
 // Tags returns the number of tags.
-func (v *RepositoryView) Tags() int { return v.nTags() }
+func (v RepositoryView) Tags() int { return v.nTags() }
 
 // TagAt returns tag i, in lexical order.
-func (v *RepositoryView) TagAt(i int) string {
-	start := uint32(0)
+func (v RepositoryView) TagAt(i int) string {
+	ends, text := v.tagEndsAt(), v.tagTextAt()
+	start := 0
 	if i > 0 {
-		start = v.ints[i-1]
+		start = v.u32(ends + 4*(i-1))
 	}
-	return v.text[v.tagsAt+start : v.tagsAt+v.ints[i]]
+	return v.s[text+start : text+v.u32(ends+4*i)]
 }
 
 // TagsAfter returns the index of the first tag that sorts after last.
-func (v *RepositoryView) TagsAfter(last string) int {
+func (v RepositoryView) TagsAfter(last string) int {
 	return sort.Search(v.nTags(), func(i int) bool { return v.TagAt(i) > last })
 }
 
-// ManifestInfo is a listed manifest as a view gives it: the digest (a part
-// of the view's memory), media type and size.
+// ManifestInfo is a listed manifest as a view gives it.
 type ManifestInfo struct {
-	Digest    digest.Digest
+	// Key is the manifest's raw digest (see DigestKey), a part of the
+	// view's memory: a key for caches that costs no allocation.
+	Key       string
 	MediaType string
 	Size      int64
 }
 
+// Digest returns the manifest's digest.
+func (m ManifestInfo) Digest() digest.Digest { return DigestOfKey(m.Key) }
+
+// DigestKey returns the raw form of a digest of the algorithms heron
+// stores: the algorithm in a byte, then the sum; it sorts as the digest
+// does. It returns false for any other string. The key is written into
+// buf, which must be at least 1+sha512.Size bytes.
+func DigestKey(d string, buf []byte) ([]byte, bool) {
+	var alg byte
+	var n int
+	switch {
+	case len(d) == sha256Width && d[:7] == "sha256:":
+		alg, n = algSHA256, sha256.Size
+	case len(d) == sha512Width && d[:7] == "sha512:":
+		alg, n = algSHA512, sha512.Size
+	default:
+		return nil, false
+	}
+	buf = buf[:1+n]
+	buf[0] = alg
+	for i := range n {
+		hi, lo := unhex(d[7+2*i]), unhex(d[8+2*i])
+		if hi > 15 || lo > 15 {
+			return nil, false
+		}
+		buf[1+i] = hi<<4 | lo
+	}
+	return buf, true
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	}
+	return 255
+}
+
+// DigestOfKey is the inverse of DigestKey.
+func DigestOfKey(key string) digest.Digest {
+	if len(key) == 0 {
+		return ""
+	}
+	alg := "sha256:"
+	if key[0] == algSHA512 {
+		alg = "sha512:"
+	}
+	return digest.Digest(alg + hex.EncodeToString([]byte(key[1:])))
+}
+
 // Resolve returns the manifest a reference (tag or digest) names in this
 // repository, and whether it is listed.
-func (v *RepositoryView) Resolve(ref string) (ManifestInfo, bool) {
+func (v RepositoryView) Resolve(ref string) (ManifestInfo, bool) {
 	if IsDigest(ref) {
 		return v.Manifest(digest.Digest(ref))
 	}
@@ -88,126 +207,171 @@ func (v *RepositoryView) Resolve(ref string) (ManifestInfo, bool) {
 	if t == n || v.TagAt(t) != ref {
 		return ManifestInfo{}, false
 	}
-	return v.manifestAt(int(v.ints[n+t])), true
+	return v.manifestAt(v.u32(v.tagEndsAt() + 4*n + 4*t)), true
 }
 
 // Manifest returns the listed manifest d.
-func (v *RepositoryView) Manifest(d digest.Digest) (ManifestInfo, bool) {
-	i, ok := v.manifests().find(string(d))
+func (v RepositoryView) Manifest(d digest.Digest) (ManifestInfo, bool) {
+	var buf [1 + sha512.Size]byte
+	key, ok := DigestKey(string(d), buf[:])
+	if !ok {
+		return ManifestInfo{}, false
+	}
+	i, ok := v.find(v.mDigestsAt(), v.nM256(), v.nM512(), key)
 	if !ok {
 		return ManifestInfo{}, false
 	}
 	return v.manifestAt(i), true
 }
 
-func (v *RepositoryView) manifestAt(i int) ManifestInfo {
-	return ManifestInfo{
-		Digest:    digest.Digest(v.manifests().at(i)),
-		MediaType: v.types[v.ints[2*v.nTags()+i]],
-		Size:      v.sizes[i],
+// digestAt returns digest i (in DigestKey's form) of the table at at,
+// whose first n256 digests are sha256 digests.
+func (v RepositoryView) digestAt(at, n256, i int) string {
+	if i < n256 {
+		at += key256 * i
+		return v.s[at : at+key256]
 	}
+	at += key256*n256 + key512*(i-n256)
+	return v.s[at : at+key512]
 }
 
-// Blob returns the size of listed blob d and whether it is stored.
-func (v *RepositoryView) Blob(d digest.Digest) (size int64, stored, ok bool) {
-	i, ok := v.blobs().find(string(d))
-	if !ok {
-		return 0, false, false
+// find looks key (DigestKey's form) up in the table at at.
+func (v RepositoryView) find(at, n256, n512 int, key []byte) (int, bool) {
+	lo, n, width := 0, n256, key256
+	if key[0] == algSHA512 {
+		lo, n, width = n256, n512, key512
+		at += key256 * n256
 	}
-	return v.sizes[v.manifests().len()+i], v.unstored == nil || v.unstored[i/64]&(1<<(i%64)) == 0, true
-}
-
-// Referrers returns the descriptors of the manifests whose subject is d,
-// sorted by digest; they are shared and are not modified.
-func (v *RepositoryView) Referrers(d digest.Digest) []v1.Descriptor { return v.referrers[d] }
-
-// Size is the approximate memory of the view, in bytes: what its
-// allocations take.
-func (v *RepositoryView) Size() int64 {
-	n := 192 + len(v.text) + 4*len(v.ints) + 8*len(v.sizes) + 8*len(v.unstored)
-	if len(v.types) > 1 || (len(v.types) == 1 && singleTypes[v.types[0]] == nil) {
-		n += 16 * len(v.types)
-		for _, t := range v.types {
-			if _, known := knownTypes[t]; !known {
-				n += len(t)
-			}
-		}
-	}
-	for _, refs := range v.referrers {
-		n += 160 + 240*len(refs)
-		for _, r := range refs {
-			for k, a := range r.Annotations {
-				n += len(k) + len(a) + 32
-			}
-		}
-	}
-	return int64(n)
-}
-
-// knownTypes are the media types of the manifests of almost every
-// repository: a view refers to these strings rather than keeping copies,
-// and a view whose manifests are all of one of them shares its list of
-// types (singleTypes).
-var knownTypes, singleTypes = func() (map[string]string, map[string][]string) {
-	known, single := map[string]string{}, map[string][]string{}
-	for _, t := range []string{
-		v1.MediaTypeImageManifest, v1.MediaTypeImageIndex,
-		"application/vnd.docker.distribution.manifest.v2+json",
-		"application/vnd.docker.distribution.manifest.list.v2+json",
-	} {
-		known[t] = t
-		single[t] = []string{t}
-	}
-	return known, single
-}()
-
-// digestTable is a sorted list of digests of the algorithms heron stores,
-// each written whole ("sha256:…") in the string of its algorithm, at a
-// fixed width: a digest is a part of that string, and looking one up costs
-// no allocation. "sha256:" sorts before "sha512:", so the sha256 digests
-// come first in the table's order.
-type digestTable struct {
-	sha256, sha512 string
-}
-
-const (
-	sha256Width = len("sha256:") + 64
-	sha512Width = len("sha512:") + 128
-)
-
-func (t digestTable) n256() int { return len(t.sha256) / sha256Width }
-
-func (t digestTable) len() int { return t.n256() + len(t.sha512)/sha512Width }
-
-func (t digestTable) at(i int) string {
-	if n := t.n256(); i >= n {
-		i -= n
-		return t.sha512[i*sha512Width : (i+1)*sha512Width]
-	}
-	return t.sha256[i*sha256Width : (i+1)*sha256Width]
-}
-
-func (t digestTable) find(d string) (int, bool) { return findDigest(t, d) }
-
-// findDigest is digestTable.find for a digest in a string or in bytes.
-func findDigest[S string | []byte](t digestTable, d S) (int, bool) {
-	var part string
-	var width, offset int
-	switch len(d) {
-	case sha256Width:
-		part, width = t.sha256, sha256Width
-	case sha512Width:
-		part, width, offset = t.sha512, sha512Width, t.n256()
-	default:
-		return 0, false
-	}
-	n := len(part) / width
-	i := sort.Search(n, func(i int) bool { return part[i*width:(i+1)*width] >= string(d) })
-	if i < n && part[i*width:(i+1)*width] == string(d) {
-		return offset + i, true
+	i := sort.Search(n, func(i int) bool { return v.s[at+width*i:at+width*(i+1)] >= string(key) })
+	if i < n && v.s[at+width*i:at+width*(i+1)] == string(key) {
+		return lo + i, true
 	}
 	return 0, false
 }
+
+func (v RepositoryView) manifestAt(i int) ManifestInfo {
+	return ManifestInfo{
+		Key:       v.digestAt(v.mDigestsAt(), v.nM256(), i),
+		MediaType: v.typeOf(v.s[v.mTypesAt()+i]),
+		Size:      v.i64(v.mSizesAt() + 8*i),
+	}
+}
+
+// typeOf returns the media type of index t.
+func (v RepositoryView) typeOf(t byte) string {
+	if t < 0x80 {
+		return knownTypeList[t]
+	}
+	at := v.typesAt()
+	for range int(t - 0x80) {
+		at += 2 + v.u16(at)
+	}
+	return v.s[at+2 : at+2+v.u16(at)]
+}
+
+// Blob returns the size of listed blob d and whether it is stored.
+func (v RepositoryView) Blob(d digest.Digest) (size int64, stored, ok bool) {
+	var buf [1 + sha512.Size]byte
+	key, ok := DigestKey(string(d), buf[:])
+	if !ok {
+		return 0, false, false
+	}
+	i, ok := v.find(v.bDigestsAt(), v.nB256(), v.nB512(), key)
+	if !ok {
+		return 0, false, false
+	}
+	return v.i64(v.bSizesAt() + 8*i), v.s[v.unstoredAt()+i/8]&(1<<(i%8)) == 0, true
+}
+
+// afterTypes returns the offset after the local types.
+func (v RepositoryView) afterTypes() int {
+	at := v.typesAt()
+	for range int(v.s[1]) {
+		at += 2 + v.u16(at)
+	}
+	return at
+}
+
+// Upstream returns where blobs that are listed but not stored can be
+// fetched, or nil.
+func (v RepositoryView) Upstream() *Upstream {
+	if v.s[0]&viewUpstream == 0 {
+		return nil
+	}
+	at := v.afterTypes()
+	u := &Upstream{}
+	n := v.u16(at)
+	u.Registry = v.s[at+2 : at+2+n]
+	at += 2 + n
+	n = v.u16(at)
+	u.Repository = v.s[at+2 : at+2+n]
+	u.Insecure = v.s[at+2+n] != 0
+	return u
+}
+
+// Referrers returns the descriptors of the manifests whose subject is d,
+// sorted by digest, decoded anew on each call (requests for referrers are
+// rare, and decoded descriptors would hold pointers).
+func (v RepositoryView) Referrers(d digest.Digest) []v1.Descriptor {
+	if v.s[0]&viewReferrers == 0 {
+		return nil
+	}
+	var buf [1 + sha512.Size]byte
+	key, ok := DigestKey(string(d), buf[:])
+	if !ok {
+		return nil
+	}
+	at := v.afterTypes()
+	if v.s[0]&viewUpstream != 0 {
+		at += 2 + v.u16(at)
+		at += 2 + v.u16(at) + 1
+	}
+	n := v.u32(at)
+	at += 4
+	for range n {
+		klen := key256
+		if v.s[at] == algSHA512 {
+			klen = key512
+		}
+		k := v.s[at : at+klen]
+		size := v.u32(at + klen)
+		body := v.s[at+klen+4 : at+klen+4+size]
+		if k == string(key) {
+			var refs []v1.Descriptor
+			if json.Unmarshal([]byte(body), &refs) != nil {
+				return nil
+			}
+			return refs
+		}
+		at += klen + 4 + size
+	}
+	return nil
+}
+
+// Size is the approximate memory of the view, in bytes.
+func (v RepositoryView) Size() int64 { return int64(len(v.s)) }
+
+// knownTypeList are the media types of the manifests of almost every
+// repository, which a view refers to by their index (below 0x80) rather
+// than keeping copies; knownTypes maps each to its index.
+var knownTypeList = []string{
+	v1.MediaTypeImageManifest, v1.MediaTypeImageIndex,
+	"application/vnd.docker.distribution.manifest.v2+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+}
+
+var knownTypes = func() map[string]byte {
+	m := map[string]byte{}
+	for i, t := range knownTypeList {
+		m[t] = byte(i)
+	}
+	return m
+}()
+
+const (
+	sha256Width = len("sha256:") + 2*sha256.Size
+	sha512Width = len("sha512:") + 2*sha512.Size
+)
 
 // viewTag, viewManifest and viewBlob are the entries a view is built
 // from: parts of the file being decoded (or of a Repository's strings).
@@ -224,82 +388,138 @@ type viewBlob struct {
 	stored bool
 }
 
-// buildView packs what a file lists into a view, whose Name and
-// BlobBaseURL are set. The entries must be valid and consistent
+// viewSettings are the settings a view holds.
+type viewSettings struct {
+	name, blobBaseURL string
+	protected         bool
+	upstream          *Upstream
+}
+
+// encodeView packs what a file lists into a view (see RepositoryView for
+// the layout). The entries must be valid and consistent
 // (Repository.Validate's rules), tags sorted by tag, manifests and blobs
-// by digest.
-func buildView(v *RepositoryView, tags []viewTag, manifests []viewManifest, blobs []viewBlob) {
-	n := len(v.Name) + len(v.BlobBaseURL)
+// by digest; refs are the referrers of each subject, sorted by digest.
+func encodeView(st viewSettings, tags []viewTag, manifests []viewManifest, blobs []viewBlob, refs map[digest.Digest][]v1.Descriptor) RepositoryView {
+	var locals []string
+	mtype := make([]byte, len(manifests))
+	for i, m := range manifests {
+		if t, ok := knownTypes[string(m.mediaType)]; ok {
+			mtype[i] = t
+			continue
+		}
+		t := slices.Index(locals, string(m.mediaType))
+		if t < 0 {
+			t = len(locals)
+			locals = append(locals, string(m.mediaType))
+		}
+		mtype[i] = byte(0x80 + t)
+	}
+	count := func(n int, digest func(int) []byte) (n256, n512 int) {
+		for i := range n {
+			if len(digest(i)) == sha256Width {
+				n256++
+			} else {
+				n512++
+			}
+		}
+		return n256, n512
+	}
+	m256, m512 := count(len(manifests), func(i int) []byte { return manifests[i].digest })
+	b256, b512 := count(len(blobs), func(i int) []byte { return blobs[i].digest })
+	tagBytes := 0
 	for _, t := range tags {
-		n += len(t.tag)
+		tagBytes += len(t.tag)
+	}
+	var flags byte
+	if st.protected {
+		flags |= viewProtected
+	}
+	if st.upstream != nil {
+		flags |= viewUpstream
+	}
+	if len(refs) > 0 {
+		flags |= viewReferrers
+	}
+	b := make([]byte, 0, viewHeader+len(st.name)+len(st.blobBaseURL)+8*len(tags)+tagBytes+
+		(key256+9)*m256+(key512+9)*m512+(key256+8)*b256+(key512+8)*b512+(len(blobs)+7)/8)
+	b = append(b, flags, byte(len(locals)))
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(st.name)))
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(st.blobBaseURL)))
+	for _, n := range []int{len(tags), m256, m512, b256, b512, tagBytes} {
+		b = binary.LittleEndian.AppendUint32(b, uint32(n))
+	}
+	b = append(append(b, st.name...), st.blobBaseURL...)
+	end := 0
+	for _, t := range tags {
+		end += len(t.tag)
+		b = binary.LittleEndian.AppendUint32(b, uint32(end))
+	}
+	for _, t := range tags {
+		i, _ := slices.BinarySearchFunc(manifests, t.digest, func(m viewManifest, d []byte) int { return bytes.Compare(m.digest, d) })
+		b = binary.LittleEndian.AppendUint32(b, uint32(i))
+	}
+	var kb [key512]byte
+	for _, t := range tags {
+		b = append(b, t.tag...)
 	}
 	for _, m := range manifests {
-		n += len(m.digest)
+		key, _ := DigestKey(string(m.digest), kb[:])
+		b = append(b, key...)
 	}
-	for _, b := range blobs {
-		n += len(b.digest)
+	b = append(b, mtype...)
+	for _, m := range manifests {
+		b = binary.LittleEndian.AppendUint64(b, uint64(m.size))
 	}
-	text := make([]byte, 0, n)
-	text = append(append(text, v.Name...), v.BlobBaseURL...)
-	v.tagsAt = uint32(len(text))
-	v.ints = make([]uint32, 2*len(tags)+len(manifests))
-	for i, t := range tags {
-		text = append(text, t.tag...)
-		v.ints[i] = uint32(len(text)) - v.tagsAt
+	for _, bl := range blobs {
+		key, _ := DigestKey(string(bl.digest), kb[:])
+		b = append(b, key...)
 	}
-	appendDigests := func(n int, digest func(int) []byte) (at256, at512 uint32) {
-		at256 = uint32(len(text))
-		for _, width := range []int{sha256Width, sha512Width} {
-			if width == sha512Width {
-				at512 = uint32(len(text))
-			}
-			for i := range n {
-				if d := digest(i); len(d) == width {
-					text = append(text, d...)
-				}
-			}
+	for _, bl := range blobs {
+		b = binary.LittleEndian.AppendUint64(b, uint64(bl.size))
+	}
+	unstored := make([]byte, (len(blobs)+7)/8)
+	for i, bl := range blobs {
+		if !bl.stored {
+			unstored[i/8] |= 1 << (i % 8)
 		}
-		return at256, at512
 	}
-	v.m256, v.m512 = appendDigests(len(manifests), func(i int) []byte { return manifests[i].digest })
-	v.b256, v.b512 = appendDigests(len(blobs), func(i int) []byte { return blobs[i].digest })
-	v.textEnd = uint32(len(text))
-	v.text = string(text)
-	v.Name = v.text[:len(v.Name)]
-	v.BlobBaseURL = v.text[len(v.Name):v.tagsAt]
+	b = append(b, unstored...)
+	for _, t := range locals {
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(t)))
+		b = append(b, t...)
+	}
+	if u := st.upstream; u != nil {
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(u.Registry)))
+		b = append(b, u.Registry...)
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(u.Repository)))
+		b = append(b, u.Repository...)
+		insecure := byte(0)
+		if u.Insecure {
+			insecure = 1
+		}
+		b = append(b, insecure)
+	}
+	if len(refs) > 0 {
+		subjects := slices.Sorted(maps.Keys(refs))
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(subjects)))
+		for _, subject := range subjects {
+			key, _ := DigestKey(string(subject), kb[:])
+			js, _ := json.Marshal(refs[subject])
+			b = append(b, key...)
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(js)))
+			b = append(b, js...)
+		}
+	}
+	return RepositoryView{s: string(b)}
+}
 
-	v.sizes = make([]int64, len(manifests)+len(blobs))
-	types := 2 * len(tags)
-	for i, m := range manifests {
-		v.sizes[i] = m.size
-		t := slices.IndexFunc(v.types, func(t string) bool { return t == string(m.mediaType) })
-		if t < 0 {
-			t = len(v.types)
-			if known, ok := knownTypes[string(m.mediaType)]; ok {
-				v.types = append(v.types, known)
-			} else {
-				v.types = append(v.types, string(m.mediaType))
-			}
-		}
-		v.ints[types+i] = uint32(t)
-	}
-	if len(v.types) == 1 && singleTypes[v.types[0]] != nil {
-		v.types = singleTypes[v.types[0]]
-	}
-	ms := v.manifests()
-	for i, t := range tags {
-		j, _ := findDigest(ms, t.digest)
-		v.ints[len(tags)+i] = uint32(j)
-	}
-	for i, b := range blobs {
-		v.sizes[len(manifests)+i] = b.size
-		if !b.stored {
-			if v.unstored == nil {
-				v.unstored = make([]uint64, (len(blobs)+63)/64)
-			}
-			v.unstored[i/64] |= 1 << (i % 64)
-		}
-	}
+// viewable reports whether the settings fit a view's header: lengths of
+// the name and base URL, counts of local media types, of the upstream's
+// names. A repository file that does not (a base URL of 64 KiB) is not
+// served.
+func (st viewSettings) viewable() bool {
+	return len(st.name) <= 0xffff && len(st.blobBaseURL) <= 0xffff &&
+		(st.upstream == nil || (len(st.upstream.Registry) <= 0xffff && len(st.upstream.Repository) <= 0xffff))
 }
 
 // sortTags sorts entries by tag, sortManifests and sortBlobs by digest.
@@ -316,11 +536,10 @@ func sortBlobs(bs []viewBlob) {
 }
 
 // ViewOf returns the view of a valid repository file.
-func ViewOf(r *Repository) *RepositoryView {
-	v := &RepositoryView{Name: r.Name, BlobBaseURL: strings.TrimRight(r.BlobBaseURL, "/"), Protected: r.Protected}
-	if r.Upstream != nil {
-		u := *r.Upstream
-		v.Upstream = &u
+func ViewOf(r *Repository) (RepositoryView, error) {
+	st := viewSettings{name: r.Name, blobBaseURL: strings.TrimRight(r.BlobBaseURL, "/"), protected: r.Protected, upstream: r.Upstream}
+	if !st.viewable() {
+		return RepositoryView{}, fmt.Errorf("repository %s: a name, base URL or upstream longer than 65,535 bytes", r.Name)
 	}
 	tags := make([]viewTag, 0, len(r.Tags))
 	for t, d := range r.Tags {
@@ -328,8 +547,15 @@ func ViewOf(r *Repository) *RepositoryView {
 	}
 	sortTags(tags)
 	manifests := make([]viewManifest, 0, len(r.Manifests))
+	types := map[string]bool{}
 	for d, m := range r.Manifests {
 		manifests = append(manifests, viewManifest{digest: []byte(d), mediaType: []byte(m.MediaType), size: m.Size})
+		if _, known := knownTypes[m.MediaType]; !known {
+			types[m.MediaType] = true
+		}
+	}
+	if len(types) > 0x7f {
+		return RepositoryView{}, fmt.Errorf("repository %s: manifests of %d media types, more than the 127 served", r.Name, len(types))
 	}
 	sortManifests(manifests)
 	blobs := make([]viewBlob, 0, len(r.Blobs))
@@ -337,16 +563,16 @@ func ViewOf(r *Repository) *RepositoryView {
 		blobs = append(blobs, viewBlob{digest: []byte(d), size: b.Size, stored: b.IsStored()})
 	}
 	sortBlobs(blobs)
-	buildView(v, tags, manifests, blobs)
+	var refs map[digest.Digest][]v1.Descriptor
 	if len(r.Referrers) > 0 {
-		v.referrers = make(map[digest.Digest][]v1.Descriptor, len(r.Referrers))
-		for s, refs := range r.Referrers {
-			refs = slices.Clone(refs)
-			sortDescriptors(refs)
-			v.referrers[s] = refs
+		refs = make(map[digest.Digest][]v1.Descriptor, len(r.Referrers))
+		for s, ds := range r.Referrers {
+			ds = slices.Clone(ds)
+			sortDescriptors(ds)
+			refs[s] = ds
 		}
 	}
-	return v
+	return encodeView(st, tags, manifests, blobs, refs), nil
 }
 
 // DecodeRepositoryView decodes the repository file of name (as
@@ -355,7 +581,7 @@ func ViewOf(r *Repository) *RepositoryView {
 // builds the view directly (see jsonScanner); anything else, and any file
 // that is not valid, is decoded by DecodeRepositoryFile, which says what
 // is wrong with it.
-func DecodeRepositoryView(name string, data []byte) (*RepositoryView, error) {
+func DecodeRepositoryView(name string, data []byte) (RepositoryView, error) {
 	if len(data) <= MaxRepositoryFileSize {
 		if v, ok := scanRepositoryView(name, data); ok {
 			return v, nil
@@ -363,9 +589,9 @@ func DecodeRepositoryView(name string, data []byte) (*RepositoryView, error) {
 	}
 	r, err := DecodeRepositoryFile(name, data)
 	if err != nil {
-		return nil, err
+		return RepositoryView{}, err
 	}
-	return ViewOf(r), nil
+	return ViewOf(r)
 }
 
 // Fields of the repository file, as bits, to find duplicates.
@@ -384,9 +610,9 @@ const (
 // scanRepositoryView is DecodeRepositoryView's fast path: it reports false
 // for anything it does not read exactly as the slow path would, including
 // every file that is not valid (whose error the slow path gives).
-func scanRepositoryView(name string, data []byte) (*RepositoryView, bool) {
+func scanRepositoryView(name string, data []byte) (RepositoryView, bool) {
 	s := newJSONScanner(data)
-	v := &RepositoryView{}
+	var st viewSettings
 	var seen int
 	version := int64(-1)
 	var tags []viewTag
@@ -408,16 +634,16 @@ func scanRepositoryView(name string, data []byte) (*RepositoryView, bool) {
 			version = s.int()
 			return once(fieldSchemaVersion)
 		case s.keyIs(key, "name"):
-			v.Name = string(s.str())
+			st.name = string(s.str())
 			return once(fieldName)
 		case s.keyIs(key, "blobBaseURL"):
-			v.BlobBaseURL = strings.TrimRight(string(s.str()), "/")
+			st.blobBaseURL = strings.TrimRight(string(s.str()), "/")
 			return once(fieldBlobBaseURL)
 		case s.keyIs(key, "protected"):
-			v.Protected = s.bool()
+			st.protected = s.bool()
 			return once(fieldProtected)
 		case s.keyIs(key, "upstream"):
-			v.Upstream = scanUpstream(s)
+			st.upstream = scanUpstream(s)
 			return once(fieldUpstream)
 		case s.keyIs(key, "tags"):
 			s.object(func(tag []byte) bool {
@@ -503,28 +729,36 @@ func scanRepositoryView(name string, data []byte) (*RepositoryView, bool) {
 		s.raw()
 		return s.ok
 	})
-	if !s.end() || version != RepositorySchemaVersion || v.Name != name || ValidateRepository(name) != nil {
-		return nil, false
+	if !s.end() || version != RepositorySchemaVersion || st.name != name || ValidateRepository(name) != nil || !st.viewable() {
+		return RepositoryView{}, false
 	}
-	if v.BlobBaseURL != "" && ValidateBlobBaseURL(v.BlobBaseURL) != nil {
-		return nil, false
+	if st.blobBaseURL != "" && ValidateBlobBaseURL(st.blobBaseURL) != nil {
+		return RepositoryView{}, false
 	}
 	sortTags(tags)
 	sortManifests(manifests)
+	var locals []string
+	for _, m := range manifests {
+		if _, known := knownTypes[string(m.mediaType)]; !known && !slices.Contains(locals, string(m.mediaType)) {
+			if locals = append(locals, string(m.mediaType)); len(locals) > 0x7f {
+				return RepositoryView{}, false // ViewOf says how many
+			}
+		}
+	}
 	sortBlobs(blobs)
 	for i, t := range tags {
 		if (i > 0 && bytes.Equal(tags[i-1].tag, t.tag)) || !matchTag(string(t.tag)) {
-			return nil, false
+			return RepositoryView{}, false
 		}
 	}
 	for i, m := range manifests {
 		if (i > 0 && bytes.Equal(manifests[i-1].digest, m.digest)) || !isCanonicalDigest(m.digest) {
-			return nil, false
+			return RepositoryView{}, false
 		}
 	}
 	for i, b := range blobs {
 		if (i > 0 && bytes.Equal(blobs[i-1].digest, b.digest)) || !isCanonicalDigest(b.digest) {
-			return nil, false
+			return RepositoryView{}, false
 		}
 	}
 	listed := func(d []byte) bool {
@@ -533,41 +767,37 @@ func scanRepositoryView(name string, data []byte) (*RepositoryView, bool) {
 	}
 	for _, t := range tags {
 		if !listed(t.digest) {
-			return nil, false
+			return RepositoryView{}, false
 		}
 	}
 	for _, d := range mustManifest {
 		if !listed(d) {
-			return nil, false
+			return RepositoryView{}, false
 		}
 	}
 	for _, d := range mustBlob {
 		if _, ok := slices.BinarySearchFunc(blobs, d, func(b viewBlob, d []byte) int { return bytes.Compare(b.digest, d) }); !ok {
-			return nil, false
+			return RepositoryView{}, false
 		}
 	}
+	var refs map[digest.Digest][]v1.Descriptor
 	if referrers != nil {
-		var refs map[digest.Digest][]v1.Descriptor
 		if json.Unmarshal(referrers, &refs) != nil {
-			return nil, false
+			return RepositoryView{}, false
 		}
 		for subject, ds := range refs {
 			if _, err := ParseDigest(string(subject)); err != nil {
-				return nil, false
+				return RepositoryView{}, false
 			}
 			for _, d := range ds {
 				if !listed([]byte(d.Digest)) {
-					return nil, false
+					return RepositoryView{}, false
 				}
 			}
 			sortDescriptors(ds)
 		}
-		if len(refs) > 0 {
-			v.referrers = refs
-		}
 	}
-	buildView(v, tags, manifests, blobs)
-	return v, true
+	return encodeView(st, tags, manifests, blobs, refs), true
 }
 
 // scanUpstream reads the upstream object.
@@ -596,6 +826,6 @@ func scanUpstream(s *jsonScanner) *Upstream {
 }
 
 // String describes the view for messages and tests.
-func (v *RepositoryView) String() string {
-	return fmt.Sprintf("repository %s: %d tags, %d manifests, %d blobs", v.Name, v.nTags(), v.manifests().len(), v.blobs().len())
+func (v RepositoryView) String() string {
+	return fmt.Sprintf("repository %s: %d tags, %d manifests, %d blobs", v.Name(), v.nTags(), v.nManifests(), v.nBlobs())
 }

@@ -44,13 +44,13 @@ const (
 	DefaultCacheSize = 100_000
 	// DefaultCacheBytes is the approximate memory of all the caches
 	// together: the views of repository files (layout.RepositoryView,
-	// with the entry about 650 bytes for a repository of a few tags),
-	// the manifests' bytes and the catalog shards' names, with each
-	// entry's overhead. It holds the views of about 25,000 small
-	// repositories, or two thirds of the catalog of a tree of 1,000,000
-	// repositories; with the default memory limit, heron serve stays
-	// under 40 MB of RSS (docs/benchmarks.md).
-	DefaultCacheBytes = 16 << 20
+	// with its entry about 370 bytes for a repository of a few tags and
+	// one image, measured), the manifests' bytes and the catalog shards'
+	// names, with each entry's overhead. It holds the views of about
+	// 21,000 such repositories, or a third of the catalog of a tree of
+	// 1,000,000 repositories; with the default memory limit, heron serve
+	// stays under 40 MB of RSS (docs/benchmarks.md).
+	DefaultCacheBytes = 8 << 20
 	// MemoryHeadroom is what the server needs beside its caches, under
 	// load, before the garbage collector must work harder: the requests in
 	// flight, their garbage, the runtime. See MemoryLimit.

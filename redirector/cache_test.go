@@ -563,7 +563,7 @@ func TestLoadOnce(t *testing.T) {
 		stats.Add(1)
 		return s.tree.identity(p)
 	}
-	c.files.src = heldSource[*layout.RepositoryView]{c.files.src, &reads, release}
+	c.files.src = heldSource[layout.RepositoryView]{c.files.src, &reads, release}
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {

@@ -32,6 +32,9 @@ func (f indexFile) read(ctx context.Context, _ string) (*layout.CatalogIndex, er
 	return f.backend.catalogIndex(ctx)
 }
 
+// ownKey copies the key, a part of a request.
+func (indexFile) ownKey(key string, _ *layout.CatalogIndex) string { return cloneKey(key) }
+
 // weight is about twice the index file's size: its shards' ids and names
 // as strings, in a slice of structs.
 func (indexFile) weight(_ string, _ *layout.CatalogIndex, size int64) int64 {

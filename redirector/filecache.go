@@ -36,6 +36,10 @@ type fileSource[V any] interface {
 	// weight is the memory an entry of key takes, with its value parsed
 	// from a file of size bytes.
 	weight(key string, v V, size int64) int64
+	// ownKey returns key in memory of the entry's own (a key comes from a
+	// request, whose memory an entry must not keep alive): a copy, or
+	// the same string kept in v.
+	ownKey(key string, v V) string
 }
 
 // fileCache is a bounded cache of values parsed from the tree's mutable
@@ -184,7 +188,7 @@ func (c *fileCache[V]) get(ctx context.Context, key string) (V, error) {
 		return v, err
 	}
 	if start.Sub(time.Unix(0, id.ctime)) >= c.racyWindow {
-		key = cloneKey(key)
+		key = c.src.ownKey(key, v)
 		e := &fileEntry[V]{id: id, value: v}
 		e.validated(gen, counted, start.UnixNano())
 		c.lru.add(key, e, c.src.weight(key, v, id.size))

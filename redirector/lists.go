@@ -77,7 +77,7 @@ func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, name string) 
 // tags start to end of repo, as encoding/json would write it: names and
 // tags have no character it escapes (see layout.ValidateRepository and
 // layout.ValidateTag), so they are written as they are.
-func tagsJSON(name string, repo *layout.RepositoryView, start, end int) []byte {
+func tagsJSON(name string, repo layout.RepositoryView, start, end int) []byte {
 	n := len(`{"name":"","tags":[]}`) + len(name)
 	for i := start; i < end; i++ {
 		n += len(repo.TagAt(i)) + 3

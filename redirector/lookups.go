@@ -25,21 +25,21 @@ type repositories interface {
 	// repository returns the repository file of a valid name, or an error
 	// wrapping errNotFound if the repository does not exist. The file is
 	// shared and is not modified.
-	repository(ctx context.Context, name string) (*layout.RepositoryView, error)
+	repository(ctx context.Context, name string) (layout.RepositoryView, error)
 }
 
 // manifests gives manifests, by digest, verified against it.
 type manifests interface {
-	// hotManifest returns manifest d, of the size the repository file
+	// hotManifest returns manifest m, of the size the repository file
 	// lists, if it is at hand without any I/O.
-	hotManifest(d digest.Digest, size int64) (*manifestEntry, bool)
-	// manifest returns manifest d of the listed size, read whole and
+	hotManifest(m layout.ManifestInfo) (*manifestEntry, bool)
+	// manifest returns manifest m of the listed size, read whole and
 	// verified.
-	manifest(ctx context.Context, d digest.Digest, size int64) (*manifestEntry, error)
-	// checkManifest checks manifest d for a HEAD, which sends no bytes:
+	manifest(ctx context.Context, m layout.ManifestInfo) (*manifestEntry, error)
+	// checkManifest checks manifest m for a HEAD, which sends no bytes:
 	// nil once its file is there with the listed size, or the manifest
 	// if it read it anyway (a cache does, for the GET that follows).
-	checkManifest(ctx context.Context, d digest.Digest, size int64) (*manifestEntry, error)
+	checkManifest(ctx context.Context, m layout.ManifestInfo) (*manifestEntry, error)
 }
 
 // catalogShards gives the shards of the catalog, by id.

@@ -4,7 +4,7 @@ import (
 	"context"
 	"sync/atomic"
 
-	"github.com/opencontainers/go-digest"
+	"github.com/heron-registry/heron/layout"
 )
 
 // manifestOverhead is the approximate memory of a manifestEntry beyond its
@@ -16,7 +16,8 @@ const manifestOverhead = 320
 // bytes. Manifests are immutable, so it is never invalidated.
 type manifestCache struct {
 	backend manifests // the tree's, which it caches
-	lru     *lru[digest.Digest, *manifestEntry]
+	// lru is keyed by the raw digest (layout.ManifestInfo.Key).
+	lru *lru[string, *manifestEntry]
 	// hits counts the manifests found at hand, misses those read from the
 	// backend instead (one of each per request at most).
 	hits, misses atomic.Uint64
@@ -30,46 +31,45 @@ var (
 // newManifestCache returns a cache of t's manifests, of at most entries
 // manifests sharing budget.
 func newManifestCache(t *tree, entries int, budget *cacheBudget) *manifestCache {
-	return &manifestCache{backend: t, lru: newLRUIn[digest.Digest, *manifestEntry](entries, budget)}
+	return &manifestCache{backend: t, lru: newLRUIn[string, *manifestEntry](entries, budget)}
 }
 
-// hotManifest returns the cached manifest d if it has the size the
+// hotManifest returns the cached manifest m if it has the size the
 // repository file lists; a repository that lists another size gets the
 // backend's answer (an error), as without a cache.
-func (c *manifestCache) hotManifest(d digest.Digest, size int64) (*manifestEntry, bool) {
-	m, ok := c.lru.get(d)
-	if !ok || int64(len(m.data)) != size {
+func (c *manifestCache) hotManifest(m layout.ManifestInfo) (*manifestEntry, bool) {
+	e, ok := c.lru.get(m.Key)
+	if !ok || int64(len(e.data)) != m.Size {
 		return nil, false
 	}
 	c.hits.Add(1)
-	return m, true
+	return e, true
 }
 
-// manifest returns manifest d from the cache, or read by the backend (and
+// manifest returns manifest m from the cache, or read by the backend (and
 // then cached).
-func (c *manifestCache) manifest(ctx context.Context, d digest.Digest, size int64) (*manifestEntry, error) {
-	if m, ok := c.hotManifest(d, size); ok {
-		return m, nil
+func (c *manifestCache) manifest(ctx context.Context, m layout.ManifestInfo) (*manifestEntry, error) {
+	if e, ok := c.hotManifest(m); ok {
+		return e, nil
 	}
 	c.misses.Add(1)
-	// d may be a part of a repository's view or of a request: the entry
-	// keeps a copy of its own.
-	d = digest.Digest(cloneKey(string(d)))
-	m, err := c.backend.manifest(ctx, d, size)
+	e, err := c.backend.manifest(ctx, m)
 	if err != nil {
 		return nil, err
 	}
-	c.lru.add(d, m, int64(len(m.data))+manifestOverhead)
-	return m, nil
+	// The key is a part of a repository's view: the entry keeps a copy
+	// of its own.
+	c.lru.add(cloneKey(m.Key), e, int64(len(e.data))+manifestOverhead)
+	return e, nil
 }
 
-// checkManifest reads and keeps manifest d for the GET that follows a
+// checkManifest reads and keeps manifest m for the GET that follows a
 // HEAD, and answers as the backend does if it does not verify.
-func (c *manifestCache) checkManifest(ctx context.Context, d digest.Digest, size int64) (*manifestEntry, error) {
-	if m, err := c.manifest(ctx, d, size); err == nil {
-		return m, nil
+func (c *manifestCache) checkManifest(ctx context.Context, m layout.ManifestInfo) (*manifestEntry, error) {
+	if e, err := c.manifest(ctx, m); err == nil {
+		return e, nil
 	}
-	return c.backend.checkManifest(ctx, d, size)
+	return c.backend.checkManifest(ctx, m)
 }
 
 func (c *manifestCache) cacheCounts() cacheCounts {

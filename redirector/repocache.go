@@ -8,9 +8,10 @@ import (
 	"github.com/heron-registry/heron/layout"
 )
 
-// entryOverhead is the memory a cached file takes beside its value and its
-// key: the entry (its identity and validation record), the lru's item and
-// its slot in the lru's map.
+// entryOverhead is the memory a cached file takes beside its value: the
+// entry (its identity and validation record), the lru's item and its slot
+// in the lru's map. 20,000 views of repositories of 3 tags and one image
+// took 370 bytes each in all, 210 of them the view.
 const entryOverhead = 176
 
 // repoCache is the repositories of the server when caching is on: a
@@ -19,7 +20,7 @@ const entryOverhead = 176
 // few hundred bytes for a small repository, so the default budget holds
 // tens of thousands.
 type repoCache struct {
-	files *fileCache[*layout.RepositoryView]
+	files *fileCache[layout.RepositoryView]
 }
 
 var (
@@ -33,24 +34,27 @@ type repoFiles struct{ backend repositories }
 
 func (repoFiles) file(name string) (string, error) { return layout.RepositoryKey(name) }
 
-func (f repoFiles) read(ctx context.Context, name string) (*layout.RepositoryView, error) {
+func (f repoFiles) read(ctx context.Context, name string) (layout.RepositoryView, error) {
 	return f.backend.repository(ctx, name)
 }
 
-func (repoFiles) weight(key string, v *layout.RepositoryView, _ int64) int64 {
-	return v.Size() + entryOverhead + int64(len(key))
+func (repoFiles) weight(_ string, v layout.RepositoryView, _ int64) int64 {
+	return v.Size() + entryOverhead
 }
+
+// ownKey is the view's own name: the entry's key shares its memory.
+func (repoFiles) ownKey(_ string, v layout.RepositoryView) string { return v.Name() }
 
 // newRepoCache returns a cache of t's repository files, of at most entries
 // files sharing budget (see fileCache for racyWindow).
 func newRepoCache(t *tree, entries int, budget *cacheBudget, racyWindow time.Duration) *repoCache {
-	return &repoCache{files: newFileCache[*layout.RepositoryView](t, repoFiles{backend: t}, entries, budget, racyWindow)}
+	return &repoCache{files: newFileCache[layout.RepositoryView](t, repoFiles{backend: t}, entries, budget, racyWindow)}
 }
 
 // repository returns the view of the repository file of a valid name: the
 // cached one if the file is still the one it was read from, else what the
 // tree reads now. Errors are the tree's, never cached.
-func (c *repoCache) repository(ctx context.Context, name string) (*layout.RepositoryView, error) {
+func (c *repoCache) repository(ctx context.Context, name string) (layout.RepositoryView, error) {
 	return c.files.get(ctx, name)
 }
 

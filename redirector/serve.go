@@ -45,26 +45,26 @@ const (
 // heron serve has no authentication yet, so no caller may read it, and
 // none may tell it from a name that is not there (the catalog leaves it
 // out too, see catalogPage). The first one asked for is logged, once.
-func (s *Server) repository(ctx context.Context, name string) (*layout.RepositoryView, error) {
+func (s *Server) repository(ctx context.Context, name string) (layout.RepositoryView, error) {
 	repo, err := s.repos.repository(ctx, name)
 	if errors.Is(err, errNotFound) {
-		return nil, ErrNameUnknown.WithDetail(map[string]string{"name": name})
+		return layout.RepositoryView{}, ErrNameUnknown.WithDetail(map[string]string{"name": name})
 	}
-	if err == nil && repo.Protected {
+	if err == nil && repo.Protected() {
 		if !s.protectedSeen.Load() && s.protectedSeen.CompareAndSwap(false, true) {
 			s.log.WarnContext(ctx, "a protected repository was asked for: heron serve has no authentication yet, so it answers every request for a protected repository as for one that does not exist, and leaves protected repositories out of /v2/_catalog (logged once)",
 				"repository", name)
 		}
-		return nil, ErrNameUnknown.WithDetail(map[string]string{"name": name})
+		return layout.RepositoryView{}, ErrNameUnknown.WithDetail(map[string]string{"name": name})
 	}
 	return repo, err
 }
 
 // blobBase is where blobs of repo are redirected to: the repository's own
 // base URL, else the server's, else nowhere ("").
-func (s *Server) blobBase(repo *layout.RepositoryView) string {
-	if repo.BlobBaseURL != "" {
-		return repo.BlobBaseURL // normalized by layout
+func (s *Server) blobBase(repo layout.RepositoryView) string {
+	if base := repo.BlobBaseURL(); base != "" {
+		return base // normalized by layout
 	}
 	return s.redirectBase
 }
@@ -117,19 +117,18 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, name, ref
 	if !ok {
 		return ErrManifestUnknown.WithDetail(map[string]string{"name": name, "reference": ref})
 	}
-	d := m.Digest
 	// A hot manifest (in the cache) is answered without any file access;
 	// otherwise mc carries its headers only, until it is read.
-	mc, hot := s.manifests.hotManifest(d, m.Size)
+	mc, hot := s.manifests.hotManifest(m)
 	if !hot {
-		mc = newManifestEntry(d, m.Size, nil)
+		mc = newManifestEntry(m.Digest(), m.Size, nil)
 	}
 	h := w.Header()
 	h[contentDigestKey] = mc.digest
 	h[etagKey] = mc.etag
 	if r.Method == http.MethodGet && s.redirectManifests {
 		if base := s.blobBase(repo); base != "" {
-			return redirectTo(base, d)
+			return redirectTo(base, digest.Digest(mc.digest[0]))
 		}
 	}
 	if notModified(r, mc.etag[0]) {
@@ -143,7 +142,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, name, ref
 		// read them: the file must only be there with the listed size.
 		// A cache reads and keeps them for the GET that follows, and
 		// answers as without a cache if they do not verify.
-		full, err := s.manifests.checkManifest(r.Context(), d, m.Size)
+		full, err := s.manifests.checkManifest(r.Context(), m)
 		if err != nil {
 			return err
 		}
@@ -151,7 +150,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, name, ref
 			mc = full
 		}
 	default:
-		if mc, err = s.manifests.manifest(r.Context(), d, m.Size); err != nil {
+		if mc, err = s.manifests.manifest(r.Context(), m); err != nil {
 			return err
 		}
 	}

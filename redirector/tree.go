@@ -212,18 +212,18 @@ func (t *tree) readFile(key string, limit int64) ([]byte, error) {
 
 // repository reads and validates the repository file of name, and checks
 // that it names the repository it is the file of; it returns its view.
-func (t *tree) repository(_ context.Context, name string) (*layout.RepositoryView, error) {
+func (t *tree) repository(_ context.Context, name string) (layout.RepositoryView, error) {
 	key, err := layout.RepositoryKey(name)
 	if err != nil {
-		return nil, err
+		return layout.RepositoryView{}, err
 	}
 	data, err := t.readFile(key, layout.MaxRepositoryFileSize)
 	if err != nil {
-		return nil, err
+		return layout.RepositoryView{}, err
 	}
 	repo, err := layout.DecodeRepositoryView(name, data)
 	if err != nil {
-		return nil, t.fileError(key, err)
+		return layout.RepositoryView{}, t.fileError(key, err)
 	}
 	return repo, nil
 }
@@ -373,21 +373,22 @@ func (t *tree) readManifest(d digest.Digest, size int64) ([]byte, error) {
 }
 
 // hotManifest has no manifest at hand: the tree reads them.
-func (t *tree) hotManifest(digest.Digest, int64) (*manifestEntry, bool) { return nil, false }
+func (t *tree) hotManifest(layout.ManifestInfo) (*manifestEntry, bool) { return nil, false }
 
-// manifest reads manifest d (see readManifest).
-func (t *tree) manifest(_ context.Context, d digest.Digest, size int64) (*manifestEntry, error) {
-	data, err := t.readManifest(d, size)
+// manifest reads manifest m (see readManifest).
+func (t *tree) manifest(_ context.Context, m layout.ManifestInfo) (*manifestEntry, error) {
+	d := m.Digest()
+	data, err := t.readManifest(d, m.Size)
 	if err != nil {
 		return nil, err
 	}
-	return newManifestEntry(d, size, data), nil
+	return newManifestEntry(d, m.Size, data), nil
 }
 
-// checkManifest checks that manifest d is a file of the listed size,
+// checkManifest checks that manifest m is a file of the listed size,
 // without reading it.
-func (t *tree) checkManifest(_ context.Context, d digest.Digest, size int64) (*manifestEntry, error) {
-	return nil, t.statBlob(d, size)
+func (t *tree) checkManifest(_ context.Context, m layout.ManifestInfo) (*manifestEntry, error) {
+	return nil, t.statBlob(m.Digest(), m.Size)
 }
 
 // catalogIndex reads catalog/index.json; errNotFound when there is none.
