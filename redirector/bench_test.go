@@ -307,4 +307,3 @@ func BenchmarkManifestSpread(b *testing.B) {
 		})
 	}
 }
-

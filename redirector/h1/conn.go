@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -37,9 +38,14 @@ type conn struct {
 	out        []byte // the response being written: header, then body or its start
 	handedOff  bool
 	// header and respHeader are the request's and the response's fields,
-	// reused from one request to the next: a handler does not keep them
-	// past its return.
+	// req, url and values the request, its URL and the values of its
+	// fields, reused from one request to the next: a handler does not
+	// keep them past its return. base is the request every one starts
+	// from: empty, with the connection's context.
 	header, respHeader http.Header
+	req, base          *http.Request
+	url                url.URL
+	values             []string
 }
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
@@ -56,6 +62,8 @@ func (c *conn) serve() {
 	c.remoteAddr = c.rwc.RemoteAddr().String()
 	ctx, cancel := context.WithCancel(baseContext(c.srv, c.rwc))
 	c.ctx = ctx
+	c.base = (&http.Request{}).WithContext(ctx)
+	c.req = new(http.Request)
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(c.rwc)
 	defer func() {
@@ -77,37 +85,58 @@ func (c *conn) serve() {
 	// The deadlines of net/http: the header timeout from the connection's
 	// start for the first request; between requests the idle timeout for
 	// the next one's first byte, then the header timeout for the rest.
+	// A deadline costs a timer's update in the runtime, so it is set on
+	// the socket only when a read may wait for it: the header deadline
+	// only when the header block is not in the buffer whole; the idle
+	// one only when the one set is older than a tenth of the timeout (an
+	// idle connection is closed between nine tenths of the idle timeout
+	// and the whole of it after its last answer); neither is cleared
+	// while a handler runs, which reads nothing.
 	idle, header := c.srv.idleTimeout(), c.srv.readHeaderTimeout()
-	deadline := false // a read deadline is set
+	var set time.Time // the read deadline on the socket (zero: none)
+	setDeadline := func(t time.Time) {
+		if !t.Equal(set) {
+			c.rwc.SetReadDeadline(t)
+			set = t
+		}
+	}
 	for first := true; ; first = false {
-		if !first && c.br.Buffered() == 0 {
-			if idle > 0 {
-				c.rwc.SetReadDeadline(time.Now().Add(idle))
-				deadline = true
-			}
-			if _, err := c.br.Peek(1); err != nil {
-				return
-			}
-		}
 		var headerDeadline time.Time
-		if header > 0 {
-			headerDeadline = time.Now().Add(header)
-			c.rwc.SetReadDeadline(headerDeadline)
-			deadline = true
-		} else if deadline {
-			c.rwc.SetReadDeadline(time.Time{})
-			deadline = false
-		}
-		if first {
+		switch {
+		case first:
+			if header > 0 {
+				headerDeadline = time.Now().Add(header)
+			}
+			setDeadline(headerDeadline)
 			if _, err := c.br.Peek(1); err != nil {
 				return
+			}
+		case c.br.Buffered() == 0:
+			if idle <= 0 {
+				setDeadline(time.Time{})
+			} else if now := time.Now(); set.IsZero() || set.Before(now.Add(idle-idle/10)) {
+				setDeadline(now.Add(idle))
+			}
+			if _, err := c.br.Peek(1); err != nil {
+				return
+			}
+			fallthrough
+		default:
+			if header > 0 {
+				headerDeadline = time.Now().Add(header)
 			}
 		}
 		if !c.phase.CompareAndSwap(phaseIdle, phaseActive) {
 			return // closed by Shutdown
 		}
 		c.setState(http.StateActive)
-		n, err := readHead(c.br)
+		n, err := 0, error(nil)
+		if buf, _ := c.br.Peek(c.br.Buffered()); headEnd(buf, 0) > 0 {
+			n = headEnd(buf, 0) // whole: no read, no deadline
+		} else {
+			setDeadline(headerDeadline)
+			n, err = readHead(c.br)
+		}
 		if err != nil {
 			// A client that closed its side, or was too slow, in the
 			// middle of its header block gets net/http's answer for what
@@ -129,10 +158,6 @@ func (c *conn) serve() {
 			return
 		}
 		c.br.Discard(n)
-		if deadline {
-			c.rwc.SetReadDeadline(time.Time{})
-			deadline = false
-		}
 		if wt := c.srv.HTTP.WriteTimeout; wt > 0 {
 			c.rwc.SetWriteDeadline(time.Now().Add(wt))
 		}

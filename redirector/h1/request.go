@@ -27,8 +27,7 @@ func (c *conn) parse(head []byte) *http.Request {
 	if c.srv.FastPath != nil && !c.srv.FastPath(uri) {
 		return nil
 	}
-	u := parseTarget(uri)
-	if u == nil {
+	if !parseTarget(uri, &c.url) {
 		return nil
 	}
 
@@ -37,7 +36,10 @@ func (c *conn) parse(head []byte) *http.Request {
 	}
 	h := c.header
 	clear(h)
-	values := make([]string, 0, bytes.Count(rest, []byte("\n")))
+	values := c.values[:0]
+	if n := bytes.Count(rest, []byte("\n")); cap(values) < n {
+		values = make([]string, 0, n)
+	}
 	var host string
 	hosts := 0
 	closing := false
@@ -82,20 +84,22 @@ func (c *conn) parse(head []byte) *http.Request {
 	if hosts != 1 || !validHost(host) {
 		return nil
 	}
-	r := &http.Request{
-		Method:     method,
-		URL:        u,
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     h,
-		Body:       http.NoBody,
-		Host:       host,
-		RemoteAddr: c.remoteAddr,
-		RequestURI: uri,
-		Close:      closing,
-	}
-	return r.WithContext(c.ctx)
+	c.values = values
+	// The connection's request, reused: a handler does not keep it past
+	// its return. Copied from base, which carries the context, so that
+	// whatever a handler set on the last one is gone.
+	r := c.req
+	*r = *c.base
+	r.Method = method
+	r.URL = &c.url
+	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
+	r.Header = h
+	r.Body = http.NoBody
+	r.Host = host
+	r.RemoteAddr = c.remoteAddr
+	r.RequestURI = uri
+	r.Close = closing
+	return r
 }
 
 // requestLine splits a request line the loop serves: "GET " or "HEAD ",
@@ -153,11 +157,12 @@ func part(block string, head, sub []byte) string {
 	return block[at : at+len(sub)]
 }
 
-// parseTarget is url.ParseRequestURI of an origin-form target, without
+// parseTarget is url.ParseRequestURI of an origin-form target into u,
+// reporting whether it parses, without
 // its work for a path that has nothing to unescape or escape (the paths
 // of the registry API): such a path is its own Path, with no RawPath.
 // Anything else goes to url.ParseRequestURI; nil if it fails.
-func parseTarget(uri string) *url.URL {
+func parseTarget(uri string, u *url.URL) bool {
 	path, query, hasQuery := strings.Cut(uri, "?")
 	for i := 0; i < len(path); i++ {
 		switch b := path[i]; {
@@ -165,21 +170,24 @@ func parseTarget(uri string) *url.URL {
 		case b == '/', b == '-', b == '_', b == '.', b == '~', b == ':', b == '@',
 			b == '$', b == '&', b == '+', b == ',', b == ';', b == '=':
 		default:
-			u, err := url.ParseRequestURI(uri)
-			if err != nil {
-				return nil
-			}
-			return u
+			return parseRequestURI(uri, u)
 		}
 	}
 	if strings.IndexByte(query, '#') >= 0 {
-		u, err := url.ParseRequestURI(uri)
-		if err != nil {
-			return nil
-		}
-		return u
+		return parseRequestURI(uri, u)
 	}
-	return &url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}
+	*u = url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}
+	return true
+}
+
+// parseRequestURI is url.ParseRequestURI into u.
+func parseRequestURI(uri string, u *url.URL) bool {
+	p, err := url.ParseRequestURI(uri)
+	if err != nil {
+		return false
+	}
+	*u = *p
+	return true
 }
 
 // cutLine cuts b at its first CRLF. A bare LF (which net/http accepts) is
