@@ -596,7 +596,7 @@ type heldSource[V any] struct {
 	release chan struct{}
 }
 
-func (s heldSource[V]) read(ctx context.Context, key string) (V, error) {
+func (s heldSource[V]) read(ctx context.Context, key string) (V, fileIdentity, error) {
 	s.reads.Add(1)
 	<-s.release
 	return s.fileSource.read(ctx, key)

@@ -24,13 +24,15 @@ var (
 
 // indexFile is the fileSource of an indexCache: the catalog index that
 // backend reads, under any key.
-type indexFile struct{ backend catalogIndexes }
+type indexFile struct{ t *tree }
 
 func (indexFile) file(string) (string, error) { return layout.CatalogIndexKey(), nil }
 
-func (f indexFile) read(ctx context.Context, _ string) (*layout.CatalogIndex, error) {
-	return f.backend.catalogIndex(ctx)
+func (f indexFile) read(ctx context.Context, _ string) (*layout.CatalogIndex, fileIdentity, error) {
+	return f.t.catalogIndexID(ctx)
 }
+
+func (f indexFile) readsIdentity() bool { return f.t.readsIdentity() }
 
 // ownKey copies the key, a part of a request.
 func (indexFile) ownKey(key string, _ *layout.CatalogIndex) string { return cloneKey(key) }
@@ -44,7 +46,7 @@ func (indexFile) weight(_ string, _ *layout.CatalogIndex, size int64) int64 {
 // newIndexCache returns a cache of t's catalog index, bounded by bytes on
 // its own (see fileCache for racyWindow).
 func newIndexCache(t *tree, bytes int64, racyWindow time.Duration) *indexCache {
-	return &indexCache{files: newFileCache[*layout.CatalogIndex](t, indexFile{backend: t}, 1, newCacheBudget(bytes), racyWindow)}
+	return &indexCache{files: newFileCache[*layout.CatalogIndex](t, indexFile{t: t}, 1, newCacheBudget(bytes), racyWindow)}
 }
 
 // catalogIndex returns the parsed catalog index from the cache if its file

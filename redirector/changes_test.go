@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -158,4 +159,80 @@ func TestNoCounter(t *testing.T) {
 	}
 	d1 := publishVersion(tt, 1).String()
 	cs.pull(t, http.MethodGet, d1)
+}
+
+// TestMissWithoutStat: with a trusted counter, a repository file not in
+// the cache is read without a stat before (its identity is the open
+// file's), concurrent requests that read the same counter share one read,
+// and a request made after a signalled change does not join a read that
+// began before it.
+func TestMissWithoutStat(t *testing.T) {
+	tt := newTestTree(t)
+	skipUnlessCounterTrusted(t, tt.dir())
+	d0 := publishVersion(tt, 0).String()
+	tt.signal()
+	cs := newCountedServer(t, tt)
+	if !cs.s.tree.readsIdentity() {
+		t.Skip("this system reads files without their identity (no openat2)")
+	}
+	// A first request maps the counter (another repository's: nothing
+	// is cached).
+	if w := get(cs.s, http.MethodGet, manifestURL("other", "latest")); w.Code != http.StatusNotFound {
+		t.Fatalf("another repository: %d", w.Code)
+	}
+	cs.stats.Store(0)
+	var reads atomic.Int32
+	release := make(chan struct{})
+	cs.c.files.src = heldSource[layout.RepositoryView]{cs.c.files.src, &reads, release}
+	const n = 8
+	var wg sync.WaitGroup
+	got := make([]string, n)
+	var started atomic.Int32
+	for i := range n {
+		wg.Go(func() {
+			started.Add(1)
+			got[i] = get(cs.s, http.MethodGet, manifestURL("app", "latest")).Header().Get(contentDigestHeader)
+		})
+	}
+	for reads.Load() < 1 || started.Load() < n {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // for the others to join the read
+	// A publish, signalled, while the read is held: a request made now
+	// must get the new version, not join the read of the old one.
+	d1 := publishVersion(tt, 1).String()
+	tt.signal()
+	late := make(chan string, 1)
+	go func() {
+		w := get(cs.s, http.MethodGet, manifestURL("app", "latest"))
+		late <- w.Header().Get(contentDigestHeader)
+	}()
+	for reads.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	// The held read opens the file once released: it reads version 0,
+	// or version 1 if it opens it after the publish; both are right for
+	// requests made before the publish.
+	for i, d := range got {
+		if d != d0 && d != d1 {
+			t.Errorf("request %d got %q", i, d)
+		}
+	}
+	if got := <-late; got != d1 {
+		t.Errorf("a request after the publish got %s, want %s", got, d1)
+	}
+	if r := reads.Load(); r != 2 {
+		t.Errorf("%d reads, want 2 (one for the %d concurrent requests, one for the late one)", r, n)
+	}
+	if s := cs.stats.Load(); s != 0 {
+		t.Errorf("%d stats, want none (the misses take the identity of what they read)", s)
+	}
+	// Cached from its own read: the next request hits.
+	before := cs.c.files.hits.Load()
+	cs.pull(t, http.MethodGet, d1)
+	if cs.c.files.hits.Load() != before+1 {
+		t.Error("the next request was not a hit")
+	}
 }

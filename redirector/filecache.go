@@ -30,9 +30,13 @@ type fileSource[V any] interface {
 	// file returns the tree key of the file of key, or an error for a key
 	// that names no file.
 	file(key string) (string, error)
-	// read reads the file of key and parses it. Its errors are what the
-	// cache returns, never cached.
-	read(ctx context.Context, key string) (V, error)
+	// read reads the file of key and parses it, and returns the identity
+	// of the version it read when readsIdentity says it knows it (zero
+	// otherwise). Its errors are what the cache returns, never cached.
+	read(ctx context.Context, key string) (V, fileIdentity, error)
+	// readsIdentity reports whether read returns identities: then a key
+	// not in the cache is read without a stat first.
+	readsIdentity() bool
 	// weight is the memory an entry of key takes, with its value parsed
 	// from a file of size bytes.
 	weight(key string, v V, size int64) int64
@@ -110,15 +114,18 @@ func (e *fileEntry[V]) validated(gen uint64, ok bool, start int64) {
 }
 
 // flightKey names one load of one version of a file; concurrent requests
-// that found the same identity share it.
+// that found the same identity share it, or, for a file read without a
+// stat, the same change counter.
 type flightKey struct {
 	key string
 	id  fileIdentity
+	gen uint64
 }
 
 type flight[V any] struct {
 	done  chan struct{}
 	value V
+	id    fileIdentity
 	err   error
 }
 
@@ -155,6 +162,20 @@ func (c *fileCache[V]) get(ctx context.Context, key string) (V, error) {
 			return e.value, nil
 		}
 	}
+	if !cached && counted && c.src.readsIdentity() {
+		// Not cached, and the tree has a change counter: read, and take
+		// the identity of what was read from the open file itself,
+		// without a stat before. Concurrent requests that read the same
+		// counter share the read: no signalled file changed between the
+		// first one's reading of the counter and theirs, so what it reads
+		// is as new as what they would (see load).
+		c.misses.Add(1)
+		v, id, err := c.load(ctx, flightKey{key: key, gen: gen})
+		if err == nil && id != (fileIdentity{}) {
+			c.keep(key, v, id, gen, counted, start)
+		}
+		return v, err
+	}
 	// The tree key is not kept in the entry (tens of thousands of
 	// entries): a stat is a system call anyway.
 	file, err := c.src.file(key)
@@ -163,7 +184,8 @@ func (c *fileCache[V]) get(ctx context.Context, key string) (V, error) {
 		if cached {
 			c.lru.remove(key)
 		}
-		return c.src.read(ctx, key)
+		v, _, err := c.src.read(ctx, key)
+		return v, err
 	}
 	id, err := c.stat(file)
 	if err != nil {
@@ -172,7 +194,8 @@ func (c *fileCache[V]) get(ctx context.Context, key string) (V, error) {
 		if cached {
 			c.lru.remove(key)
 		}
-		return c.src.read(ctx, key)
+		v, _, err := c.src.read(ctx, key)
+		return v, err
 	}
 	if cached && e.id == id {
 		e.validated(gen, counted, start.UnixNano())
@@ -180,22 +203,37 @@ func (c *fileCache[V]) get(ctx context.Context, key string) (V, error) {
 		return e.value, nil
 	}
 	c.misses.Add(1)
-	v, err := c.load(ctx, key, id)
+	v, _, err := c.load(ctx, flightKey{key: key, id: id})
 	if err != nil {
 		if cached {
 			c.lru.remove(key)
 		}
 		return v, err
 	}
-	if start.Sub(time.Unix(0, id.ctime)) >= c.racyWindow {
-		key = c.src.ownKey(key, v)
-		e := &fileEntry[V]{id: id, value: v}
-		e.validated(gen, counted, start.UnixNano())
-		c.lru.add(key, e, c.src.weight(key, v, id.size))
-	} else if cached {
+	if !c.keep(key, v, id, gen, counted, start) && cached {
 		c.lru.remove(key)
 	}
 	return v, nil
+}
+
+// keep caches v, read from the version id of the file of key after the
+// change counter read gen (counted: there is one) at start, unless the
+// file changed less than racyWindow before start. It reports whether it
+// did.
+func (c *fileCache[V]) keep(key string, v V, id fileIdentity, gen uint64, counted bool, start time.Time) bool {
+	if start.Sub(time.Unix(0, id.ctime)) < c.racyWindow {
+		return false
+	}
+	if old, ok := c.lru.peek(key); ok && old.checked.Load() > start.UnixNano() {
+		// A request that began after this one kept what it read (or
+		// validated it) first: its entry, as new as this, stays.
+		return true
+	}
+	key = c.src.ownKey(key, v)
+	e := &fileEntry[V]{id: id, value: v}
+	e.validated(gen, counted, start.UnixNano())
+	c.lru.add(key, e, c.src.weight(key, v, id.size))
+	return true
 }
 
 // peek returns the cached value of key, if there is one, without
@@ -215,16 +253,18 @@ func (c *fileCache[V]) counts() cacheCounts {
 	return cacheCounts{hits: c.hits.Load(), misses: c.misses.Load(), entries: n, weight: w}
 }
 
-// load reads the file of key, once for all the concurrent requests that
-// found it with identity id. What it reads is that version of the file or
-// a later one: the stat came first.
-func (c *fileCache[V]) load(ctx context.Context, key string, id fileIdentity) (V, error) {
-	fk := flightKey{key, id}
+// load reads the file of fk.key, once for all the concurrent requests that
+// found it with identity fk.id, or, not stat'ed, the change counter
+// fk.gen. What it reads is that version of the file or a later one: the
+// stat, or the reading of the counter, came first. It returns the identity
+// of what it read when the source knows it.
+func (c *fileCache[V]) load(ctx context.Context, fk flightKey) (V, fileIdentity, error) {
+	key := fk.key
 	c.mu.Lock()
 	if f, ok := c.flights[fk]; ok {
 		c.mu.Unlock()
 		<-f.done
-		return f.value, f.err
+		return f.value, f.id, f.err
 	}
 	f := &flight[V]{done: make(chan struct{})}
 	c.flights[fk] = f
@@ -240,8 +280,8 @@ func (c *fileCache[V]) load(ctx context.Context, key string, id fileIdentity) (V
 		close(f.done)
 	}()
 	c.loads.Add(1)
-	f.value, f.err = c.src.read(ctx, key)
-	return f.value, f.err
+	f.value, f.id, f.err = c.src.read(ctx, key)
+	return f.value, f.id, f.err
 }
 
 // errLoadFailed is what requests waiting for a load get if it never

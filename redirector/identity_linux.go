@@ -43,11 +43,16 @@ func (t *tree) identity(key string) (fileIdentity, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return fileIdentity{}, errNotRegular
 	}
+	return identityOf(&st), nil
+}
+
+// identityOf is the identity of the file st describes.
+func identityOf(st *unix.Stat_t) fileIdentity {
 	return fileIdentity{
 		dev:   uint64(st.Dev),
 		ino:   uint64(st.Ino),
 		size:  int64(st.Size),
 		mtime: st.Mtim.Nano(),
 		ctime: st.Ctim.Nano(),
-	}, nil
+	}
 }

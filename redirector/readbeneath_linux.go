@@ -23,9 +23,9 @@ var noOpenat2 atomic.Bool
 // fcntl and an epoll_ctl more): openat2, fstat, one read, close, for a
 // file whose size does not change meanwhile. ok is false when openat2
 // cannot be used.
-func (t *tree) readBeneath(key string, limit int64) (data []byte, err error, ok bool) {
+func (t *tree) readBeneath(key string, limit int64) (data []byte, id fileIdentity, err error, ok bool) {
 	if noOpenat2.Load() {
-		return nil, nil, false
+		return nil, fileIdentity{}, nil, false
 	}
 	fd, err := unix.Openat2(t.idDir.fd, key, &unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC,
@@ -40,28 +40,28 @@ func (t *tree) readBeneath(key string, limit int64) (data []byte, err error, ok 
 	switch {
 	case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM) && !t.permissionDenied(key):
 		noOpenat2.Store(true)
-		return nil, nil, false
+		return nil, fileIdentity{}, nil, false
 	case errors.Is(err, unix.EXDEV):
-		return nil, t.fileErrorf(key, "path escapes from parent (a symbolic link leads outside the tree)"), true
+		return nil, fileIdentity{}, t.fileErrorf(key, "path escapes from parent (a symbolic link leads outside the tree)"), true
 	case err != nil:
-		return nil, t.mapError(key, err), true
+		return nil, fileIdentity{}, t.mapError(key, err), true
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, t.mapError(key, err), true
+		return nil, fileIdentity{}, t.mapError(key, err), true
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 	case unix.S_IFDIR:
 		// repositories/a.json is a folder when a repository "a.json/b"
 		// exists; for repository "a" that means "not found".
-		return nil, t.fileError(key, errNotFound), true
+		return nil, fileIdentity{}, t.fileError(key, errNotFound), true
 	default:
-		return nil, t.fileErrorf(key, "not a regular file (mode %o)", st.Mode&unix.S_IFMT), true
+		return nil, fileIdentity{}, t.fileErrorf(key, "not a regular file (mode %o)", st.Mode&unix.S_IFMT), true
 	}
 	if st.Size > limit {
-		return nil, t.fileErrorf(key, "%d bytes, more than the %d allowed", st.Size, limit), true
+		return nil, fileIdentity{}, t.fileErrorf(key, "%d bytes, more than the %d allowed", st.Size, limit), true
 	}
 	// One byte more than the size, to see the end in the same read.
 	data = make([]byte, st.Size+1)
@@ -72,21 +72,28 @@ func (t *tree) readBeneath(key string, limit int64) (data []byte, err error, ok 
 			continue
 		}
 		if err != nil {
-			return nil, t.mapError(key, err), true
+			return nil, fileIdentity{}, t.mapError(key, err), true
 		}
 		n += m
 		switch {
 		case m == 0 || (n == int(st.Size) && n < len(data)):
-			// The end (a regular file reads whole up to it).
-			return data[:n:n], nil, true
+			// The end (a regular file reads whole up to it). The
+			// identity is the file's as opened: what was read is that
+			// version (a file grown meanwhile has another size or
+			// time, and is not cached as this one).
+			return data[:n:n], identityOf(&st), nil, true
 		case int64(n) > limit:
-			return nil, t.fileErrorf(key, "more than the %d bytes allowed", limit), true
+			return nil, fileIdentity{}, t.fileErrorf(key, "more than the %d bytes allowed", limit), true
 		case n == len(data):
 			// The file grew since the fstat.
 			data = append(data, make([]byte, len(data))...)
 		}
 	}
 }
+
+// readsIdentity reports whether readFileID knows the identity of what it
+// reads.
+func (t *tree) readsIdentity() bool { return !noOpenat2.Load() }
 
 // permissionDenied reports whether the tree's own permissions deny key:
 // an EPERM from openat2 is a seccomp filter's only if fstatat succeeds.

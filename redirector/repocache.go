@@ -29,14 +29,16 @@ var (
 )
 
 // repoFiles is the fileSource of a repoCache: the repository files that
-// backend reads, by name.
-type repoFiles struct{ backend repositories }
+// the tree reads, by name.
+type repoFiles struct{ t *tree }
 
 func (repoFiles) file(name string) (string, error) { return layout.RepositoryKey(name) }
 
-func (f repoFiles) read(ctx context.Context, name string) (layout.RepositoryView, error) {
-	return f.backend.repository(ctx, name)
+func (f repoFiles) read(ctx context.Context, name string) (layout.RepositoryView, fileIdentity, error) {
+	return f.t.repositoryID(ctx, name)
 }
+
+func (f repoFiles) readsIdentity() bool { return f.t.readsIdentity() }
 
 func (repoFiles) weight(_ string, v layout.RepositoryView, _ int64) int64 {
 	return v.Size() + entryOverhead
@@ -48,7 +50,7 @@ func (repoFiles) ownKey(_ string, v layout.RepositoryView) string { return v.Nam
 // newRepoCache returns a cache of t's repository files, of at most entries
 // files sharing budget (see fileCache for racyWindow).
 func newRepoCache(t *tree, entries int, budget *cacheBudget, racyWindow time.Duration) *repoCache {
-	return &repoCache{files: newFileCache[layout.RepositoryView](t, repoFiles{backend: t}, entries, budget, racyWindow)}
+	return &repoCache{files: newFileCache[layout.RepositoryView](t, repoFiles{t: t}, entries, budget, racyWindow)}
 }
 
 // repository returns the view of the repository file of a valid name: the

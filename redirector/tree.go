@@ -177,9 +177,22 @@ func cannotExist(err error) bool {
 // readFile reads the whole file at key, refusing one of more than limit
 // bytes.
 func (t *tree) readFile(key string, limit int64) ([]byte, error) {
-	if data, err, ok := t.readBeneath(key, limit); ok {
-		return data, err
+	data, _, err := t.readFileID(key, limit)
+	return data, err
+}
+
+// readFileID is readFile, and the identity of the version it read when
+// it knows it (see readBeneath; zero otherwise).
+func (t *tree) readFileID(key string, limit int64) ([]byte, fileIdentity, error) {
+	if data, id, err, ok := t.readBeneath(key, limit); ok {
+		return data, id, err
 	}
+	data, err := t.readFileRoot(key, limit)
+	return data, fileIdentity{}, err
+}
+
+// readFileRoot is readFile through the tree's *os.Root.
+func (t *tree) readFileRoot(key string, limit int64) ([]byte, error) {
 	f, info, err := t.open(key)
 	if err != nil {
 		return nil, err
@@ -212,20 +225,27 @@ func (t *tree) readFile(key string, limit int64) ([]byte, error) {
 
 // repository reads and validates the repository file of name, and checks
 // that it names the repository it is the file of; it returns its view.
-func (t *tree) repository(_ context.Context, name string) (layout.RepositoryView, error) {
+func (t *tree) repository(ctx context.Context, name string) (layout.RepositoryView, error) {
+	v, _, err := t.repositoryID(ctx, name)
+	return v, err
+}
+
+// repositoryID is repository, and the identity of the file it read when
+// it knows it (zero otherwise).
+func (t *tree) repositoryID(_ context.Context, name string) (layout.RepositoryView, fileIdentity, error) {
 	key, err := layout.RepositoryKey(name)
 	if err != nil {
-		return layout.RepositoryView{}, err
+		return layout.RepositoryView{}, fileIdentity{}, err
 	}
-	data, err := t.readFile(key, layout.MaxRepositoryFileSize)
+	data, id, err := t.readFileID(key, layout.MaxRepositoryFileSize)
 	if err != nil {
-		return layout.RepositoryView{}, err
+		return layout.RepositoryView{}, fileIdentity{}, err
 	}
 	repo, err := layout.DecodeRepositoryView(name, data)
 	if err != nil {
-		return layout.RepositoryView{}, t.fileError(key, err)
+		return layout.RepositoryView{}, fileIdentity{}, t.fileError(key, err)
 	}
-	return repo, nil
+	return repo, id, nil
 }
 
 // subtree is a folder of the tree whose files are named by digest
@@ -392,17 +412,24 @@ func (t *tree) checkManifest(_ context.Context, m layout.ManifestInfo) (*manifes
 }
 
 // catalogIndex reads catalog/index.json; errNotFound when there is none.
-func (t *tree) catalogIndex(context.Context) (*layout.CatalogIndex, error) {
+func (t *tree) catalogIndex(ctx context.Context) (*layout.CatalogIndex, error) {
+	idx, _, err := t.catalogIndexID(ctx)
+	return idx, err
+}
+
+// catalogIndexID is catalogIndex, and the identity of the file it read
+// when it knows it (zero otherwise).
+func (t *tree) catalogIndexID(context.Context) (*layout.CatalogIndex, fileIdentity, error) {
 	key := layout.CatalogIndexKey()
-	data, err := t.readFile(key, layout.MaxCatalogFileSize)
+	data, id, err := t.readFileID(key, layout.MaxCatalogFileSize)
 	if err != nil {
-		return nil, err
+		return nil, fileIdentity{}, err
 	}
 	idx, err := layout.DecodeCatalogIndex(data)
 	if err != nil {
-		return nil, t.fileError(key, err)
+		return nil, fileIdentity{}, t.fileError(key, err)
 	}
-	return idx, nil
+	return idx, id, nil
 }
 
 // catalogShard reads and verifies the shard with the given id; errNotFound
