@@ -183,4 +183,3 @@ func BenchmarkDecodeRepositoryView(b *testing.B) {
 	v, _ := DecodeRepositoryView(r.Name, data)
 	b.Logf("file %d bytes; view %d bytes", len(data), v.Size())
 }
-
