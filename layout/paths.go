@@ -25,6 +25,7 @@ const (
 	writerStateDir   = ".heron"
 	changesName      = "changes"
 	locksDir         = "locks"
+	shardsDir        = "_shards"
 	lockExt          = ".lock"
 )
 

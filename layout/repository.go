@@ -13,7 +13,8 @@ import (
 )
 
 // RepositorySchemaVersion is the version of the repository file this package
-// reads and writes.
+// writes for a repository without shards; ShardedSchemaVersion (shards.go)
+// is the version of one with shards. Readers accept both.
 const RepositorySchemaVersion = 1
 
 // ErrUnsupportedVersion is wrapped by decoding errors for files of a schema
@@ -62,6 +63,16 @@ type Repository struct {
 	// Referrers maps a subject digest to the descriptors of the manifests
 	// in this repository whose subject it is (OCI 1.1).
 	Referrers map[digest.Digest][]v1.Descriptor `json:"referrers,omitempty"`
+
+	// TagShards, ManifestShards, BlobShards and ReferrerShards list the
+	// shards of a kind the repository keeps in shard files (shards.go).
+	// The file then holds none of that kind itself: the map of that kind
+	// holds what a reader loaded of it (nothing, the shards it needed,
+	// or all of them; see LoadShards).
+	TagShards      []ShardRef `json:"tagShards,omitempty"`
+	ManifestShards []ShardRef `json:"manifestShards,omitempty"`
+	BlobShards     []ShardRef `json:"blobShards,omitempty"`
+	ReferrerShards []ShardRef `json:"referrerShards,omitempty"`
 
 	// extra holds the fields this version does not know, so that a rewrite
 	// keeps them.
@@ -119,6 +130,7 @@ func NewRepository(name string) *Repository {
 var knownRepositoryFields = map[string]bool{
 	"schemaVersion": true, "name": true, "blobBaseURL": true, "protected": true, "upstream": true,
 	"tags": true, "manifests": true, "blobs": true, "referrers": true,
+	"tagShards": true, "manifestShards": true, "blobShards": true, "referrerShards": true,
 }
 
 type repositoryJSON Repository
@@ -137,8 +149,8 @@ func DecodeRepository(data []byte) (*Repository, error) {
 	if probe.SchemaVersion == nil {
 		return nil, fmt.Errorf("repository file: no schemaVersion")
 	}
-	if *probe.SchemaVersion != RepositorySchemaVersion {
-		return nil, &VersionError{What: "repository file", Got: *probe.SchemaVersion, Want: RepositorySchemaVersion}
+	if v := *probe.SchemaVersion; v != RepositorySchemaVersion && v != ShardedSchemaVersion {
+		return nil, &VersionError{What: "repository file", Got: v, Want: ShardedSchemaVersion}
 	}
 	var r Repository
 	if err := json.Unmarshal(data, (*repositoryJSON)(&r)); err != nil {
@@ -165,6 +177,11 @@ func DecodeRepository(data []byte) (*Repository, error) {
 	if r.Blobs == nil {
 		r.Blobs = map[digest.Digest]Blob{}
 	}
+	for _, kind := range ShardKinds {
+		if r.Sharded(kind) && len(r.Keys(kind)) > 0 {
+			return nil, fmt.Errorf("repository file: %s both in the file and in shards", kind)
+		}
+	}
 	r.BlobBaseURL = strings.TrimRight(r.BlobBaseURL, "/")
 	if err := r.Validate(); err != nil {
 		return nil, err
@@ -189,8 +206,15 @@ func DecodeRepositoryFile(name string, data []byte) (*Repository, error) {
 
 // Encode returns the repository file's bytes: indented JSON with sorted
 // keys (Go sorts map keys), unknown fields kept, and a final newline.
-// The same repository always encodes to the same bytes.
+// The same repository always encodes to the same bytes. A repository with
+// shards is written as of ShardedSchemaVersion, without the entries of
+// the kinds it shards (the shard files hold them); one without, as of
+// RepositorySchemaVersion.
 func (r *Repository) Encode() ([]byte, error) {
+	r.SchemaVersion = RepositorySchemaVersion
+	if r.HasShards() {
+		r.SchemaVersion = ShardedSchemaVersion
+	}
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
@@ -202,13 +226,18 @@ func (r *Repository) Encode() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(r.extra) > 0 {
+	if len(r.extra) > 0 || r.HasShards() {
 		var all map[string]json.RawMessage
 		if err := json.Unmarshal(b, &all); err != nil {
 			return nil, err
 		}
 		for k, v := range r.extra {
 			all[k] = v
+		}
+		for _, kind := range ShardKinds {
+			if r.Sharded(kind) {
+				delete(all, kind.String()) // the shard files hold them
+			}
 		}
 		if b, err = json.Marshal(all); err != nil {
 			return nil, err
@@ -231,11 +260,29 @@ func sortDescriptors(ds []v1.Descriptor) {
 
 // Validate checks the repository file's internal consistency: valid name,
 // tags and digests; every tag names a listed manifest; every child and blob
-// of a manifest is listed.
-func (r *Repository) Validate() error {
-	if r.SchemaVersion != RepositorySchemaVersion {
-		return &VersionError{What: "repository file", Got: r.SchemaVersion, Want: RepositorySchemaVersion}
+// of a manifest is listed. A check that needs the entries of a kind the
+// repository shards is left out (r may hold a part of them only): the
+// shards' own checks are in LoadShards.
+func (r *Repository) Validate() error { return r.validate(false) }
+
+// validate is Validate; with whole, r holds every entry of every kind
+// (LoadShards read them), and every check is made.
+func (r *Repository) validate(whole bool) error {
+	switch {
+	case r.SchemaVersion == RepositorySchemaVersion && r.HasShards():
+		return fmt.Errorf("repository file: shards in a file of schema version %d", r.SchemaVersion)
+	case r.SchemaVersion == ShardedSchemaVersion && !r.HasShards():
+		return fmt.Errorf("repository file: schema version %d without shards", r.SchemaVersion)
+	case r.SchemaVersion != RepositorySchemaVersion && r.SchemaVersion != ShardedSchemaVersion:
+		return &VersionError{What: "repository file", Got: r.SchemaVersion, Want: ShardedSchemaVersion}
 	}
+	for _, kind := range ShardKinds {
+		if err := checkShardRefs(kind, r.Shards(kind)); err != nil {
+			return fmt.Errorf("repository %s: %w", r.Name, err)
+		}
+	}
+	// has reports whether the check of an entry of kind can be made.
+	has := func(kind ShardKind) bool { return whole || !r.Sharded(kind) }
 	if err := ValidateRepository(r.Name); err != nil {
 		return fmt.Errorf("repository file: %w", err)
 	}
@@ -248,7 +295,7 @@ func (r *Repository) Validate() error {
 		if err := ValidateTag(tag); err != nil {
 			return fmt.Errorf("repository %s: %w", r.Name, err)
 		}
-		if _, ok := r.Manifests[d]; !ok {
+		if _, ok := r.Manifests[d]; !ok && has(ManifestKind) {
 			return fmt.Errorf("repository %s: tag %q names manifest %s, which is not listed", r.Name, tag, d)
 		}
 	}
@@ -260,12 +307,12 @@ func (r *Repository) Validate() error {
 			return fmt.Errorf("repository %s: manifest %s: media type and size are required", r.Name, d)
 		}
 		for _, c := range m.Children {
-			if _, ok := r.Manifests[c]; !ok {
+			if _, ok := r.Manifests[c]; !ok && has(ManifestKind) {
 				return fmt.Errorf("repository %s: index %s lists manifest %s, which is not listed", r.Name, d, c)
 			}
 		}
 		for _, b := range m.Blobs {
-			if _, ok := r.Blobs[b]; !ok {
+			if _, ok := r.Blobs[b]; !ok && has(BlobKind) {
 				return fmt.Errorf("repository %s: manifest %s references blob %s, which is not listed", r.Name, d, b)
 			}
 		}
@@ -283,7 +330,7 @@ func (r *Repository) Validate() error {
 			return fmt.Errorf("repository %s: referrers: %w", r.Name, err)
 		}
 		for _, ref := range refs {
-			if _, ok := r.Manifests[ref.Digest]; !ok {
+			if _, ok := r.Manifests[ref.Digest]; !ok && has(ManifestKind) {
 				return fmt.Errorf("repository %s: referrer %s of %s is not listed", r.Name, ref.Digest, s)
 			}
 		}

@@ -110,7 +110,8 @@ func TestDecodeRepositoryErrors(t *testing.T) {
 	}{
 		{"not json", `{`, nil},
 		{"no version", `{"name":"a"}`, nil},
-		{"future version", `{"schemaVersion":2,"name":"a"}`, ErrUnsupportedVersion},
+		{"future version", `{"schemaVersion":3,"name":"a"}`, ErrUnsupportedVersion},
+		{"version 2 without shards", `{"schemaVersion":2,"name":"a"}`, nil},
 		{"bad name", `{"schemaVersion":1,"name":"../a"}`, ErrInvalidName},
 		{"bad tag", `{"schemaVersion":1,"name":"a","tags":{"-x":"` + string(d('1')) + `"},"manifests":{"` + string(d('1')) + `":{"mediaType":"m","size":1}}}`, ErrInvalidTag},
 		{"dangling tag", `{"schemaVersion":1,"name":"a","tags":{"x":"` + string(d('1')) + `"}}`, nil},

@@ -44,6 +44,11 @@ import (
 //	         size i64 each; a bit each, set for a blob not stored
 //	local types   length u16 and bytes, each
 //	upstream (flag 2)   registry and repository (length u16, bytes), insecure u8
+//	shards (flag 8)     for each kind (tags, manifests, blobs, referrers): the
+//	         table's length u32, the number of shards u32, the offset of each
+//	         (from the table's start) u32, then each: its id (32 bytes), its
+//	         count u32, its first and last keys (length u16, bytes; tags, or
+//	         digests in DigestKey's form)
 //	referrers (flag 4)  count u32, then each subject: its raw digest (algorithm
 //	         u8 and sum), length u32 and the JSON array of its descriptors
 type RepositoryView struct {
@@ -54,6 +59,7 @@ const (
 	viewProtected = 1 << iota
 	viewUpstream
 	viewReferrers
+	viewShards
 )
 
 // viewHeader is the size of the header.
@@ -321,11 +327,7 @@ func (v RepositoryView) Referrers(d digest.Digest) []v1.Descriptor {
 	if !ok {
 		return nil
 	}
-	at := v.afterTypes()
-	if v.s[0]&viewUpstream != 0 {
-		at += 2 + v.u16(at)
-		at += 2 + v.u16(at) + 1
-	}
+	at := v.afterShards()
 	n := v.u32(at)
 	at += 4
 	for range n {
@@ -346,6 +348,92 @@ func (v RepositoryView) Referrers(d digest.Digest) []v1.Descriptor {
 		at += klen + 4 + size
 	}
 	return nil
+}
+
+// afterUpstream returns the offset after the upstream, where the shard
+// tables start.
+func (v RepositoryView) afterUpstream() int {
+	at := v.afterTypes()
+	if v.s[0]&viewUpstream != 0 {
+		at += 2 + v.u16(at)
+		at += 2 + v.u16(at) + 1
+	}
+	return at
+}
+
+// shardTable returns the offset of the shard table of kind, and false when
+// the view has no shards.
+func (v RepositoryView) shardTable(kind ShardKind) (int, bool) {
+	if v.s[0]&viewShards == 0 {
+		return 0, false
+	}
+	at := v.afterUpstream()
+	for range int(kind) {
+		at += 4 + v.u32(at)
+	}
+	return at + 4, true
+}
+
+// afterShards returns the offset after the shard tables.
+func (v RepositoryView) afterShards() int {
+	at := v.afterUpstream()
+	if v.s[0]&viewShards != 0 {
+		for range int(shardKinds) {
+			at += 4 + v.u32(at)
+		}
+	}
+	return at
+}
+
+// Shards returns the number of shards of kind (0: the file holds its
+// entries of kind itself).
+func (v RepositoryView) Shards(kind ShardKind) int {
+	t, ok := v.shardTable(kind)
+	if !ok {
+		return 0
+	}
+	return v.u32(t)
+}
+
+// ViewShard is a shard as a view lists it: its id (raw, 32 bytes, a part
+// of the view), its count, its first and last keys (tags, or digests in
+// DigestKey's form).
+type ViewShard struct {
+	ID          string
+	Count       int
+	First, Last string
+}
+
+// HexID is the shard's id as its file is named.
+func (s ViewShard) HexID() string { return hex.EncodeToString([]byte(s.ID)) }
+
+// Shard returns shard i of kind.
+func (v RepositoryView) Shard(kind ShardKind, i int) ViewShard {
+	t, _ := v.shardTable(kind)
+	at := t + v.u32(t+4+4*i)
+	s := ViewShard{ID: v.s[at : at+sha256.Size], Count: v.u32(at + sha256.Size)}
+	at += sha256.Size + 4
+	n := v.u16(at)
+	s.First = v.s[at+2 : at+2+n]
+	at += 2 + n
+	n = v.u16(at)
+	s.Last = v.s[at+2 : at+2+n]
+	return s
+}
+
+// ShardIndex returns the index of the shard of kind whose range holds key
+// (a tag, or a digest in DigestKey's form), and false when none does (key
+// is then not in the repository).
+func (v RepositoryView) ShardIndex(kind ShardKind, key string) (int, bool) {
+	n := v.Shards(kind)
+	i := sort.Search(n, func(i int) bool { return v.Shard(kind, i).Last >= key })
+	return i, i < n && v.Shard(kind, i).First <= key
+}
+
+// ShardAfter returns the index of the first shard of kind that may hold a
+// key sorting after last.
+func (v RepositoryView) ShardAfter(kind ShardKind, last string) int {
+	return sort.Search(v.Shards(kind), func(i int) bool { return v.Shard(kind, i).Last > last })
 }
 
 // Size is the approximate memory of the view, in bytes.
@@ -393,6 +481,7 @@ type viewSettings struct {
 	name, blobBaseURL string
 	protected         bool
 	upstream          *Upstream
+	shards            [shardKinds][]ShardRef
 }
 
 // encodeView packs what a file lists into a view (see RepositoryView for
@@ -439,6 +528,11 @@ func encodeView(st viewSettings, tags []viewTag, manifests []viewManifest, blobs
 	}
 	if len(refs) > 0 {
 		flags |= viewReferrers
+	}
+	for _, s := range st.shards {
+		if len(s) > 0 {
+			flags |= viewShards
+		}
 	}
 	b := make([]byte, 0, viewHeader+len(st.name)+len(st.blobBaseURL)+8*len(tags)+tagBytes+
 		(key256+9)*m256+(key512+9)*m512+(key256+8)*b256+(key512+8)*b512+(len(blobs)+7)/8)
@@ -499,6 +593,11 @@ func encodeView(st viewSettings, tags []viewTag, manifests []viewManifest, blobs
 		}
 		b = append(b, insecure)
 	}
+	if flags&viewShards != 0 {
+		for kind, shards := range st.shards {
+			b = appendShardTable(b, ShardKind(kind), shards)
+		}
+	}
 	if len(refs) > 0 {
 		subjects := slices.Sorted(maps.Keys(refs))
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(subjects)))
@@ -511,6 +610,33 @@ func encodeView(st viewSettings, tags []viewTag, manifests []viewManifest, blobs
 		}
 	}
 	return RepositoryView{s: string(b)}
+}
+
+// appendShardTable appends the shard table of kind (see RepositoryView).
+func appendShardTable(b []byte, kind ShardKind, shards []ShardRef) []byte {
+	start := len(b)
+	b = binary.LittleEndian.AppendUint32(b, 0) // the length, set below
+	table := len(b)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(shards)))
+	offsets := len(b)
+	b = append(b, make([]byte, 4*len(shards))...)
+	var kb [key512]byte
+	for i, s := range shards {
+		binary.LittleEndian.PutUint32(b[offsets+4*i:], uint32(len(b)-table))
+		id, _ := hex.DecodeString(s.ID)
+		b = append(b, id...)
+		b = binary.LittleEndian.AppendUint32(b, uint32(s.Count))
+		for _, key := range []string{s.First, s.Last} {
+			if kind != TagKind {
+				k, _ := DigestKey(key, kb[:])
+				key = string(k)
+			}
+			b = binary.LittleEndian.AppendUint16(b, uint16(len(key)))
+			b = append(b, key...)
+		}
+	}
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-table))
+	return b
 }
 
 // viewable reports whether the settings fit a view's header: lengths of
@@ -538,6 +664,9 @@ func sortBlobs(bs []viewBlob) {
 // ViewOf returns the view of a valid repository file.
 func ViewOf(r *Repository) (RepositoryView, error) {
 	st := viewSettings{name: r.Name, blobBaseURL: strings.TrimRight(r.BlobBaseURL, "/"), protected: r.Protected, upstream: r.Upstream}
+	for _, kind := range ShardKinds {
+		st.shards[kind] = r.Shards(kind)
+	}
 	if !st.viewable() {
 		return RepositoryView{}, fmt.Errorf("repository %s: a name, base URL or upstream longer than 65,535 bytes", r.Name)
 	}

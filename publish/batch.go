@@ -184,7 +184,7 @@ type resolved struct {
 // settings, then the sources whose tags changed, then, with Prune, the
 // tags r does not list.
 func (b *batchRun) repository(ctx context.Context, r *BatchRepository, rr *BatchRepositoryResult) error {
-	cur, _, err := readRepository(ctx, b.p.sink, r.Name)
+	cur, err := loadRepository(ctx, b.p.sink, r.Name)
 	if err != nil {
 		return err
 	}
@@ -276,7 +276,7 @@ func (b *batchRun) applySettings(ctx context.Context, name string, s batchSettin
 	if s.protected != nil && *s.protected {
 		written, listed, err = b.p.protectRepository(ctx, name, s.apply)
 	} else {
-		written, err = b.p.updateRepository(ctx, name, s.apply)
+		written, err = b.p.updateRepository(ctx, name, &touchKeys{}, s.apply)
 		if err == nil && s.protected != nil && written {
 			listed, err = b.p.addToCatalog(ctx, []string{name}, map[string]bool{name: false}, true)
 		}
@@ -424,7 +424,7 @@ func (b *batchRun) pruneTags(ctx context.Context, r *BatchRepository, cur *layou
 		return nil
 	}
 	var pruned []string
-	written, err := b.p.editRepository(ctx, r.Name, false, func(repo *layout.Repository) error {
+	written, err := b.p.editRepository(ctx, r.Name, false, nil, func(repo *layout.Repository) error {
 		pruned = pruned[:0]
 		for tag := range repo.Tags {
 			if _, ok := r.Tags[tag]; !ok {

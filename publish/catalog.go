@@ -378,7 +378,7 @@ func (p *Publisher) protectRepository(ctx context.Context, name string, mutate f
 		return false, false, err
 	}
 	defer unlock()
-	if written, err = p.updateRepository(ctx, name, mutate); err != nil {
+	if written, err = p.updateRepository(ctx, name, &touchKeys{}, mutate); err != nil {
 		return written, false, err
 	}
 	if listed, err = p.addToCatalogLocked(ctx, []string{name}, map[string]bool{name: true}, true); err != nil {

@@ -25,7 +25,7 @@ func (p *Publisher) RemoveTags(ctx context.Context, name string, tags ...string)
 			return 0, 0, err
 		}
 	}
-	_, err = p.editRepository(ctx, name, false, func(r *layout.Repository) error {
+	_, err = p.editRepository(ctx, name, false, nil, func(r *layout.Repository) error {
 		for _, t := range tags {
 			if _, ok := r.Tags[t]; !ok {
 				return fmt.Errorf("tag %q: %w", t, ErrNotFound)
@@ -57,7 +57,7 @@ func (p *Publisher) Tag(ctx context.Context, name, tag, newTag string) (digest.D
 		}
 	}
 	var d digest.Digest
-	_, err := p.editRepository(ctx, name, false, func(r *layout.Repository) error {
+	_, err := p.editRepository(ctx, name, false, &touchKeys{layout.TagKind: {tag, newTag}}, func(r *layout.Repository) error {
 		var ok bool
 		if d, ok = r.Tags[tag]; !ok {
 			return fmt.Errorf("tag %q: %w", tag, ErrNotFound)
@@ -131,6 +131,7 @@ func (p *Publisher) removeChunk(ctx context.Context, names, listed []string) ([]
 	type repo struct {
 		name, key string
 		file      bool
+		shards    []string // keys of the shard files the file names
 	}
 	var repos []repo
 	for _, n := range names {
@@ -148,8 +149,24 @@ func (p *Publisher) removeChunk(ctx context.Context, names, listed []string) ([]
 			return nil, err
 		}
 		file = file && !dir
+		var shards []string
+		if file {
+			r, _, err := readRepository(ctx, p.sink, n)
+			if err != nil {
+				return nil, err
+			}
+			for _, kind := range layout.ShardKinds {
+				for _, ref := range r.Shards(kind) {
+					sk, err := layout.RepositoryShardKey(n, ref.ID)
+					if err != nil {
+						return nil, err
+					}
+					shards = append(shards, sk)
+				}
+			}
+		}
 		if _, inCatalog := slices.BinarySearch(listed, n); file || inCatalog {
-			repos = append(repos, repo{name: n, key: key, file: file})
+			repos = append(repos, repo{name: n, key: key, file: file, shards: shards})
 		}
 	}
 	var gone []string
@@ -168,9 +185,17 @@ func (p *Publisher) removeChunk(ctx context.Context, names, listed []string) ([]
 			return gone[:i], err
 		}
 		p.log.DebugContext(ctx, "delete", "key", r.key)
-		if folders {
-			if err := fsink.RemoveEmptyFolders(ctx, r.key, layout.RepositoriesDirKey()); err != nil {
+		// Then its shards (a shard left by a failure here is gc's).
+		for _, sk := range r.shards {
+			if err := p.sink.Delete(ctx, sk); err != nil {
 				return gone[:i+1], err
+			}
+		}
+		if folders {
+			for _, k := range append([]string{r.key}, r.shards...) {
+				if err := fsink.RemoveEmptyFolders(ctx, k, layout.RepositoriesDirKey()); err != nil {
+					return gone[:i+1], err
+				}
 			}
 		}
 	}

@@ -32,9 +32,10 @@ type GCOptions struct {
 
 // GC kinds of deleted files (GCItem.Kind).
 const (
-	GCBlob         = "blob"
-	GCTemporary    = "temporary"
-	GCCatalogShard = "catalog shard"
+	GCBlob            = "blob"
+	GCTemporary       = "temporary"
+	GCCatalogShard    = "catalog shard"
+	GCRepositoryShard = "repository shard"
 )
 
 // GCItem is one file gc deleted (or would delete, in a dry run).
@@ -42,8 +43,9 @@ type GCItem struct {
 	// Key is the file's key in the tree.
 	Key string `json:"key"`
 	// Kind is GCBlob (a blob or manifest no repository file lists),
-	// GCTemporary (a writer's temporary file, left by a writer that died)
-	// or GCCatalogShard (a shard the catalog index does not name).
+	// GCTemporary (a writer's temporary file, left by a writer that died),
+	// GCCatalogShard (a shard the catalog index does not name) or
+	// GCRepositoryShard (a shard file its repository file does not name).
 	Kind string `json:"kind"`
 	// Size is its length in bytes.
 	Size int64 `json:"size"`
@@ -143,7 +145,7 @@ func (p *Publisher) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	cutoff := time.Now().Add(-opts.Grace)
 	res := &GCResult{DryRun: opts.DryRun, Deleted: []GCItem{}}
 
-	marked, repos, err := markReferenced(ctx, ls)
+	marked, shards, repos, err := markReferenced(ctx, ls)
 	if err != nil {
 		return nil, err
 	}
@@ -165,6 +167,11 @@ func (p *Publisher) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 			return nil
 		case isTempKey(key):
 			item.Kind = GCTemporary
+		case isRepositoryShard(key):
+			if shards[key] {
+				return nil
+			}
+			item.Kind = GCRepositoryShard
 		default:
 			d, ok := layout.DigestFromBlobKey(key)
 			if !ok || marked[d] {
@@ -217,8 +224,9 @@ func (p *Publisher) expire(ctx context.Context, es ExpireSink, item GCItem, cuto
 // every manifest and blob they list, and how many files it read. Any
 // repository file it cannot read or parse is an error: gc must not sweep
 // after a partial mark. A repository file removed while it runs is skipped.
-func markReferenced(ctx context.Context, ls ListSink) (map[digest.Digest]bool, []string, error) {
+func markReferenced(ctx context.Context, ls ListSink) (map[digest.Digest]bool, map[string]bool, []string, error) {
 	marked := map[digest.Digest]bool{}
+	shards := map[string]bool{} // keys of the shard files repository files name
 	var names []string
 	err := ls.List(ctx, layout.RepositoriesDirKey(), func(key string, _ Info) error {
 		if isTempKey(key) {
@@ -240,6 +248,24 @@ func markReferenced(ctx context.Context, ls ListSink) (map[digest.Digest]bool, [
 		if err != nil {
 			return fmt.Errorf("%s: %w", key, err)
 		}
+		for _, kind := range layout.ShardKinds {
+			for _, ref := range r.Shards(kind) {
+				k, err := layout.RepositoryShardKey(r.Name, ref.ID)
+				if err != nil {
+					return err
+				}
+				shards[k] = true
+			}
+		}
+		if err := r.LoadShards(func(id string) ([]byte, error) {
+			k, err := layout.RepositoryShardKey(r.Name, id)
+			if err != nil {
+				return nil, err
+			}
+			return ls.ReadFile(ctx, k, layout.MaxRepositoryFileSize)
+		}); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
 		names = append(names, r.Name)
 		for d := range r.Manifests {
 			marked[d] = true
@@ -250,9 +276,9 @@ func markReferenced(ctx context.Context, ls ListSink) (map[digest.Digest]bool, [
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("gc: reading the repository files (nothing was deleted): %w", err)
+		return nil, nil, nil, fmt.Errorf("gc: reading the repository files (nothing was deleted): %w", err)
 	}
-	return marked, names, nil
+	return marked, shards, names, nil
 }
 
 // relist adds to the catalog the repositories that have a repository file
@@ -322,4 +348,11 @@ func (p *Publisher) sweepCatalogShards(ctx context.Context, ls ListSink, es Expi
 		}
 	}
 	return nil
+}
+
+// isRepositoryShard reports whether key is the key of a repository's shard
+// file.
+func isRepositoryShard(key string) bool {
+	_, _, ok := layout.RepositoryShardFromKey(key)
+	return ok
 }

@@ -301,7 +301,7 @@ func TestGCRefusals(t *testing.T) {
 		want string
 	}{
 		{"malformed repository file", "repositories/one.json", `{"schemaVersion": 1, "name": "one", "tags": {`, "repositories/one.json"},
-		{"repository file of another version", "repositories/one.json", `{"schemaVersion": 2}`, "version 2 is not supported"},
+		{"repository file of another version", "repositories/one.json", `{"schemaVersion": 3}`, "version 3 is not supported"},
 		{"invalid repository file", "repositories/x.json", `{"schemaVersion": 1, "name": "x", "tags": {"t": "sha256:` + strings.Repeat("0", 64) + `"}}`, "not listed"},
 		{"unreadable catalog", layout.CatalogIndexKey(), `{`, "catalog"},
 		{"layout version", layout.LayoutFileKey(), `{"layoutVersion": 2}`, "layout version 2"},

@@ -193,7 +193,7 @@ func (p *Publisher) publish(ctx context.Context, src source.Source, targets []Ta
 		return nil, err
 	}
 	for _, name := range names {
-		if _, _, err := p.prepareRepository(ctx, name, applyImage(pl, byRepo[name], opts.blobBaseURL)); err != nil {
+		if err := p.prepareRepository(ctx, name, touchOf(pl, byRepo[name]), applyImage(pl, byRepo[name], opts.blobBaseURL)); err != nil {
 			return nil, fmt.Errorf("repository %s: %w", name, err)
 		}
 	}
@@ -238,7 +238,7 @@ func (p *Publisher) publish(ctx context.Context, src source.Source, targets []Ta
 	protected := map[string]bool{} // as each repository file was written
 	for _, name := range names {
 		apply := p.touchAdded(ctx, applyImage(pl, byRepo[name], opts.blobBaseURL))
-		changed, err := p.updateRepository(ctx, name, func(r *layout.Repository) error {
+		changed, err := p.updateRepository(ctx, name, touchOf(pl, byRepo[name]), func(r *layout.Repository) error {
 			err := apply(r)
 			protected[name] = r.Protected
 			return err

@@ -1,7 +1,6 @@
 package publish
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,10 +10,11 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// ReadRepository reads and decodes the repository file of name. A
-// repository that does not exist is ErrNotFound.
+// ReadRepository reads and decodes the repository file of name, and every
+// shard it names: the whole repository. A repository that does not exist
+// is ErrNotFound.
 func ReadRepository(ctx context.Context, sink Sink, name string) (*layout.Repository, error) {
-	r, _, err := readRepository(ctx, sink, name)
+	r, err := loadRepository(ctx, sink, name)
 	if err != nil {
 		return nil, err
 	}
@@ -46,21 +46,22 @@ func readRepository(ctx context.Context, sink Sink, name string) (*layout.Reposi
 }
 
 // updateRepository is the one read-modify-write of a repository file: it
-// reads the file (or starts an empty one), applies mutate, and writes the
-// result atomically unless it is byte-identical to what is there. It
-// reports whether it wrote.
+// reads the file (or starts an empty one) and the shards that hold the
+// keys of touch (every shard for a nil touch; see touchKeys), applies
+// mutate, and writes the result (the changed shards, then the file)
+// unless nothing changed. It reports whether it wrote.
 //
 // It holds the repository's lock (see LockSink) from the read to the
 // write, so that concurrent publishers never lose each other's changes.
 // mutate must be a pure function of the repository it is given: a
 // compare-and-swap implementation may apply it again to a newer file.
-func (p *Publisher) updateRepository(ctx context.Context, name string, mutate func(*layout.Repository) error) (bool, error) {
-	return p.editRepository(ctx, name, true, mutate)
+func (p *Publisher) updateRepository(ctx context.Context, name string, touch *touchKeys, mutate func(*layout.Repository) error) (bool, error) {
+	return p.editRepository(ctx, name, true, touch, mutate)
 }
 
 // editRepository is updateRepository; without create, a repository that
 // does not exist is ErrNotFound rather than an empty one.
-func (p *Publisher) editRepository(ctx context.Context, name string, create bool, mutate func(*layout.Repository) error) (bool, error) {
+func (p *Publisher) editRepository(ctx context.Context, name string, create bool, touch *touchKeys, mutate func(*layout.Repository) error) (bool, error) {
 	key, err := layout.RepositoryKey(name)
 	if err != nil {
 		return false, err
@@ -70,51 +71,39 @@ func (p *Publisher) editRepository(ctx context.Context, name string, create bool
 		return false, err
 	}
 	defer unlock()
-	b, changed, err := p.prepareRepositoryFile(ctx, name, create, mutate)
+	e, b, changed, err := p.prepareEdit(ctx, name, create, touch, mutate)
 	if err != nil {
 		return false, err
 	}
 	if !changed {
 		return false, p.signalIfRecent(ctx, key)
 	}
-	if err := p.sink.Put(ctx, key, bytes.NewReader(b), Want{}); err != nil {
-		return false, err
-	}
-	p.log.DebugContext(ctx, "write", "key", key)
-	return true, nil
+	return true, p.commit(ctx, e, b)
 }
 
 // prepareRepository does everything updateRepository does but the write:
 // Publish calls it for every target before writing any content, so that an
 // unreadable or conflicting repository fails early.
-func (p *Publisher) prepareRepository(ctx context.Context, name string, mutate func(*layout.Repository) error) ([]byte, bool, error) {
-	return p.prepareRepositoryFile(ctx, name, true, mutate)
+func (p *Publisher) prepareRepository(ctx context.Context, name string, touch *touchKeys, mutate func(*layout.Repository) error) error {
+	_, _, _, err := p.prepareEdit(ctx, name, true, touch, mutate)
+	return err
 }
 
-func (p *Publisher) prepareRepositoryFile(ctx context.Context, name string, create bool, mutate func(*layout.Repository) error) ([]byte, bool, error) {
-	if create {
-		if err := p.checkNameConflict(ctx, name); err != nil {
-			return nil, false, err
-		}
-	}
-	r, old, err := readRepository(ctx, p.sink, name)
+// prepareEdit reads, mutates and encodes; it reports whether anything
+// changed.
+func (p *Publisher) prepareEdit(ctx context.Context, name string, create bool, touch *touchKeys, mutate func(*layout.Repository) error) (*repoEdit, []byte, bool, error) {
+	e, err := p.openEdit(ctx, name, create, touch)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
-	if r == nil {
-		if !create {
-			return nil, false, fmt.Errorf("repository %s: %w", name, ErrNotFound)
-		}
-		r = layout.NewRepository(name)
+	if err := mutate(e.r); err != nil {
+		return nil, nil, false, fmt.Errorf("repository %s: %w", name, err)
 	}
-	if err := mutate(r); err != nil {
-		return nil, false, fmt.Errorf("repository %s: %w", name, err)
-	}
-	b, err := r.Encode()
+	b, changed, err := e.encode()
 	if err != nil {
-		return nil, false, fmt.Errorf("repository %s: %w", name, err)
+		return nil, nil, false, err
 	}
-	return b, !bytes.Equal(b, old), nil
+	return e, b, changed, nil
 }
 
 // checkNameConflict refuses a repository whose file would be a folder of

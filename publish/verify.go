@@ -56,6 +56,10 @@ type VerifyReport struct {
 	// catalog shard files the index does not name (gc deletes those too).
 	Temporary     int `json:"temporary"`
 	UnnamedShards int `json:"unnamedShards"`
+	// UnnamedRepositoryShards counts the shard files of repositories
+	// that their repository file does not name (left by a writer that
+	// died, or replaced while verify ran; gc deletes them).
+	UnnamedRepositoryShards int `json:"unnamedRepositoryShards"`
 	// Unlisted names the repositories that have a repository file but are
 	// not in the catalog yet: a publish writes the repository file before
 	// the catalog, so one killed between the two leaves its repository
@@ -108,6 +112,7 @@ func VerifyTree(ctx context.Context, sink Sink, opts VerifyOptions) (*VerifyRepo
 		manifests:  map[digest.Digest]bool{},
 		listedBlob: map[digest.Digest]bool{},
 		shardFiles: map[string]bool{},
+		repoShards: map[string]bool{},
 	}
 	if err := v.run(ctx); err != nil {
 		return nil, err
@@ -126,6 +131,7 @@ type verifier struct {
 	blobs      map[digest.Digest]Info // every blob in blobs/
 	repoKeys   []string               // every repository file, by key
 	shardFiles map[string]bool        // every shard file, by id
+	repoShards map[string]bool        // every repository shard file, by key; true once named
 	referenced map[digest.Digest]bool // listed by some repository
 	hashed     map[digest.Digest]bool // hashed already (problems reported once)
 	manifests  map[digest.Digest]bool // listed as a manifest
@@ -198,6 +204,8 @@ func (v *verifier) walk(ctx context.Context) error {
 				return nil
 			}
 			v.blobs[d] = info
+		case isRepositoryShard(key):
+			v.repoShards[key] = false
 		case strings.HasPrefix(key, reposDir):
 			if _, ok := layout.RepositoryNameFromKey(key); !ok {
 				v.problem(key, "not a repository file: its path is not repositories/<valid name>.json")
@@ -239,6 +247,28 @@ func (v *verifier) repository(ctx context.Context, key, name string) error {
 		v.unreadable = true
 		v.problem(key, "%v", err)
 		return nil
+	}
+	for _, kind := range layout.ShardKinds {
+		for _, ref := range r.Shards(kind) {
+			if k, err := layout.RepositoryShardKey(r.Name, ref.ID); err == nil {
+				v.repoShards[k] = true
+			}
+		}
+	}
+	if r.HasShards() {
+		// Every shard there, whole, of the range the file gives, and the
+		// repository consistent across its shards.
+		if err := r.LoadShards(func(id string) ([]byte, error) {
+			k, err := layout.RepositoryShardKey(r.Name, id)
+			if err != nil {
+				return nil, err
+			}
+			return v.sink.ReadFile(ctx, k, layout.MaxRepositoryFileSize)
+		}); err != nil {
+			v.unreadable = true
+			v.problem(key, "%v", err)
+			return nil
+		}
 	}
 	v.rep.Repositories++
 	if r.Protected {
@@ -458,6 +488,11 @@ func (v *verifier) catalog(ctx context.Context, names map[string]bool) error {
 	for id := range v.shardFiles {
 		if !named[id] {
 			v.rep.UnnamedShards++
+		}
+	}
+	for _, named := range v.repoShards {
+		if !named {
+			v.rep.UnnamedRepositoryShards++
 		}
 	}
 	for _, n := range slices.Sorted(maps.Keys(listed)) {

@@ -72,6 +72,7 @@ func (s *Server) withCaches(o options) {
 	budget := newCacheBudget(o.cacheBytes)
 	s.manifests = newManifestCache(s.tree, o.cacheSize, budget)
 	s.shards = newShardCache(s.tree, o.cacheSize, budget)
+	s.repoShards = newRepoShardCache(s.tree, o.cacheSize, budget)
 	if identitySupported {
 		s.repos = newRepoCache(s.tree, o.cacheSize, budget, o.racyWindow)
 		s.index = newIndexCache(s.tree, o.cacheBytes, o.racyWindow)

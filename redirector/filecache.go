@@ -247,6 +247,9 @@ func (c *fileCache[V]) peek(key string) (V, bool) {
 	return e.value, true
 }
 
+// forget drops the entry of key, if there is one.
+func (c *fileCache[V]) forget(key string) { c.lru.remove(key) }
+
 // counts returns what the metrics report of c.
 func (c *fileCache[V]) counts() cacheCounts {
 	n, w := c.lru.size()

@@ -62,6 +62,9 @@ func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, name string) 
 	if err != nil {
 		return err
 	}
+	if repo.Shards(layout.TagKind) > 0 {
+		return s.serveShardedTags(w, r, name, repo, p)
+	}
 	start, end := repo.TagsAfter(p.last), repo.Tags()
 	if p.n >= 0 && p.n < end-start {
 		end = start + p.n
@@ -69,30 +72,75 @@ func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, name string) 
 			setLink(w, "/v2/"+name+"/tags/list", repo.TagAt(end-1), p.n)
 		}
 	}
-	writeBody(w, http.StatusOK, "application/json", tagsJSON(name, repo, start, end))
+	writeBody(w, http.StatusOK, "application/json", tagsJSON(name, []tagRun{{repo, start, end}}))
 	return nil
 }
 
+// serveShardedTags is serveTags for a repository whose tags are in
+// shards: a page reads the shards that hold it (one, or two where it
+// crosses from one to the next); the whole list reads them all.
+func (s *Server) serveShardedTags(w http.ResponseWriter, r *http.Request, name string, repo layout.RepositoryView, p page) error {
+	var runs []tagRun
+	left := p.n // < 0: all
+	more := false
+	n := repo.Shards(layout.TagKind)
+	for i := repo.ShardAfter(layout.TagKind, p.last); i < n && left != 0; i++ {
+		sh, _, err := s.shard(r.Context(), name, repo, layout.TagKind, i)
+		if err != nil {
+			return err
+		}
+		start, end := sh.TagsAfter(p.last), sh.Tags()
+		if left >= 0 && end-start > left {
+			end, more = start+left, true
+		}
+		if left >= 0 {
+			left -= end - start
+		}
+		runs = append(runs, tagRun{sh, start, end})
+		if left == 0 && !more {
+			more = i+1 < n // shards are never empty
+		}
+	}
+	if more && p.n > 0 {
+		last := runs[len(runs)-1]
+		setLink(w, "/v2/"+name+"/tags/list", last.view.TagAt(last.end-1), p.n)
+	}
+	writeBody(w, http.StatusOK, "application/json", tagsJSON(name, runs))
+	return nil
+}
+
+// tagRun is the tags start to end of a view (a repository's, or a shard's).
+type tagRun struct {
+	view       layout.RepositoryView
+	start, end int
+}
+
 // tagsJSON is the body of a tags/list answer, {"name":…,"tags":[…]} with
-// tags start to end of repo, as encoding/json would write it: names and
+// the tags of runs, as encoding/json would write it: names and
 // tags have no character it escapes (see layout.ValidateRepository and
 // layout.ValidateTag), so they are written as they are.
-func tagsJSON(name string, repo layout.RepositoryView, start, end int) []byte {
+func tagsJSON(name string, runs []tagRun) []byte {
 	n := len(`{"name":"","tags":[]}`) + len(name)
-	for i := start; i < end; i++ {
-		n += len(repo.TagAt(i)) + 3
+	for _, run := range runs {
+		for i := run.start; i < run.end; i++ {
+			n += len(run.view.TagAt(i)) + 3
+		}
 	}
 	b := make([]byte, 0, n)
 	b = append(b, `{"name":"`...)
 	b = append(b, name...)
 	b = append(b, `","tags":[`...)
-	for i := start; i < end; i++ {
-		if i > start {
-			b = append(b, ',')
+	first := true
+	for _, run := range runs {
+		for i := run.start; i < run.end; i++ {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = append(b, '"')
+			b = append(b, run.view.TagAt(i)...)
+			b = append(b, '"')
 		}
-		b = append(b, '"')
-		b = append(b, repo.TagAt(i)...)
-		b = append(b, '"')
 	}
 	return append(b, "]}"...)
 }
@@ -200,7 +248,15 @@ func (s *Server) serveReferrers(w http.ResponseWriter, r *http.Request, name, re
 	}
 	artifactType := r.URL.Query().Get("artifactType")
 	manifests := []v1.Descriptor{}
-	for _, desc := range repo.Referrers(d) {
+	h, ok, err := s.holder(r.Context(), name, repo, layout.ReferrerKind, string(d))
+	if err != nil {
+		return err
+	}
+	var refs []v1.Descriptor
+	if ok {
+		refs = h.Referrers(d)
+	}
+	for _, desc := range refs {
 		if artifactType == "" || desc.ArtifactType == artifactType {
 			manifests = append(manifests, desc)
 		}

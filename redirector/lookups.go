@@ -26,6 +26,9 @@ type repositories interface {
 	// wrapping errNotFound if the repository does not exist. The file is
 	// shared and is not modified.
 	repository(ctx context.Context, name string) (layout.RepositoryView, error)
+	// forget drops what is kept of the repository file of name, if
+	// anything: the next repository call reads the file.
+	forget(name string)
 }
 
 // manifests gives manifests, by digest, verified against it.

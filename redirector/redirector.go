@@ -20,6 +20,7 @@ type Server struct {
 	repos             repositories
 	manifests         manifests
 	shards            catalogShards
+	repoShards        repositoryShards
 	index             catalogIndexes
 	router            http.Handler
 	log               *slog.Logger
@@ -145,6 +146,7 @@ func New(root string, opts ...Option) (*Server, error) {
 		repos:             t,
 		manifests:         t,
 		shards:            t,
+		repoShards:        t,
 		index:             t,
 		log:               o.logger,
 		redirectBase:      base,

@@ -60,6 +60,10 @@ func (c *repoCache) repository(ctx context.Context, name string) (layout.Reposit
 	return c.files.get(ctx, name)
 }
 
+// forget drops the cached view of name: a shard it names is gone, so the
+// file was replaced, whatever the change counter says yet.
+func (c *repoCache) forget(name string) { c.files.forget(name) }
+
 func (c *repoCache) cacheCounts() cacheCounts { return c.files.counts() }
 
 // cloneKey returns a copy of a cache key taken from a request: a key is a

@@ -1,6 +1,7 @@
 package redirector
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -147,6 +148,19 @@ func (s *Server) serveV2(w http.ResponseWriter, r *http.Request, rest string) er
 	if err := layout.ValidateRepository(rt.name); err != nil {
 		return ErrNameInvalid.WithDetail(err.Error())
 	}
+	err := s.serveRepository(w, r, rt)
+	if errors.Is(err, errRepoShardGone) {
+		// A publish replaced the repository file, and removed a shard
+		// the file read named, between the two reads: the new file names
+		// shards that exist; answer again from it (once), read anew.
+		s.repos.forget(rt.name)
+		err = s.serveRepository(w, r, rt)
+	}
+	return err
+}
+
+// serveRepository answers a request for the repository of rt.
+func (s *Server) serveRepository(w http.ResponseWriter, r *http.Request, rt route) error {
 	switch rt.endpoint {
 	case endpointTags:
 		return s.serveTags(w, r, rt.name)

@@ -113,7 +113,18 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, name, ref
 	if err != nil {
 		return err
 	}
-	m, ok := repo.Resolve(ref)
+	kind := layout.TagKind
+	if layout.IsDigest(ref) {
+		kind = layout.ManifestKind
+	}
+	hv, ok, err := s.holder(r.Context(), name, repo, kind, ref)
+	if err != nil {
+		return err
+	}
+	var m layout.ManifestInfo
+	if ok {
+		m, ok = hv.Resolve(ref)
+	}
 	if !ok {
 		return ErrManifestUnknown.WithDetail(map[string]string{"name": name, "reference": ref})
 	}
@@ -181,9 +192,24 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, name, ref str
 		serveContent(w, r, d, bytes.NewReader(content))
 		return nil
 	}
-	size, stored, ok := repo.Blob(d)
+	var size int64
+	stored := true
+	hv, ok, err := s.holder(r.Context(), name, repo, layout.BlobKind, string(d))
+	if err != nil {
+		return err
+	}
+	if ok {
+		size, stored, ok = hv.Blob(d)
+	}
 	if !ok {
-		m, ok := repo.Manifest(d)
+		// A manifest may be asked for as a blob.
+		if hv, ok, err = s.holder(r.Context(), name, repo, layout.ManifestKind, string(d)); err != nil {
+			return err
+		}
+		var m layout.ManifestInfo
+		if ok {
+			m, ok = hv.Manifest(d)
+		}
 		if !ok {
 			return ErrBlobUnknown.WithDetail(map[string]string{"name": name, "digest": d.String()})
 		}

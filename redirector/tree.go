@@ -232,6 +232,9 @@ func (t *tree) repository(ctx context.Context, name string) (layout.RepositoryVi
 
 // repositoryID is repository, and the identity of the file it read when
 // it knows it (zero otherwise).
+// forget does nothing: the tree keeps nothing.
+func (*tree) forget(string) {}
+
 func (t *tree) repositoryID(_ context.Context, name string) (layout.RepositoryView, fileIdentity, error) {
 	key, err := layout.RepositoryKey(name)
 	if err != nil {
