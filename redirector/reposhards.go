@@ -123,4 +123,3 @@ func (s *Server) shard(ctx context.Context, name string, repo layout.RepositoryV
 	}
 	return v, err == nil, err
 }
-
