@@ -282,6 +282,11 @@ func (r *Repository) validate(whole bool) error {
 		}
 	}
 	// has reports whether the check of an entry of kind can be made.
+	if r.Sharded(ManifestKind) && !r.Sharded(TagKind) && len(r.Tags) > 0 {
+		// A tag in the file finds its manifest's media type and size in
+		// the file; one in a shard, in the shard.
+		return fmt.Errorf("repository %s: manifests in shards and tags in the file", r.Name)
+	}
 	has := func(kind ShardKind) bool { return whole || !r.Sharded(kind) }
 	if err := ValidateRepository(r.Name); err != nil {
 		return fmt.Errorf("repository file: %w", err)

@@ -300,12 +300,17 @@ func assertConsistent(t *testing.T, root string) {
 	ctx := context.Background()
 	sink := publish.NewFSSink(layout.Root(root))
 	var names []string
+	shardFiles := map[string][]string{} // by repository
 	reposDir := layout.Root(root).Path(layout.RepositoriesDirKey())
 	err := filepath.WalkDir(reposDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
+		if n, id, ok := layout.RepositoryShardFromKey(filepath.ToSlash(rel)); ok {
+			shardFiles[n] = append(shardFiles[n], id)
+			return nil
+		}
 		n, ok := layout.RepositoryNameFromKey(filepath.ToSlash(rel))
 		if !ok {
 			return fmt.Errorf("stray file %s", rel)
@@ -321,6 +326,20 @@ func assertConsistent(t *testing.T, root string) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Every shard file is named by its repository file (a publish
+		// that returned removed the ones it replaced).
+		named := map[string]bool{}
+		for _, kind := range layout.ShardKinds {
+			for _, ref := range r.Shards(kind) {
+				named[ref.ID] = true
+			}
+		}
+		for _, id := range shardFiles[n] {
+			if !named[id] {
+				t.Errorf("repository %s: shard file %s not named by the repository file", n, id)
+			}
+		}
+		delete(shardFiles, n)
 		check := func(d digest.Digest, size int64) {
 			b := readBlob(t, root, d)
 			if int64(len(b)) != size || d.Algorithm().FromBytes(b) != d {
@@ -335,6 +354,9 @@ func assertConsistent(t *testing.T, root string) {
 				check(d, b.Size)
 			}
 		}
+	}
+	for n, ids := range shardFiles {
+		t.Errorf("shard files %v of %s, which has no repository file", ids, n)
 	}
 	cat, err := publish.CatalogNames(ctx, sink)
 	if err != nil {

@@ -131,10 +131,24 @@ func (p *Publisher) readShard(ctx context.Context, e *repoEdit, kind layout.Shar
 // into the file. It records the files to write and to remove.
 func (e *repoEdit) reshard() error {
 	e.files, e.drop = map[string][]byte{}, nil
+	var want [4]bool
+	for _, kind := range layout.ShardKinds {
+		want[kind] = e.wantShards(kind)
+	}
+	// A tag in the file finds its manifest in the file: tags are sharded
+	// when manifests are (a tag shard carries its manifests' media types
+	// and sizes).
+	want[layout.TagKind] = want[layout.TagKind] || want[layout.ManifestKind]
 	for _, kind := range layout.ShardKinds {
 		old := e.r.Shards(kind)
 		keys := e.r.Keys(kind)
-		if len(old) == 0 && len(keys) <= layout.InlineMax {
+		if !want[kind] {
+			// In the file (read whole, if it was sharded: its maps hold
+			// every entry).
+			for _, ref := range old {
+				e.drop = append(e.drop, ref.ID)
+			}
+			e.r.SetShards(kind, nil)
 			continue
 		}
 		var refs []layout.ShardRef
@@ -181,9 +195,6 @@ func (e *repoEdit) reshard() error {
 				}
 			}
 		}
-		if e.all && len(keys) <= layout.InlineMax/2 {
-			refs = nil // back into the file
-		}
 		e.r.SetShards(kind, refs)
 		for _, ref := range old {
 			if !slices.ContainsFunc(refs, func(r layout.ShardRef) bool { return r.ID == ref.ID }) {
@@ -192,6 +203,19 @@ func (e *repoEdit) reshard() error {
 		}
 	}
 	return nil
+}
+
+// wantShards reports whether kind is to be kept in shards after the edit:
+// a kind in the file is sharded once it has more than layout.InlineMax
+// entries; a sharded one goes back into the file when it was read whole
+// and has half of that or fewer (so that a repository near the limit does
+// not go back and forth).
+func (e *repoEdit) wantShards(kind layout.ShardKind) bool {
+	n := len(e.r.Keys(kind))
+	if !e.r.Sharded(kind) {
+		return n > layout.InlineMax
+	}
+	return !e.all || n > layout.InlineMax/2
 }
 
 // splitKeys cuts sorted keys into parts of at most size: none for no keys,

@@ -23,6 +23,10 @@ import (
 type testTree struct {
 	t    testing.TB
 	root layout.Root
+	// shardSize, when set, has repository writes every kind of entries in
+	// shard files of at most shardSize entries (layout, shards.go), as a
+	// repository too large for its file is written.
+	shardSize int
 }
 
 func newTestTree(t testing.TB) *testTree {
@@ -79,9 +83,12 @@ func (tt *testTree) index(children ...v1.Descriptor) (v1.Descriptor, []byte) {
 	return tt.blob(v1.MediaTypeImageIndex, data), data
 }
 
-// repository writes a repository file.
+// repository writes a repository file (and its shards, with shardSize).
 func (tt *testTree) repository(r *layout.Repository) {
 	tt.t.Helper()
+	if tt.shardSize > 0 {
+		tt.shard(r, tt.shardSize)
+	}
 	data, err := r.Encode()
 	if err != nil {
 		tt.t.Fatal(err)
@@ -91,6 +98,35 @@ func (tt *testTree) repository(r *layout.Repository) {
 		tt.t.Fatal(err)
 	}
 	tt.write(key, data)
+}
+
+// shard writes every kind of entries of r in shard files of at most size
+// entries, and lists them in r.
+func (tt *testTree) shard(r *layout.Repository, size int) {
+	tt.t.Helper()
+	for _, kind := range layout.ShardKinds {
+		keys := r.Keys(kind)
+		var refs []layout.ShardRef
+		for len(keys) > 0 {
+			part := keys[:min(size, len(keys))]
+			keys = keys[len(part):]
+			sh, err := r.ShardOf(kind, part, nil)
+			if err != nil {
+				tt.t.Fatal(err)
+			}
+			data, id, err := layout.EncodeRepositoryShard(sh)
+			if err != nil {
+				tt.t.Fatal(err)
+			}
+			key, err := layout.RepositoryShardKey(r.Name, id)
+			if err != nil {
+				tt.t.Fatal(err)
+			}
+			tt.write(key, data)
+			refs = append(refs, layout.ShardRef{ID: id, First: part[0], Last: part[len(part)-1], Count: len(part)})
+		}
+		r.SetShards(kind, refs)
+	}
 }
 
 // catalog writes the catalog of sorted names, perShard names to a shard,

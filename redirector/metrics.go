@@ -35,6 +35,7 @@ const (
 	cacheRepositories   = "repository"
 	cacheManifests      = "manifest"
 	cacheCatalogShards  = "catalog_shard"
+	cacheRepoShards     = "repository_shard"
 	cacheCatalogIndex   = "catalog_index"
 	cacheResultHit      = "hit"
 	cacheResultMiss     = "miss"
@@ -257,6 +258,7 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 		lookup any
 	}{
 		{cacheRepositories, c.s.repos},
+		{cacheRepoShards, c.s.repoShards},
 		{cacheManifests, c.s.manifests},
 		{cacheCatalogShards, c.s.shards},
 		{cacheCatalogIndex, c.s.index},

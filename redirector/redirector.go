@@ -36,6 +36,10 @@ type Server struct {
 	// index is read and before its shards are, to reproduce a publish that
 	// replaces the catalog between the two reads.
 	afterCatalogIndex func()
+	// beforeRepoShard, when set (by tests only), runs before a shard of a
+	// repository is read, to reproduce a publish that replaces the
+	// repository between the reads of its file and of a shard.
+	beforeRepoShard func()
 }
 
 // Option configures a Server.

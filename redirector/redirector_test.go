@@ -50,7 +50,13 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	tt := newTestTree(t)
+	return newFixtureIn(t, newTestTree(t))
+}
+
+// newFixtureIn writes the fixture in tt (whose shardSize shards every
+// repository).
+func newFixtureIn(t *testing.T, tt *testTree) *fixture {
+	t.Helper()
 	f := &fixture{tree: tt}
 
 	// library/alpine
@@ -270,8 +276,20 @@ func referrersBody(t *testing.T, descs ...v1.Descriptor) string {
 // and warmed by the same request (see cacheModes): the answers are the same.
 func TestCalls(t *testing.T) { forEachCacheMode(t, testCalls) }
 
-func testCalls(t *testing.T, mode cacheMode) {
-	f := newFixture(t)
+// TestCallsSharded runs the same table against the same repositories with
+// every kind of entries in shards of two (see layout, shards.go): the
+// answers are the same.
+func TestCallsSharded(t *testing.T) {
+	forEachCacheMode(t, func(t *testing.T, mode cacheMode) {
+		tt := newTestTree(t)
+		tt.shardSize = 2
+		testCallsOn(t, mode, newFixtureIn(t, tt))
+	})
+}
+
+func testCalls(t *testing.T, mode cacheMode) { testCallsOn(t, mode, newFixture(t)) }
+
+func testCallsOn(t *testing.T, mode cacheMode, f *fixture) {
 	srv, _, logs := mode.newServer(t, f.tree.dir())
 	sorted := func(a, b v1.Descriptor) []v1.Descriptor {
 		if a.Digest > b.Digest {

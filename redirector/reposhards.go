@@ -117,6 +117,9 @@ func (s *Server) holder(ctx context.Context, name string, repo layout.Repository
 
 // shard returns shard i of kind of repo.
 func (s *Server) shard(ctx context.Context, name string, repo layout.RepositoryView, kind layout.ShardKind, i int) (layout.RepositoryView, bool, error) {
+	if s.beforeRepoShard != nil {
+		s.beforeRepoShard()
+	}
 	v, err := s.repoShards.repositoryShard(ctx, name, kind, repo.Shard(kind, i))
 	if errors.Is(err, errNotFound) {
 		return v, false, fmt.Errorf("%w: %w", errRepoShardGone, err)
