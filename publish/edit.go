@@ -2,6 +2,7 @@ package publish
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -43,26 +44,35 @@ func (p *Publisher) RemoveTags(ctx context.Context, name string, tags ...string)
 	return manifests, blobs, nil
 }
 
-// Tag points newTag of repository name at the manifest tag names, and
-// returns its digest. A manifest newTag named before stays listed,
-// untagged, as after a publish that moves a tag. A missing repository or
-// tag is ErrNotFound.
-func (p *Publisher) Tag(ctx context.Context, name, tag, newTag string) (digest.Digest, error) {
+// Tag points each of newTags of repository name at the manifest tag
+// names, in one edit of the repository (all of them, or none), and returns
+// its digest. A manifest a new tag named before stays listed, untagged, as
+// after a publish that moves a tag. A missing repository or tag is
+// ErrNotFound.
+func (p *Publisher) Tag(ctx context.Context, name, tag string, newTags ...string) (digest.Digest, error) {
 	if err := CheckTree(ctx, p.sink); err != nil {
 		return "", err
 	}
-	for _, t := range []string{tag, newTag} {
+	if len(newTags) == 0 {
+		return "", errors.New("tag: no new tag")
+	}
+	for _, t := range append([]string{tag}, newTags...) {
 		if err := layout.ValidateTag(t); err != nil {
 			return "", err
 		}
 	}
 	var d digest.Digest
-	_, err := p.editRepository(ctx, name, false, &touchKeys{layout.TagKind: {tag, newTag}}, func(r *layout.Repository) error {
+	touch := &touchKeys{}
+	touch.add(layout.TagKind, tag)
+	touch.add(layout.TagKind, newTags...)
+	_, err := p.editRepository(ctx, name, false, touch, func(r *layout.Repository) error {
 		var ok bool
 		if d, ok = r.Tags[tag]; !ok {
 			return fmt.Errorf("tag %q: %w", tag, ErrNotFound)
 		}
-		r.Tags[newTag] = d
+		for _, t := range newTags {
+			r.Tags[t] = d
+		}
 		return nil
 	})
 	if err != nil {

@@ -14,7 +14,8 @@ func newCmdTag() *cobra.Command {
 		Use:   "tag --root DIR NAME:TAG NEWTAG [NEWTAG ...]",
 		Short: "Add a tag to a manifest a repository already holds",
 		Long: `tag points NEWTAG of repository NAME at the manifest NAME:TAG names, and
-prints NAME:NEWTAG@DIGEST. A manifest NEWTAG named before stays in the
+prints NAME:NEWTAG@DIGEST for each, all in one edit of the repository
+(every NEWTAG, or none on an error). A manifest NEWTAG named before stays in the
 repository, untagged (pullable by digest), as after a publish that moves a
 tag; heron rm NAME:TAG is how a tag goes. The edit is made under the
 repository's lock, so tag is safe while other heron commands write the same
@@ -32,11 +33,11 @@ tree.`,
 				}
 			}
 			p := publish.New(publish.NewFSSink(layout.Root(root)))
+			d, err := p.Tag(cmd.Context(), from.Repository, from.Tag, args[1:]...)
+			if err != nil {
+				return err
+			}
 			for _, t := range args[1:] {
-				d, err := p.Tag(cmd.Context(), from.Repository, from.Tag, t)
-				if err != nil {
-					return err
-				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s:%s@%s\n", from.Repository, t, d)
 			}
 			return nil
