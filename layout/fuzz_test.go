@@ -142,6 +142,9 @@ func FuzzRepositoryFile(f *testing.F) {
 	f.Add([]byte(`{"schemaVersion":1,"name":"a","tags":{},"manifests":{},"blobs":{}}`))
 	f.Add([]byte(`{"schemaVersion":1,"name":"library/alpine","tags":{"latest":"` + d1 + `"},"manifests":{"` + d1 +
 		`":{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":10,"blobs":["` + d2 + `"]}},"blobs":{"` + d2 + `":{"size":5}}}`))
+	id := strings.Repeat("0f", 32)
+	f.Add([]byte(`{"schemaVersion":2,"name":"a","manifests":{"` + d1 + `":{"mediaType":"m","size":1}},"blobShards":[{"id":"` + id + `","first":"` + d2 + `","last":"` + d2 + `","count":1}]}`))
+	f.Add([]byte(`{"schemaVersion":2,"name":"a","tagShards":[{"id":"` + id + `","first":"a","last":"b","count":2}],"manifestShards":[{"id":"` + strings.Repeat("1f", 32) + `","first":"` + d1 + `","last":"` + d2 + `","count":2}],"referrers":{"` + d1 + `":[{"mediaType":"m","digest":"` + d2 + `","size":3}]}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// The view, fast path and slow, of the file under the name it
 		// gives (or any name, if it gives none).
@@ -252,6 +255,50 @@ func FuzzCatalog(f *testing.F) {
 			if err != nil || len(packed.ProtectedStrings()) != len(f.Protected) {
 				t.Fatalf("an encoded shard does not decode packed: %v", err)
 			}
+		}
+	})
+}
+
+// FuzzRepositoryShard: the scanner reads a shard file as
+// DecodeRepositoryShard and ViewOfShard do, or leaves it to them; it never
+// accepts a shard they refuse.
+func FuzzRepositoryShard(f *testing.F) {
+	d1 := "sha256:" + strings.Repeat("ab", 32)
+	d2 := "sha256:" + strings.Repeat("cd", 32)
+	f.Add(byte(0), []byte(`{"tags":{"a":{"digest":"`+d1+`","mediaType":"application/vnd.oci.image.manifest.v1+json","size":10},"b":{"digest":"`+d1+`","mediaType":"application/vnd.oci.image.manifest.v1+json","size":10}}}`+"\n"))
+	f.Add(byte(0), []byte(`{"tags":{"a":{"digest":"`+d1+`","mediaType":"x","size":10},"b":{"digest":"`+d1+`","mediaType":"x","size":11}}}`))
+	f.Add(byte(1), []byte(`{"manifests":{"`+d1+`":{"mediaType":"m","size":1,"children":["`+d2+`"],"artifactType":"t","subject":"`+d2+`"}}}`))
+	f.Add(byte(2), []byte(`{"blobs":{"`+d1+`":{"size":1,"mediaType":"b","stored":false},"`+d2+`":{"size":2}}}`))
+	f.Add(byte(3), []byte(`{"referrers":{"`+d1+`":[{"mediaType":"m","digest":"`+d2+`","size":3}]}}`))
+	f.Fuzz(func(t *testing.T, k byte, data []byte) {
+		kind := ShardKind(k % byte(shardKinds))
+		// The ref the data would need: its keys, as encoding/json reads
+		// them.
+		var loose RepositoryShard
+		if json.Unmarshal(data, &loose) != nil {
+			return
+		}
+		keys := loose.Keys()
+		if len(keys) == 0 {
+			return
+		}
+		sum := sha256.Sum256(data)
+		ref := ShardRef{ID: hex.EncodeToString(sum[:]), First: keys[0], Last: keys[len(keys)-1], Count: len(keys)}
+		fast, ok := scanShardView(data, kind, ref)
+		s, err := DecodeRepositoryShard(data, kind, ref)
+		if err != nil {
+			if ok {
+				t.Fatalf("the fast path accepts a shard the slow path refuses (%v): %s", err, data)
+			}
+			return
+		}
+		slow := ViewOfShard(s)
+		if ok && fast != slow {
+			t.Fatalf("fast path:\n%q\nslow path:\n%q", fast.s, slow.s)
+		}
+		v, err := DecodeShardView(data, kind, ref)
+		if err != nil || v != slow {
+			t.Fatalf("DecodeShardView: %v", err)
 		}
 	})
 }

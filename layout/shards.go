@@ -120,6 +120,7 @@ func (s *RepositoryShard) Validate() error {
 	if _, ok := s.Kind(); !ok {
 		return errors.New("repository shard: not entries of one kind")
 	}
+	byDigest := map[digest.Digest]ShardTag{}
 	for tag, t := range s.Tags {
 		if err := ValidateTag(tag); err != nil {
 			return fmt.Errorf("repository shard: %w", err)
@@ -130,6 +131,10 @@ func (s *RepositoryShard) Validate() error {
 		if t.MediaType == "" || t.Size < 0 {
 			return fmt.Errorf("repository shard: tag %s: media type and size are required", tag)
 		}
+		if o, ok := byDigest[t.Digest]; ok && o != t {
+			return fmt.Errorf("repository shard: tags of manifest %s give it different media types or sizes", t.Digest)
+		}
+		byDigest[t.Digest] = t
 	}
 	for d, m := range s.Manifests {
 		if _, err := ParseDigest(string(d)); err != nil {
@@ -498,12 +503,198 @@ func ViewOfShard(s *RepositoryShard) RepositoryView {
 	return encodeView(viewSettings{}, tags, manifests, blobs, refs)
 }
 
-// DecodeShardView decodes a shard file (DecodeRepositoryShard) into its
-// view.
+// DecodeShardView decodes a shard file (DecodeRepositoryShard, with the
+// same errors) into its view. A shard of tags, manifests or blobs as heron
+// writes it is read in one pass by the scanner (see jsonScanner); anything
+// else, and anything not valid, by DecodeRepositoryShard.
 func DecodeShardView(data []byte, kind ShardKind, ref ShardRef) (RepositoryView, error) {
+	if err := checkShardID(data, ref.ID); err != nil {
+		return RepositoryView{}, err
+	}
+	if v, ok := scanShardView(data, kind, ref); ok {
+		return v, nil
+	}
 	s, err := DecodeRepositoryShard(data, kind, ref)
 	if err != nil {
 		return RepositoryView{}, err
 	}
 	return ViewOfShard(s), nil
+}
+
+// scanShardView is the fast path of DecodeShardView: false for anything it
+// is not sure to read as DecodeRepositoryShard would (see jsonScanner),
+// for a shard of referrers, and for a shard that is not valid.
+func scanShardView(data []byte, kind ShardKind, ref ShardRef) (RepositoryView, bool) {
+	if kind == ReferrerKind {
+		return RepositoryView{}, false
+	}
+	s := newJSONScanner(data)
+	var tags []viewTag
+	var manifests []viewManifest
+	var blobs []viewBlob
+	fields := 0
+	s.object(func(key []byte) bool {
+		if fields++; fields > 1 || !s.keyIs(key, kind.String()) {
+			return s.fail()
+		}
+		return s.object(func(k []byte) bool {
+			switch kind {
+			case TagKind:
+				t := viewTag{tag: k}
+				m := viewManifest{size: -1}
+				seen := 0
+				s.object(func(f []byte) bool {
+					bit := 0
+					switch {
+					case s.keyIs(f, "digest"):
+						t.digest, bit = s.str(), 1
+					case s.keyIs(f, "mediaType"):
+						m.mediaType, bit = s.str(), 2
+					case s.keyIs(f, "size"):
+						m.size, bit = s.int(), 4
+					default:
+						return s.fail()
+					}
+					if seen&bit != 0 {
+						return s.fail()
+					}
+					seen |= bit
+					return s.ok
+				})
+				if seen != 7 || len(m.mediaType) == 0 {
+					return s.fail()
+				}
+				m.digest = t.digest
+				tags = append(tags, t)
+				manifests = append(manifests, m)
+			case ManifestKind:
+				m := viewManifest{digest: k, size: -1}
+				seen := 0
+				s.object(func(f []byte) bool {
+					bit := 0
+					switch {
+					case s.keyIs(f, "mediaType"):
+						m.mediaType, bit = s.str(), 1
+					case s.keyIs(f, "size"):
+						m.size, bit = s.int(), 2
+					case s.keyIs(f, "artifactType"):
+						s.str()
+						bit = 4
+					case s.keyIs(f, "subject"):
+						s.str()
+						bit = 8
+					case s.keyIs(f, "children"), s.keyIs(f, "blobs"):
+						bit = 16
+						if string(f) == "blobs" {
+							bit = 32
+						}
+						s.array(func() bool {
+							s.str()
+							return s.ok
+						})
+					default:
+						return s.fail()
+					}
+					if seen&bit != 0 {
+						return s.fail()
+					}
+					seen |= bit
+					return s.ok
+				})
+				if seen&3 != 3 || len(m.mediaType) == 0 {
+					return s.fail()
+				}
+				manifests = append(manifests, m)
+			case BlobKind:
+				b := viewBlob{digest: k, size: -1, stored: true}
+				seen := 0
+				s.object(func(f []byte) bool {
+					bit := 0
+					switch {
+					case s.keyIs(f, "size"):
+						b.size, bit = s.int(), 1
+					case s.keyIs(f, "mediaType"):
+						s.str()
+						bit = 2
+					case s.keyIs(f, "stored"):
+						b.stored, bit = s.bool(), 4
+					default:
+						return s.fail()
+					}
+					if seen&bit != 0 {
+						return s.fail()
+					}
+					seen |= bit
+					return s.ok
+				})
+				if seen&1 == 0 {
+					return s.fail()
+				}
+				blobs = append(blobs, b)
+			}
+			return s.ok
+		})
+	})
+	if !s.end() || fields != 1 {
+		return RepositoryView{}, false
+	}
+	// The keys: valid, each once, ref.Count of them from ref.First to
+	// ref.Last.
+	var keys [][]byte
+	switch kind {
+	case TagKind:
+		sortTags(tags)
+		for _, t := range tags {
+			if !matchTag(string(t.tag)) || !isCanonicalDigest(t.digest) {
+				return RepositoryView{}, false
+			}
+			keys = append(keys, t.tag)
+		}
+		// The manifests of the tags: one entry per digest, all alike.
+		sortManifests(manifests)
+		out := manifests[:0]
+		for _, m := range manifests {
+			if n := len(out); n > 0 && bytes.Equal(out[n-1].digest, m.digest) {
+				if !bytes.Equal(out[n-1].mediaType, m.mediaType) || out[n-1].size != m.size {
+					return RepositoryView{}, false
+				}
+				continue
+			}
+			out = append(out, m)
+		}
+		manifests = out
+	case ManifestKind:
+		sortManifests(manifests)
+		for _, m := range manifests {
+			if !isCanonicalDigest(m.digest) {
+				return RepositoryView{}, false
+			}
+			keys = append(keys, m.digest)
+		}
+	case BlobKind:
+		sortBlobs(blobs)
+		for _, b := range blobs {
+			if !isCanonicalDigest(b.digest) {
+				return RepositoryView{}, false
+			}
+			keys = append(keys, b.digest)
+		}
+	}
+	if len(keys) == 0 || len(keys) != ref.Count || string(keys[0]) != ref.First || string(keys[len(keys)-1]) != ref.Last {
+		return RepositoryView{}, false
+	}
+	for i := 1; i < len(keys); i++ {
+		if bytes.Equal(keys[i-1], keys[i]) {
+			return RepositoryView{}, false
+		}
+	}
+	var locals []string
+	for _, m := range manifests {
+		if _, known := knownTypes[string(m.mediaType)]; !known && !slices.Contains(locals, string(m.mediaType)) {
+			if locals = append(locals, string(m.mediaType)); len(locals) > 0x7f {
+				return RepositoryView{}, false
+			}
+		}
+	}
+	return encodeView(viewSettings{}, tags, manifests, blobs, nil), true
 }

@@ -145,6 +145,10 @@ func TestShardedView(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The fast path reads sharded files, and reads them as the slow one.
+	if _, ok := sameView(t, "ci/app", b); !ok {
+		t.Fatal("the fast path refuses a sharded repository file")
+	}
 	for _, kind := range ShardKinds {
 		if v.Shards(kind) != len(r.Shards(kind)) {
 			t.Fatalf("%s: %d shards in the view, %d in the file", kind, v.Shards(kind), len(r.Shards(kind)))

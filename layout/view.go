@@ -734,6 +734,10 @@ const (
 	fieldManifests
 	fieldBlobs
 	fieldReferrers
+	fieldTagShards
+	fieldManifestShards
+	fieldBlobShards
+	fieldReferrerShards
 )
 
 // scanRepositoryView is DecodeRepositoryView's fast path: it reports false
@@ -854,11 +858,35 @@ func scanRepositoryView(name string, data []byte) (RepositoryView, bool) {
 		case s.keyIs(key, "referrers"):
 			referrers = s.raw()
 			return once(fieldReferrers)
+		case s.keyIs(key, "tagShards"), s.keyIs(key, "manifestShards"), s.keyIs(key, "blobShards"), s.keyIs(key, "referrerShards"):
+			kind := map[string]ShardKind{"tagShards": TagKind, "manifestShards": ManifestKind, "blobShards": BlobKind, "referrerShards": ReferrerKind}[string(key)]
+			st.shards[kind] = scanShardRefs(s)
+			return once(fieldTagShards << kind)
 		}
 		s.raw()
 		return s.ok
 	})
-	if !s.end() || version != RepositorySchemaVersion || st.name != name || ValidateRepository(name) != nil || !st.viewable() {
+	sharded := func(kind ShardKind) bool { return len(st.shards[kind]) > 0 }
+	hasShards := sharded(TagKind) || sharded(ManifestKind) || sharded(BlobKind) || sharded(ReferrerKind)
+	want := int64(RepositorySchemaVersion)
+	if hasShards {
+		want = ShardedSchemaVersion
+	}
+	if !s.ok || version != want {
+		return RepositoryView{}, false
+	}
+	for _, kind := range ShardKinds {
+		// A kind both in the file and in shards, an empty or invalid
+		// list: the slow path says what is wrong.
+		inFile := [...]bool{len(tags) > 0, len(manifests) > 0, len(blobs) > 0, referrers != nil && !bytes.Equal(referrers, []byte("{}"))}[kind]
+		if seen&(fieldTagShards<<kind) != 0 && (!sharded(kind) || inFile || checkShardRefs(kind, st.shards[kind]) != nil) {
+			return RepositoryView{}, false
+		}
+	}
+	if sharded(ManifestKind) && !sharded(TagKind) && len(tags) > 0 {
+		return RepositoryView{}, false
+	}
+	if !s.end() || st.name != name || ValidateRepository(name) != nil || !st.viewable() {
 		return RepositoryView{}, false
 	}
 	if st.blobBaseURL != "" && ValidateBlobBaseURL(st.blobBaseURL) != nil {
@@ -894,19 +922,27 @@ func scanRepositoryView(name string, data []byte) (RepositoryView, bool) {
 		_, ok := slices.BinarySearchFunc(manifests, d, func(m viewManifest, d []byte) int { return bytes.Compare(m.digest, d) })
 		return ok
 	}
-	for _, t := range tags {
-		if !listed(t.digest) {
-			return RepositoryView{}, false
+	// A check that needs the entries of a kind in shards is the shards'
+	// (Repository.Validate).
+	if !sharded(ManifestKind) {
+		for _, t := range tags {
+			if !listed(t.digest) {
+				return RepositoryView{}, false
+			}
 		}
-	}
-	for _, d := range mustManifest {
-		if !listed(d) {
-			return RepositoryView{}, false
+		for _, d := range mustManifest {
+			if !listed(d) {
+				return RepositoryView{}, false
+			}
 		}
+	} else if len(mustManifest) > 0 {
+		return RepositoryView{}, false // manifests in the file and in shards
 	}
-	for _, d := range mustBlob {
-		if _, ok := slices.BinarySearchFunc(blobs, d, func(b viewBlob, d []byte) int { return bytes.Compare(b.digest, d) }); !ok {
-			return RepositoryView{}, false
+	if !sharded(BlobKind) {
+		for _, d := range mustBlob {
+			if _, ok := slices.BinarySearchFunc(blobs, d, func(b viewBlob, d []byte) int { return bytes.Compare(b.digest, d) }); !ok {
+				return RepositoryView{}, false
+			}
 		}
 	}
 	var refs map[digest.Digest][]v1.Descriptor
@@ -919,7 +955,7 @@ func scanRepositoryView(name string, data []byte) (RepositoryView, bool) {
 				return RepositoryView{}, false
 			}
 			for _, d := range ds {
-				if !listed([]byte(d.Digest)) {
+				if !sharded(ManifestKind) && !listed([]byte(d.Digest)) {
 					return RepositoryView{}, false
 				}
 			}
@@ -927,6 +963,46 @@ func scanRepositoryView(name string, data []byte) (RepositoryView, bool) {
 		}
 	}
 	return encodeView(st, tags, manifests, blobs, refs), true
+}
+
+// scanShardRefs reads a shard list: objects of exactly the four fields.
+func scanShardRefs(s *jsonScanner) []ShardRef {
+	var refs []ShardRef
+	s.array(func() bool {
+		var ref ShardRef
+		var seen int
+		s.object(func(k []byte) bool {
+			f := 0
+			switch {
+			case s.keyIs(k, "id"):
+				ref.ID, f = string(s.str()), 1
+			case s.keyIs(k, "first"):
+				ref.First, f = string(s.str()), 2
+			case s.keyIs(k, "last"):
+				ref.Last, f = string(s.str()), 4
+			case s.keyIs(k, "count"):
+				var n int64
+				n, f = s.int(), 8
+				ref.Count = int(min(n, 1<<31))
+			default:
+				return s.fail() // an unknown field: the slow path's to judge
+			}
+			if seen&f != 0 {
+				return s.fail()
+			}
+			seen |= f
+			return s.ok
+		})
+		if seen != 15 {
+			return s.fail()
+		}
+		refs = append(refs, ref)
+		return s.ok
+	})
+	if refs == nil {
+		s.fail() // empty, or null: the slow path's
+	}
+	return refs
 }
 
 // scanUpstream reads the upstream object.
