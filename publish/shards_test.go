@@ -360,3 +360,45 @@ func TestShardGC(t *testing.T) {
 		t.Fatal("gc of a tree missing a shard: no error")
 	}
 }
+
+// TestShardedPublishRefusesBrokenShard: a publish that must read a shard
+// that is gone or altered fails with an error naming it, and leaves the
+// tree as it was.
+func TestShardedPublishRefusesBrokenShard(t *testing.T) {
+	for _, tc := range []struct {
+		desc, want string
+		breakIt    func(p string) error
+	}{
+		{"gone", "not found", os.Remove},
+		{"altered", "does not match its id", func(p string) error {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(p, append(b, ' '), 0o644)
+		}},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			dir := t.TempDir()
+			spec, _ := imageSet(t, filepath.Join(dir, "src"), 1)
+			root := filepath.Join(dir, "tree")
+			mustPublish(t, root, spec(0), tagTargets("app", "t", 0, 1500)...)
+			e := entryOf(t, root, "app")
+			last := e.TagShards[len(e.TagShards)-1]
+			key, _ := layout.RepositoryShardKey("app", last.ID)
+			if err := tc.breakIt(layout.Root(root).Path(key)); err != nil {
+				t.Fatal(err)
+			}
+			before := snapshot(t, root, false)
+			_, err := publishTo(t, root, spec(0), "app:zzz")
+			if err == nil || !strings.Contains(err.Error(), last.ID) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("publish into a broken shard: %v", err)
+			}
+			if d := diffSnapshots(withoutCounter(before), withoutCounter(snapshot(t, root, false))); len(d) > 0 {
+				t.Errorf("a refused publish changed the tree:\n%s", strings.Join(d, "\n"))
+			}
+			// A publish that reads another shard is not concerned.
+			mustPublish(t, root, spec(0), "app:a")
+		})
+	}
+}

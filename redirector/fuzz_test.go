@@ -224,7 +224,53 @@ func newHostileTree(tb testing.TB) *hostileTree {
 	}
 	h.broken["huge"] = true
 
-	h.catalog = []string{"alias", "escape", "huge", "lazy", "leak", "leakdir", "library/alpine", "long", "short", "team/app/api", "truncated"}
+	// zshard-*: repositories kept in shards (layout, shards.go) whose
+	// shard files are not what the repository file says: a link to a
+	// valid shard outside the tree, a shard folder that is a link to a
+	// folder outside, a (sparse) shard over the size limit, a shard with
+	// other bytes than its id.
+	for _, name := range []string{"zshard-leak", "zshard-dir", "zshard-huge", "zshard-altered"} {
+		r := layout.NewRepository(name)
+		addImage(r, h.alpineA, mA)
+		r.Tags[outsideTag] = h.alpineA.Digest
+		r.Tags["latest"] = h.alpineA.Digest
+		tt.shard(r, 1)
+		tt.repository(r) // shardSize is 0: the file names the shards written
+		dir := tt.key(layout.RepositoryShardsDirKey(name))
+		i, _ := layout.ShardContaining(r.TagShards, outsideTag)
+		shard := tt.key(layout.RepositoryShardKey(name, r.TagShards[i].ID))
+		switch name {
+		case "zshard-leak":
+			b, err := os.ReadFile(tt.root.Path(shard))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			h.outsideFile("shard.json", b)
+			if err := os.Remove(tt.root.Path(shard)); err != nil {
+				tb.Fatal(err)
+			}
+			h.link(shard, filepath.Join(h.outside, "shard.json"))
+		case "zshard-dir":
+			if err := os.Rename(tt.root.Path(dir), filepath.Join(h.outside, "_shards")); err != nil {
+				tb.Fatal(err)
+			}
+			h.link(dir, filepath.Join(h.outside, "_shards"))
+		case "zshard-huge":
+			if err := os.Truncate(tt.root.Path(shard), layout.MaxRepositoryFileSize+1); err != nil {
+				tb.Fatal(err)
+			}
+		case "zshard-altered":
+			b, err := os.ReadFile(tt.root.Path(shard))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			tt.write(shard, bytes.Replace(b, []byte(h.alpineA.Digest.Encoded()[:8]), []byte("00000000"), 1))
+		}
+		h.broken[name] = true
+	}
+
+	h.catalog = []string{"alias", "escape", "huge", "lazy", "leak", "leakdir", "library/alpine", "long", "short", "team/app/api", "truncated",
+		"zshard-altered", "zshard-dir", "zshard-huge", "zshard-leak"}
 	tt.catalog(h.catalog, 4)
 	h.files = treeFiles(tb, tt.dir())
 	for _, b := range h.files {

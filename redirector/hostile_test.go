@@ -46,7 +46,7 @@ func testHostile(t *testing.T, mode cacheMode) {
 		// Encoded slashes and other separators.
 		{Description: "encoded slash in a tag", URL: manifestURL("library/alpine", "a%2fb"), Code: 400, WantErr: CodeNameInvalid},
 		{Description: "encoded slash in the query is only a query", URL: "/v2/_catalog?last=library%2falpine", Code: 200,
-			WantBody: `{"repositories":["long","short","team/app/api","truncated"]}`},
+			WantBody: `{"repositories":["long","short","team/app/api","truncated","zshard-altered","zshard-dir","zshard-huge","zshard-leak"]}`},
 		{Description: "encoded backslash in a name", URL: "/v2/library%5calpine/tags/list", Code: 400, WantErr: CodeNameInvalid},
 		{Description: "backslash dot-dot", URL: "/v2/library/alpine/blobs/..%5c..%5cheron-layout.json", Code: 400, WantErr: CodeDigestInvalid},
 
@@ -120,6 +120,16 @@ func testHostile(t *testing.T, mode cacheMode) {
 		{Description: "truncated repository file, manifest", URL: manifestURL("truncated", "latest"), Code: 500, WantErr: CodeUnknown},
 		{Description: "huge repository file", URL: "/v2/huge/tags/list", Code: 500, WantErr: CodeUnknown, WantLog: "more than the"},
 		{Description: "huge repository file, blob", URL: blobURL("huge", emptyJSONDigest), Code: 500, WantErr: CodeUnknown},
+		{Description: "shard file linked from outside", URL: manifestURL("zshard-leak", outsideTag), Code: 500, WantErr: CodeUnknown},
+		{Description: "shard file linked from outside, tags", URL: "/v2/zshard-leak/tags/list", Code: 500, WantErr: CodeUnknown, NotInBody: outsideTag},
+		{Description: "shard file linked from outside, HEAD", Method: http.MethodHead, URL: manifestURL("zshard-leak", outsideTag), Code: 500},
+		{Description: "a tag in a shard inside the tree", URL: manifestURL("zshard-leak", "latest"), Code: 200, WantHeader: map[string]string{"Docker-Content-Digest": h.alpineA.Digest.String()}},
+		{Description: "shard folder linked outside", URL: manifestURL("zshard-dir", "latest"), Code: 500, WantErr: CodeUnknown},
+		{Description: "shard folder linked outside, blob", URL: blobURL("zshard-dir", h.alpineLayer.Digest), Code: 500, WantErr: CodeUnknown},
+		{Description: "shard folder linked outside, tags", URL: "/v2/zshard-dir/tags/list?n=1", Code: 500, WantErr: CodeUnknown},
+		{Description: "huge shard file", URL: manifestURL("zshard-huge", outsideTag), Code: 500, WantErr: CodeUnknown, WantLog: "more than the"},
+		{Description: "shard file altered", URL: manifestURL("zshard-altered", outsideTag), Code: 500, WantErr: CodeUnknown, WantLog: "does not match its id"},
+		{Description: "shard file altered, tags", URL: "/v2/zshard-altered/tags/list", Code: 500, WantErr: CodeUnknown},
 		{Description: "the catalog lists broken repositories", URL: "/v2/_catalog?n=3&last=leakdir", Code: 200,
 			WantBody: `{"repositories":["library/alpine","long","short"]}`},
 
@@ -190,6 +200,18 @@ func testHostileSpecialFiles(t *testing.T, mode cacheMode) {
 	pipes.Tags["latest"] = manifest
 	fifo(h.key(layout.ManifestKey(manifest)))
 	h.repository(pipes)
+	// A repository whose tag shard is a pipe.
+	pipeShard := layout.NewRepository("pipeshard")
+	other := digest.FromString("a manifest never read")
+	pipeShard.Manifests[other] = layout.Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 21}
+	pipeShard.Tags["latest"] = other
+	h.shard(pipeShard, 1)
+	h.repository(pipeShard)
+	shardKey := h.key(layout.RepositoryShardKey("pipeshard", pipeShard.TagShards[0].ID))
+	if err := os.Remove(h.root.Path(shardKey)); err != nil {
+		t.Fatal(err)
+	}
+	fifo(shardKey)
 
 	// Should a request be stuck opening a pipe, writers that come and go
 	// release it, until the server has closed (cleanups run last first).
@@ -221,5 +243,7 @@ func testHostileSpecialFiles(t *testing.T, mode cacheMode) {
 		{Description: "blob is a pipe, HEAD", Method: http.MethodHead, URL: blobURL("pipes", layer), Code: 500},
 		{Description: "manifest is a pipe", URL: manifestURL("pipes", "latest"), Code: 500, WantErr: CodeUnknown, WantLog: "not a regular file"},
 		{Description: "manifest is a pipe, HEAD", Method: http.MethodHead, URL: manifestURL("pipes", "latest"), Code: 500},
+		{Description: "shard is a pipe", URL: manifestURL("pipeshard", "latest"), Code: 500, WantErr: CodeUnknown, WantLog: "not a regular file"},
+		{Description: "shard is a pipe, tags", URL: "/v2/pipeshard/tags/list", Code: 500, WantErr: CodeUnknown},
 	})
 }

@@ -65,10 +65,15 @@ func newRepoShardCache(t *tree, entries int, budget *cacheBudget) *repoShardCach
 	return &repoShardCache{backend: t, lru: newLRUIn[string, layout.RepositoryView](entries, budget)}
 }
 
-// repositoryShard returns shard sh from the cache (by its raw id: the same
-// bytes, whichever repository names them), or read by the backend.
+// repositoryShard returns shard sh of repository name from the cache, or
+// read by the backend. The key is the repository's name and the shard's
+// raw id: two repositories with a shard of the same bytes each read their
+// own file (a repository is answered from its own files only, whatever
+// the cache holds).
 func (c *repoShardCache) repositoryShard(ctx context.Context, name string, kind layout.ShardKind, sh layout.ViewShard) (layout.RepositoryView, error) {
-	if v, ok := c.lru.get(sh.ID); ok {
+	var buf [256 + 1 + 32]byte
+	key := append(append(append(buf[:0], name...), 0), sh.ID...)
+	if v, ok := c.lru.get(string(key)); ok {
 		c.hits.Add(1)
 		return v, nil
 	}
@@ -77,7 +82,7 @@ func (c *repoShardCache) repositoryShard(ctx context.Context, name string, kind 
 	if err != nil {
 		return v, err
 	}
-	c.lru.add(cloneKey(sh.ID), v, v.Size()+entryOverhead)
+	c.lru.add(string(key), v, v.Size()+int64(len(key))+entryOverhead)
 	return v, nil
 }
 
