@@ -336,3 +336,37 @@ func touchOf(pl *plan, tags []string) *touchKeys {
 	}
 	return t
 }
+
+// Reshard rewrites the repository files of names (every repository in the
+// catalog when names is empty) in the form this version writes: a kind of
+// more than layout.InlineMax entries in shards, one of half that or fewer
+// back in the file. It reads each repository whole, under its lock, and
+// writes only those whose form changes. A publish into a repository does
+// the same for the kinds it adds to; Reshard is for a tree written before
+// shards existed, or by another writer. It returns the names rewritten.
+func (p *Publisher) Reshard(ctx context.Context, names ...string) ([]string, error) {
+	if err := CheckTree(ctx, p.sink); err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		all, err := CatalogNames(ctx, p.sink)
+		if err != nil {
+			return nil, err
+		}
+		names = all
+	}
+	var rewritten []string
+	for _, name := range names {
+		if err := layout.ValidateRepository(name); err != nil {
+			return rewritten, err
+		}
+		changed, err := p.editRepository(ctx, name, false, nil, func(*layout.Repository) error { return nil })
+		if err != nil {
+			return rewritten, fmt.Errorf("repository %s: %w", name, err)
+		}
+		if changed {
+			rewritten = append(rewritten, name)
+		}
+	}
+	return rewritten, nil
+}

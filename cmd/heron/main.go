@@ -20,7 +20,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newCmdPublish(), newCmdServe(), newCmdLs())
-	root.AddCommand(newCmdRm(), newCmdTag())
+	root.AddCommand(newCmdRm(), newCmdTag(), newCmdReshard())
 	root.AddCommand(newCmdGC(), newCmdVerify())
 	return root
 }
