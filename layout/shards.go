@@ -568,67 +568,16 @@ func scanShardView(data []byte, kind ShardKind, ref ShardRef) (RepositoryView, b
 				tags = append(tags, t)
 				manifests = append(manifests, m)
 			case ManifestKind:
-				m := viewManifest{digest: k, size: -1}
-				seen := 0
-				s.object(func(f []byte) bool {
-					bit := 0
-					switch {
-					case s.keyIs(f, "mediaType"):
-						m.mediaType, bit = s.str(), 1
-					case s.keyIs(f, "size"):
-						m.size, bit = s.int(), 2
-					case s.keyIs(f, "artifactType"):
-						s.str()
-						bit = 4
-					case s.keyIs(f, "subject"):
-						s.str()
-						bit = 8
-					case s.keyIs(f, "children"), s.keyIs(f, "blobs"):
-						bit = 16
-						if string(f) == "blobs" {
-							bit = 32
-						}
-						s.array(func() bool {
-							s.str()
-							return s.ok
-						})
-					default:
-						return s.fail()
-					}
-					if seen&bit != 0 {
-						return s.fail()
-					}
-					seen |= bit
-					return s.ok
-				})
-				if seen&3 != 3 || len(m.mediaType) == 0 {
-					return s.fail()
+				var children, layers [][]byte // listed elsewhere: not checked here
+				m, ok := scanManifestEntry(s, k, true, &children, &layers)
+				if !ok {
+					return false
 				}
 				manifests = append(manifests, m)
 			case BlobKind:
-				b := viewBlob{digest: k, size: -1, stored: true}
-				seen := 0
-				s.object(func(f []byte) bool {
-					bit := 0
-					switch {
-					case s.keyIs(f, "size"):
-						b.size, bit = s.int(), 1
-					case s.keyIs(f, "mediaType"):
-						s.str()
-						bit = 2
-					case s.keyIs(f, "stored"):
-						b.stored, bit = s.bool(), 4
-					default:
-						return s.fail()
-					}
-					if seen&bit != 0 {
-						return s.fail()
-					}
-					seen |= bit
-					return s.ok
-				})
-				if seen&1 == 0 {
-					return s.fail()
+				b, ok := scanBlobEntry(s, k, true)
+				if !ok {
+					return false
 				}
 				blobs = append(blobs, b)
 			}

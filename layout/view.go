@@ -786,73 +786,16 @@ func scanRepositoryView(name string, data []byte) (RepositoryView, bool) {
 			return once(fieldTags)
 		case s.keyIs(key, "manifests"):
 			s.object(func(d []byte) bool {
-				m := viewManifest{digest: d, size: -1}
-				var mseen int
-				s.object(func(k []byte) bool {
-					f := 0
-					switch {
-					case s.keyIs(k, "mediaType"):
-						m.mediaType, f = s.str(), 1
-					case s.keyIs(k, "size"):
-						m.size, f = s.int(), 2
-					case s.keyIs(k, "artifactType"):
-						s.str()
-						f = 4
-					case s.keyIs(k, "subject"):
-						s.str()
-						f = 8
-					case s.keyIs(k, "children"), s.keyIs(k, "blobs"):
-						list := &mustManifest
-						if string(k) == "blobs" {
-							list, f = &mustBlob, 32
-						} else {
-							f = 16
-						}
-						s.array(func() bool {
-							*list = append(*list, s.str())
-							return s.ok
-						})
-					default:
-						s.raw()
-					}
-					if mseen&f != 0 {
-						return s.fail()
-					}
-					mseen |= f
-					return s.ok
-				})
-				if m.size < 0 || len(m.mediaType) == 0 {
-					return s.fail() // the slow path says what is missing
-				}
+				m, ok := scanManifestEntry(s, d, false, &mustManifest, &mustBlob)
 				manifests = append(manifests, m)
-				return s.ok
+				return ok
 			})
 			return once(fieldManifests)
 		case s.keyIs(key, "blobs"):
 			s.object(func(d []byte) bool {
-				b := viewBlob{digest: d, stored: true}
-				var bseen int
-				s.object(func(k []byte) bool {
-					f := 0
-					switch {
-					case s.keyIs(k, "size"):
-						b.size, f = s.int(), 1
-					case s.keyIs(k, "mediaType"):
-						s.str()
-						f = 2
-					case s.keyIs(k, "stored"):
-						b.stored, f = s.bool(), 4
-					default:
-						s.raw()
-					}
-					if bseen&f != 0 {
-						return s.fail()
-					}
-					bseen |= f
-					return s.ok
-				})
+				b, ok := scanBlobEntry(s, d, false)
 				blobs = append(blobs, b)
-				return s.ok
+				return ok
 			})
 			return once(fieldBlobs)
 		case s.keyIs(key, "referrers"):
@@ -963,6 +906,82 @@ func scanRepositoryView(name string, data []byte) (RepositoryView, bool) {
 		}
 	}
 	return encodeView(st, tags, manifests, blobs, refs), true
+}
+
+// scanManifestEntry reads the object of manifest d (layout.Manifest),
+// appending its children and blobs (which must be listed) to the lists
+// given. strict: a field it does not know fails the scanner (a shard file
+// is decoded with unknown fields refused); else it is skipped. The media
+// type and size are required.
+func scanManifestEntry(s *jsonScanner, d []byte, strict bool, children, blobs *[][]byte) (viewManifest, bool) {
+	m := viewManifest{digest: d, size: -1}
+	var seen int
+	s.object(func(k []byte) bool {
+		f := 0
+		switch {
+		case s.keyIs(k, "mediaType"):
+			m.mediaType, f = s.str(), 1
+		case s.keyIs(k, "size"):
+			m.size, f = s.int(), 2
+		case s.keyIs(k, "artifactType"):
+			s.str()
+			f = 4
+		case s.keyIs(k, "subject"):
+			s.str()
+			f = 8
+		case s.keyIs(k, "children"), s.keyIs(k, "blobs"):
+			list := children
+			if f = 16; string(k) == "blobs" {
+				list, f = blobs, 32
+			}
+			s.array(func() bool {
+				*list = append(*list, s.str())
+				return s.ok
+			})
+		case strict:
+			return s.fail()
+		default:
+			s.raw()
+		}
+		if seen&f != 0 {
+			return s.fail()
+		}
+		seen |= f
+		return s.ok
+	})
+	if m.size < 0 || len(m.mediaType) == 0 {
+		return m, s.fail() // the slow path says what is missing
+	}
+	return m, s.ok
+}
+
+// scanBlobEntry reads the object of blob d (layout.Blob); strict as for
+// scanManifestEntry.
+func scanBlobEntry(s *jsonScanner, d []byte, strict bool) (viewBlob, bool) {
+	b := viewBlob{digest: d, stored: true}
+	var seen int
+	s.object(func(k []byte) bool {
+		f := 0
+		switch {
+		case s.keyIs(k, "size"):
+			b.size, f = s.int(), 1
+		case s.keyIs(k, "mediaType"):
+			s.str()
+			f = 2
+		case s.keyIs(k, "stored"):
+			b.stored, f = s.bool(), 4
+		case strict:
+			return s.fail()
+		default:
+			s.raw()
+		}
+		if seen&f != 0 {
+			return s.fail()
+		}
+		seen |= f
+		return s.ok
+	})
+	return b, s.ok
 }
 
 // scanShardRefs reads a shard list: objects of exactly the four fields.
