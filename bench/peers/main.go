@@ -8,7 +8,11 @@
 //   - for trees of growing size (1,000 to 1,000,000 repositories, made by
 //     bench/treegen and cached): heron's time from exec to the first
 //     answered request, its peak memory under load, manifest requests
-//     spread over many repositories, and /v2/_catalog pages.
+//     spread over many repositories, and /v2/_catalog pages;
+//   - for repositories of growing size (10 to 100,000 tags, written by
+//     heron's publisher and cached): manifest requests by tag with and
+//     without the server's caches, tags/list pages, and heron tag adding
+//     one tag.
 //
 // It installs nothing (bench/install.sh does), starts every server itself
 // on a free loopback port, stops each one by its PID, and writes a
@@ -46,6 +50,8 @@ type config struct {
 	warmup      time.Duration
 	rounds      int
 	sizes       []int
+	tagSizes    []int
+	tagsOnly    bool
 	peerRepos   int
 	startups    int
 	keep        bool
@@ -62,7 +68,7 @@ const (
 
 func main() {
 	var cfg config
-	var sizes string
+	var sizes, tagSizes string
 	flag.StringVar(&cfg.heron, "heron", "", "the heron binary to measure (required)")
 	flag.StringVar(&cfg.heronprof, "heronprof", "", "bench/heronprof binary: if set, also profile heron's CPU under load")
 	flag.StringVar(&cfg.cacheDir, "cache", ".cache/bench", "folder for generated trees (kept between runs) and results")
@@ -72,6 +78,8 @@ func main() {
 	flag.DurationVar(&cfg.warmup, "warmup", 500*time.Millisecond, "unmeasured time before each round")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds per scenario; servers take turns within a round")
 	flag.StringVar(&sizes, "sizes", "1000,100000,1000000", "tree sizes (repositories) for start-up, memory and catalog")
+	flag.StringVar(&tagSizes, "tag-sizes", "10,10000,100000", "repository sizes (tags) for requests by tag, tags/list and heron tag; \"none\" skips them")
+	flag.BoolVar(&cfg.tagsOnly, "tags-only", false, "measure the repositories of -tag-sizes only (no peers, no tree sizes, no profiles)")
 	flag.IntVar(&cfg.peerRepos, "peer-repos", 1000, "repositories of the tree the servers are compared on")
 	flag.IntVar(&cfg.startups, "startups", 5, "start-ups measured per tree size")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the run folder (server logs, configurations)")
@@ -105,6 +113,15 @@ func main() {
 			os.Exit(2)
 		}
 		cfg.sizes = append(cfg.sizes, n)
+	}
+	var err error
+	if cfg.tagSizes, err = parseTagSizes(tagSizes); err != nil {
+		fmt.Fprintln(os.Stderr, "peers: -tag-sizes:", err)
+		os.Exit(2)
+	}
+	if cfg.tagsOnly && len(cfg.tagSizes) == 0 {
+		fmt.Fprintln(os.Stderr, "peers: -tags-only needs -tag-sizes")
+		os.Exit(2)
 	}
 	if cfg.out == "" {
 		cfg.out = filepath.Join(cfg.cacheDir, "results.md")
@@ -152,6 +169,43 @@ func run(ctx context.Context, cfg *config) (err error) {
 	rep := &report{cfg: cfg, began: began}
 	rep.machine = machineInfo(heron)
 
+	if !cfg.tagsOnly {
+		if err := measurePeersAndSizes(ctx, cfg, fx, runDir, rep); err != nil {
+			return err
+		}
+	}
+	if len(cfg.tagSizes) > 0 {
+		rep.tags = &tagsResult{}
+		tree, err := ensureTagsTree(ctx, cfg.cacheDir, img, cfg.tagSizes, rep.tags)
+		if err != nil {
+			return err
+		}
+		if err := measureTagSizes(ctx, cfg, fx, tree, runDir, rep.tags); err != nil {
+			return err
+		}
+	}
+	if cfg.heronprof != "" && !cfg.tagsOnly {
+		if rep.profiles, err = profileSizes(ctx, cfg, fx, runDir, rep); err != nil {
+			return err
+		}
+	}
+	rep.took = time.Since(began)
+
+	md := rep.markdown()
+	fmt.Print(md)
+	if err := os.MkdirAll(filepath.Dir(cfg.out), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(cfg.out, []byte(md), 0o644); err != nil {
+		return err
+	}
+	logf("report written to %s (%s)", cfg.out, rep.took.Round(time.Second))
+	return nil
+}
+
+// measurePeersAndSizes compares heron with its peers on the tree of
+// cfg.peerRepos repositories, then measures it on the tree of each size.
+func measurePeersAndSizes(ctx context.Context, cfg *config, fx *fixture, runDir string, rep *report) error {
 	peerTree, err := ensureTree(ctx, cfg.cacheDir, cfg.peerRepos, rep)
 	if err != nil {
 		return err
@@ -170,31 +224,26 @@ func run(ctx context.Context, cfg *config) (err error) {
 		}
 		rep.sizes = append(rep.sizes, sr)
 	}
-	if cfg.heronprof != "" {
-		if cfg.heronprof, err = filepath.Abs(cfg.heronprof); err != nil {
-			return err
-		}
-		big := cfg.sizes[len(cfg.sizes)-1]
-		bigTree, err := ensureTree(ctx, cfg.cacheDir, big, rep)
-		if err != nil {
-			return err
-		}
-		if rep.profiles, err = profileHeron(ctx, cfg, fx, peerTree, bigTree, big, runDir); err != nil {
-			return err
-		}
-	}
-	rep.took = time.Since(began)
-
-	md := rep.markdown()
-	fmt.Print(md)
-	if err := os.MkdirAll(filepath.Dir(cfg.out), 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(cfg.out, []byte(md), 0o644); err != nil {
-		return err
-	}
-	logf("report written to %s (%s)", cfg.out, rep.took.Round(time.Second))
 	return nil
+}
+
+// profileSizes profiles heron's CPU on the peers' tree and on the
+// largest tree.
+func profileSizes(ctx context.Context, cfg *config, fx *fixture, runDir string, rep *report) ([]profileResult, error) {
+	var err error
+	if cfg.heronprof, err = filepath.Abs(cfg.heronprof); err != nil {
+		return nil, err
+	}
+	peerTree, err := ensureTree(ctx, cfg.cacheDir, cfg.peerRepos, rep)
+	if err != nil {
+		return nil, err
+	}
+	big := cfg.sizes[len(cfg.sizes)-1]
+	bigTree, err := ensureTree(ctx, cfg.cacheDir, big, rep)
+	if err != nil {
+		return nil, err
+	}
+	return profileHeron(ctx, cfg, fx, peerTree, bigTree, big, runDir)
 }
 
 // ensureTree returns the cached tree of n repositories, generating it the

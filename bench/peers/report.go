@@ -168,6 +168,7 @@ type report struct {
 	scenarios  []scenarioResult
 	peerMemory []string
 	sizes      []*sizeResult
+	tags       *tagsResult
 	profiles   []profileResult
 }
 
@@ -191,7 +192,31 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "- load: bench/load, %d keep-alive connections on 127.0.0.1, %d rounds of %s (after %s warm-up) per scenario and server, servers taking turns\n\n",
 		cfg.concurrency, cfg.rounds, cfg.duration, cfg.warmup)
 
-	fmt.Fprintf(&b, "### Same requests, same bytes (tree of %s repositories)\n\n", num(float64(cfg.peerRepos)))
+	if len(r.scenarios) > 0 {
+		r.peersMarkdown(&b)
+	}
+	if len(r.sizes) > 0 {
+		r.sizesMarkdown(&b)
+	}
+	if r.tags != nil {
+		r.tags.markdown(&b, cfg)
+	}
+	b.WriteString("\n### Targets\n\n| target | measured | met |\n| --- | --- | --- |\n")
+	for _, t := range r.targets() {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", t[0], t[1], t[2])
+	}
+	b.WriteString("\n")
+	for _, p := range r.profiles {
+		fmt.Fprintf(&b, "<details><summary>CPU profile of heron under %s (%s req/s with the profiler on): <code>%s</code></summary>\n\n```\n%s```\n</details>\n\n",
+			p.what, num(p.load.rps()), p.file, p.top)
+	}
+	return b.String()
+}
+
+// peersMarkdown writes the table of the servers compared.
+func (r *report) peersMarkdown(b *strings.Builder) {
+	cfg := r.cfg
+	fmt.Fprintf(b, "### Same requests, same bytes (tree of %s repositories)\n\n", num(float64(cfg.peerRepos)))
 	b.WriteString("| scenario | server | req/s | rounds (req/s) | MiB/s | p50 | p99 | × nginx | × registry:2 | errors |\n")
 	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, s := range r.scenarios {
@@ -208,21 +233,24 @@ func (r *report) markdown() string {
 			if reg != nil && s.rate(reg) > 0 && a != reg && !strings.HasPrefix(sr.target, tNginx) {
 				xr = fmt.Sprintf("%.1f", s.rate(a)/s.rate(reg))
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n",
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n",
 				s.sc.title, sr.target, num(a.rps()), a.spread(), mibs, dur(a.p(0.5)), dur(a.p(0.99)), xn, xr, a.errors)
 		}
 	}
 	b.WriteString("\nregistry:2 (filesystem storage) cannot redirect blobs, so it has no 307 row.\n")
 	if len(r.peerMemory) > 0 {
-		fmt.Fprintf(&b, "Peak RSS after these runs: %s.\n", strings.Join(r.peerMemory, ", "))
+		fmt.Fprintf(b, "Peak RSS after these runs: %s.\n", strings.Join(r.peerMemory, ", "))
 	}
+}
 
+// sizesMarkdown writes the table of heron by tree size.
+func (r *report) sizesMarkdown(b *strings.Builder) {
 	b.WriteString("\n### heron by tree size\n\n")
-	fmt.Fprintf(&b, "| repositories | first answer after exec (median; min–max) | manifest GET by tag over %s repos: req/s, p50, p99 | the same over %s repos: req/s, p50, p99 | spread × concentrated | blob GET MiB/s | `_catalog?n=100` first page: req/s, p50, p99 | `_catalog?n=100&last=<random>`: req/s, p50, p99 | peak RSS (VmHWM): manifests and blobs | peak RSS: all, catalog too | RSS after |\n",
+	fmt.Fprintf(b, "| repositories | first answer after exec (median; min–max) | manifest GET by tag over %s repos: req/s, p50, p99 | the same over %s repos: req/s, p50, p99 | spread × concentrated | blob GET MiB/s | `_catalog?n=100` first page: req/s, p50, p99 | `_catalog?n=100&last=<random>`: req/s, p50, p99 | peak RSS (VmHWM): manifests and blobs | peak RSS: all, catalog too | RSS after |\n",
 		num(concentratedRepos), num(spreadRepos))
 	b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, s := range r.sizes {
-		fmt.Fprintf(&b, "| %s | %s (%s–%s) | %s, %s, %s | %s, %s, %s | %.2f | %.0f | %s, %s, %s | %s, %s, %s | %s | %s | %s |\n",
+		fmt.Fprintf(b, "| %s | %s (%s–%s) | %s, %s, %s | %s, %s, %s | %.2f | %.0f | %s, %s, %s | %s, %s, %s | %s | %s | %s |\n",
 			num(float64(s.repos)), dur(s.startups[len(s.startups)/2]), dur(s.startups[0]), dur(s.startups[len(s.startups)-1]),
 			num(s.concentrated.rps()), dur(s.concentrated.p(0.5)), dur(s.concentrated.p(0.99)),
 			num(s.spread.rps()), dur(s.spread.p(0.5)), dur(s.spread.p(0.99)), s.spread.rps()/s.concentrated.rps(), s.blob.mibps(),
@@ -236,19 +264,8 @@ func (r *report) markdown() string {
 		if g.cached {
 			c = " (cached from an earlier run)"
 		}
-		fmt.Fprintf(&b, "- %s: %s%s\n", num(float64(g.repos)), g.line, c)
+		fmt.Fprintf(b, "- %s: %s%s\n", num(float64(g.repos)), g.line, c)
 	}
-
-	b.WriteString("\n### Targets\n\n| target | measured | met |\n| --- | --- | --- |\n")
-	for _, t := range r.targets() {
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", t[0], t[1], t[2])
-	}
-	b.WriteString("\n")
-	for _, p := range r.profiles {
-		fmt.Fprintf(&b, "<details><summary>CPU profile of heron under %s (%s req/s with the profiler on): <code>%s</code></summary>\n\n```\n%s```\n</details>\n\n",
-			p.what, num(p.load.rps()), p.file, p.top)
-	}
-	return b.String()
 }
 
 // targets checks the numbers against the goals of the issue.
@@ -314,6 +331,9 @@ func (r *report) targets() [][3]string {
 				fmt.Sprintf("first page %s, random page %s", dur(large.catFirst.p(0.5)), dur(large.catRandom.p(0.5))),
 				yes(large.catFirst.p(0.5) < time.Millisecond && large.catRandom.p(0.5) < time.Millisecond)})
 		}
+	}
+	if r.tags != nil {
+		out = append(out, r.tags.targets(yes)...)
 	}
 	return out
 }
