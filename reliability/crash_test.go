@@ -344,8 +344,9 @@ func TestCrash(t *testing.T) {
 		aimed := map[string][]string{}
 		ordinary := 1 + rng.IntN(4)/3 // a second target one time in four
 		// Two times in five, the first target is a sharded repository, and
-		// half of those publish an image whose content is in the tree, so
-		// that the kill lands in the edit of the repository and its shards.
+		// three in four of those publish an image whose content is in the
+		// tree, so that the kill lands in the edit of the repository and
+		// its shards.
 		var op, bigRepo string
 		if rng.IntN(5) < 2 {
 			var tag string
@@ -357,7 +358,7 @@ func TestCrash(t *testing.T) {
 					t.Fatalf("after filling a shard of %s up: %v %s", tagsRepo, err, strings.Join(found, "\n"))
 				}
 			}
-			if rng.IntN(2) == 0 {
+			if rng.IntN(4) != 0 {
 				img = pools.pickComplete(t)
 				args[0] = img.source
 			}
