@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -373,7 +374,10 @@ func pullPodman(c *call, f *fixtures.Fixture, ref string) {
 			c.t.Errorf("podman RepoDigests %v lack %s@%s", img.RepoDigests, repo, d)
 		}
 	}
-	out = c.run(append(global, "search", "--tls-verify=false", "--list-tags", "--format", "json", repo)...)
+	// podman search lists 25 tags unless told more (--limit), and the
+	// fixture's tag may come after thousands of others.
+	limit := strconv.Itoa(len(suite.tagsOf(targetFor(f).repo)) + 1)
+	out = c.run(append(global, "search", "--tls-verify=false", "--list-tags", "--limit", limit, "--format", "json", repo)...)
 	var found []struct{ Tags []string }
 	if err := json.Unmarshal(out, &found); err != nil || len(found) != 1 {
 		c.t.Fatalf("podman search --list-tags: %v\n%s", err, out)

@@ -3,13 +3,17 @@
 // fixture with real clients (skopeo, podman, crane, oras, regctl), checking
 // that what arrives has the expected digests. It runs twice: with blobs
 // served by heron, and with blobs redirected (307) to a static file server
-// that plays the CDN.
+// that plays the CDN. Two of the repositories it pulls from, e2e/oci-image
+// and e2e/oci-index, hold 100,000 more tags (E2E_BULK_TAGS), added with
+// `heron tag`, so that they keep their tags in shard files; TestTagList
+// lists those tags with each client's own tag listing and checks every
+// one arrives once, in order, and that every Link header was followed.
 //
 // The tests are behind the e2e build tag, so that `go test ./...` stays
 // fast; run them with `make e2e` (or `go test -tags e2e ./e2e/...`) after
 // `make tools`. They print one summary line, "e2e: N passed, N failed,
-// N skipped", counting one subtest per client, fixture and mode. With
-// CI=true a client that is not installed fails its subtests; otherwise they
-// are skipped with a message. docs/clients.md says which client pulls which
-// fixture and why.
+// N skipped", counting one subtest per client, fixture and mode, and one
+// per client for the tag listing. With CI=true a client that is not
+// installed fails its subtests; otherwise they are skipped with a
+// message. docs/clients.md says which client pulls which fixture and why.
 package e2e

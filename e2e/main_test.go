@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/heron-registry/heron/internal/fixtures"
 	"github.com/heron-registry/heron/internal/heronproc"
+	"github.com/heron-registry/heron/layout"
 )
 
 // suite is what TestMain sets up once for every test: the fixtures, a tree
@@ -38,7 +41,27 @@ type environment struct {
 	// /etc/containers.
 	policy     string
 	registries string
+	// bulkTags is the number of tags setup adds to each of bulkRepos
+	// (defaultBulkTags, or E2E_BULK_TAGS), bulkTook how long adding them
+	// took, and tagShards the tag shards each of bulkRepos has then.
+	bulkTags  int
+	bulkTook  time.Duration
+	tagShards map[string]int
 }
+
+// defaultBulkTags is how many tags setup adds to each of bulkRepos: enough
+// for the repositories to keep their tags in shards (docs/layout.md,
+// "Large repositories"), so that every client pulls from, and lists the
+// tags of, a repository of a CI pipeline that tags every build.
+const defaultBulkTags = 100000
+
+// bulkRepos are the repositories that get the bulk tags: oci-image's,
+// which every client pulls (podman too) and which holds a referrer, and
+// oci-index's, an index.
+var bulkRepos = []string{"e2e/" + fixtures.NameOCIImage, "e2e/" + fixtures.NameOCIIndex}
+
+// bulkTag is the i-th bulk tag: bulk-000000, bulk-000001, ...
+func bulkTag(i int) string { return fmt.Sprintf("bulk-%06d", i) }
 
 // mode is one way of serving the tree: heron serve, the tap clients talk to,
 // and in redirect mode the CDN blobs are redirected to.
@@ -95,6 +118,12 @@ func runMain(m *testing.M) int {
 	fmt.Printf("e2e: set up in %s: %d fixtures in %s; direct at %s, redirect at %s (blobs to %s)\n",
 		time.Since(start).Round(time.Millisecond), len(env.fixtures.Fixtures), env.tree,
 		env.modes[0].host(), env.modes[1].host(), env.modes[1].cdn.base())
+	var shards []string
+	for _, r := range bulkRepos {
+		shards = append(shards, fmt.Sprintf("%s %d", r, env.tagShards[r]))
+	}
+	fmt.Printf("e2e: %d bulk tags added to each of %s with heron tag in %s; tag shards: %s\n",
+		env.bulkTags, strings.Join(bulkRepos, " and "), env.bulkTook.Round(time.Millisecond), strings.Join(shards, ", "))
 	suite = env
 	code := m.Run()
 	results.Lock()
@@ -122,6 +151,14 @@ func setup() (*environment, error) {
 		ci:         os.Getenv("CI") == "true",
 		policy:     filepath.Join(dir, "policy.json"),
 		registries: filepath.Join(dir, "registries.conf"),
+		bulkTags:   defaultBulkTags,
+	}
+	if s := os.Getenv("E2E_BULK_TAGS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > 1000000 {
+			return env, fmt.Errorf("E2E_BULK_TAGS=%q: want a number from 0 to 1000000", s)
+		}
+		env.bulkTags = n
 	}
 	addToolPath()
 
@@ -140,6 +177,9 @@ func setup() (*environment, error) {
 		return env, errors.New("fixtures: no large-image with Options.Large")
 	}
 	if err := env.publishAll(ctx); err != nil {
+		return env, err
+	}
+	if err := env.addBulkTags(ctx); err != nil {
 		return env, err
 	}
 
@@ -281,4 +321,75 @@ func (env *environment) publishAll(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// tagChunk is how many tags one heron tag adds: one edit of the repository
+// each, and a command line well under ARG_MAX.
+const tagChunk = 5000
+
+// addBulkTags adds env.bulkTags tags to each of bulkRepos, all naming the
+// manifest its fixture was published with, with heron tag, tagChunk at a
+// time, and checks the repository file: it must keep its tags in shards
+// (once there are more than the file holds itself) that count every tag.
+func (env *environment) addBulkTags(ctx context.Context) error {
+	start := time.Now()
+	env.tagShards = map[string]int{}
+	for _, repo := range bulkRepos {
+		for lo := 0; lo < env.bulkTags; lo += tagChunk {
+			args := []string{"tag", "--root", env.tree, repo + ":latest"}
+			for i := lo; i < min(lo+tagChunk, env.bulkTags); i++ {
+				args = append(args, bulkTag(i))
+			}
+			cmd := exec.CommandContext(ctx, env.heron, args...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Run(); err != nil {
+				return fmt.Errorf("heron tag --root %s %s:latest %s ... (%d tags): %w\n%s", env.tree, repo, args[4], len(args)-4, err, stderr.String())
+			}
+		}
+		key, err := layout.RepositoryKey(repo)
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(layout.Root(env.tree).Path(key))
+		if err != nil {
+			return err
+		}
+		r, err := layout.DecodeRepositoryFile(repo, b)
+		if err != nil {
+			return err
+		}
+		want := len(env.tagsOf(repo))
+		count := len(r.Tags)
+		for _, s := range r.Shards(layout.TagKind) {
+			count += s.Count
+		}
+		env.tagShards[repo] = len(r.Shards(layout.TagKind))
+		switch {
+		case want > layout.InlineMax && !r.Sharded(layout.TagKind):
+			return fmt.Errorf("%s: %d tags, and its repository file names no tag shard", repo, want)
+		case count != want:
+			return fmt.Errorf("%s: its repository file counts %d tags, want %d", repo, count, want)
+		}
+	}
+	env.bulkTook = time.Since(start)
+	return nil
+}
+
+// tagsOf returns the tags of repository repo, sorted: those of the fixtures
+// published into it, and the bulk tags of bulkRepos.
+func (env *environment) tagsOf(repo string) []string {
+	var tags []string
+	for i := range env.fixtures.Fixtures {
+		if tg := targetFor(&env.fixtures.Fixtures[i]); tg.repo == repo {
+			tags = append(tags, tg.tag)
+		}
+	}
+	if slices.Contains(bulkRepos, repo) {
+		for i := range env.bulkTags {
+			tags = append(tags, bulkTag(i))
+		}
+	}
+	slices.Sort(tags)
+	return slices.Compact(tags)
 }

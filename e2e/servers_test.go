@@ -23,6 +23,7 @@ type exchange struct {
 	URI           string
 	Status        int
 	Location      string
+	Link          string // the Link header (a tags/list page with more after it)
 	ContentType   string
 	ContentDigest string
 	ContentLength string
@@ -51,6 +52,9 @@ func (e exchange) String() string {
 	s += fmt.Sprintf(" body=%dB", e.BodyBytes)
 	if e.Location != "" {
 		s += " location=" + e.Location
+	}
+	if e.Link != "" {
+		s += " link=" + e.Link
 	}
 	if e.Err != "" {
 		s += " error=" + e.Err
@@ -196,6 +200,7 @@ func (tp *tap) handle(client *net.TCPConn) {
 			}
 			e.Status = resp.StatusCode
 			e.Location = resp.Header.Get("Location")
+			e.Link = resp.Header.Get("Link")
 			e.ContentType = resp.Header.Get("Content-Type")
 			e.ContentDigest = resp.Header.Get("Docker-Content-Digest")
 			e.ContentLength = resp.Header.Get("Content-Length")

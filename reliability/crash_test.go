@@ -63,6 +63,13 @@ type publishRun struct {
 	err    error
 }
 
+// staleFor is how long after a kill the test waits before it asks the
+// server again when its answers did not match the tree: a server trusts
+// the change counter, and answers from what it cached, for a second at
+// most (docs/layout.md), and a writer killed between a change and its
+// increment of the counter never tells it.
+const staleFor = 1100 * time.Millisecond
+
 // publishTimeout bounds a publish that is not to be killed: one that has
 // not finished by then (waiting for a lock a dead process held, say) is
 // killed and fails the test.
@@ -118,10 +125,13 @@ func (r *publishRun) String() string {
 // (as "unlisted"; heron gc lists them). They are counted and returned as
 // lags when mayLag(X) is true for each of them (its last publish was
 // killed); an unlisted repository whose last publish was not killed, or any
-// problem, fails. docs/reliability.md discusses it.
-func verifyTree(tree string, mayLag func(repo string) bool) (lags int, err error) {
+// problem, fails. docs/reliability.md discusses it. It also returns the
+// shard files of repositories that no repository file names (left by a
+// killed publish: not a problem; heron gc deletes them).
+func verifyTree(tree string, mayLag func(repo string) bool) (verifyCounts, error) {
+	var vc verifyCounts
 	if !hasVerify {
-		return 0, nil
+		return vc, nil
 	}
 	var stdout, stderr strings.Builder
 	cmd := heron("verify", "--deep", "--root", tree, "-o", "json")
@@ -132,29 +142,37 @@ func verifyTree(tree string, mayLag func(repo string) bool) (lags int, err error
 			Key     string `json:"key"`
 			Message string `json:"problem"`
 		} `json:"problems"`
-		Unlisted []string `json:"unlisted"`
+		Unlisted                []string `json:"unlisted"`
+		UnnamedRepositoryShards int      `json:"unnamedRepositoryShards"`
 	}
 	if err := json.Unmarshal([]byte(stdout.String()), &rep); err != nil {
-		return 0, fmt.Errorf("heron verify --deep -o json: %v (%v)\n%s%s", runErr, err, &stdout, &stderr)
+		return vc, fmt.Errorf("heron verify --deep -o json: %v (%v)\n%s%s", runErr, err, &stdout, &stderr)
 	}
+	vc.unnamedShards = rep.UnnamedRepositoryShards
 	var other []string
 	for _, p := range rep.Problems {
 		other = append(other, p.Key+": "+p.Message)
 	}
 	for _, name := range rep.Unlisted {
 		if mayLag != nil && mayLag(name) {
-			lags++
+			vc.lags++
 			continue
 		}
 		other = append(other, "repository "+name+" is not in the catalog, and its last publish was not killed")
 	}
 	switch {
 	case len(other) > 0:
-		return lags, fmt.Errorf("heron verify --deep: %d problem(s):\n%s", len(other), strings.Join(other, "\n"))
+		return vc, fmt.Errorf("heron verify --deep: %d problem(s):\n%s", len(other), strings.Join(other, "\n"))
 	case runErr != nil:
-		return lags, fmt.Errorf("heron verify --deep: %v\n%s", runErr, &stderr)
+		return vc, fmt.Errorf("heron verify --deep: %v\n%s", runErr, &stderr)
 	}
-	return lags, nil
+	return vc, nil
+}
+
+// verifyCounts are what heron verify counted besides problems.
+type verifyCounts struct {
+	lags          int // repositories not in the catalog yet, whose last publish was killed
+	unnamedShards int // unnamedRepositoryShards
 }
 
 // crashImage is one image of the crash test's pool.
@@ -228,15 +246,36 @@ func (p *crashPools) pick(t *testing.T) *crashImage {
 	return fresh[p.rng.IntN(len(fresh))]
 }
 
+// pickComplete returns an image whose content is all in the tree (a
+// publish of it only edits repositories), or pick's when there is none.
+func (p *crashPools) pickComplete(t *testing.T) *crashImage {
+	var done []*crashImage
+	for _, img := range p.images {
+		if img.complete {
+			done = append(done, img)
+		}
+	}
+	if len(done) == 0 {
+		return p.pick(t)
+	}
+	return done[p.rng.IntN(len(done))]
+}
+
 // TestCrash kills heron publish at random moments until HERON_CRASH_KILLS
 // publishes (100 by default, 20 with -short) were killed before they
 // finished, and checks the tree and what a server over it answers after
 // each kill. One publish in five runs alongside another, unkilled, publish
-// into the same repository, which must succeed with its update kept.
+// into the same repository, which must succeed with its update kept. Two
+// in five go into a sharded repository (sharded_test.go): to split a
+// full tag shard, to move a tag, to add a tag at the end, or to add an
+// image's manifests and blobs to manifest and blob shards. After every
+// publish, no tag and no manifest may be lost, every shard file a
+// repository file names must be there and verify, and heron verify must
+// count the shard files none names as the test does.
 // After the kills every image is published again, and heron gc --grace 0
 // must delete the leftovers and nothing else. HERON_CRASH_SEED replays a
 // run's choices (images, targets and delays; not the timing of the
-// machine); HERON_CRASH_BUDGET (3m) bounds its time.
+// machine); HERON_CRASH_BUDGET (5m) bounds its time.
 func TestCrash(t *testing.T) {
 	kills := envInt(t, "HERON_CRASH_KILLS", 100)
 	if testing.Short() && os.Getenv("HERON_CRASH_KILLS") == "" {
@@ -248,7 +287,7 @@ func TestCrash(t *testing.T) {
 			t.Fatalf("HERON_CRASH_SEED=%q: %v", s, err)
 		}
 	}
-	budget := envDuration(t, "HERON_CRASH_BUDGET", 3*time.Minute)
+	budget := envDuration(t, "HERON_CRASH_BUDGET", 5*time.Minute)
 	t.Logf("seed %d: rerun with HERON_CRASH_SEED=%d HERON_CRASH_KILLS=%d", seed, seed, kills)
 	start := time.Now()
 
@@ -263,10 +302,11 @@ func TestCrash(t *testing.T) {
 		t.Fatalf("%s: %v\n%s", first, first.err, &first.stderr)
 	}
 	pools.images[0].complete = true
+	bigTook := setupSharded(t, tree, dir, seed, pools.images[0])
 	srv := startServe(t, "heron serve", tree)
 	var httpCounts counts
 	hc := newClient(&httpCounts)
-	checked, fetched := checkedBlobs{}, blobMemo{}
+	checked, memo := checkedBlobs{}, newSweepMemo()
 
 	// lastKilled tells, per repository, whether the last publish to it
 	// was killed: only such a repository may be missing from the catalog
@@ -275,7 +315,24 @@ func TestCrash(t *testing.T) {
 	phases := map[string]int{}
 	maxTemps, lagging, maxLagging, verifyLags := 0, 0, 0, 0
 	killed, attempts := 0, 0
-	var st *treeState
+	sh := newShardedStats()
+	// spent is the time the checks after each publish took: heron
+	// verify, the test's own check of the files, the requests to heron
+	// serve.
+	var spent [3]time.Duration
+	// staleSweeps counts the kills after which the server answered from
+	// the repository file it had cached, and right a second later.
+	staleSweeps := 0
+	// aimAt is where in a publish into a sharded repository the kills
+	// aim, as a fraction of how long such a publish takes.
+	aimAt := map[string]float64{}
+	st, found, err := checkTree(tree, checked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) > 0 {
+		t.Fatalf("after setting up the sharded repositories: %s", strings.Join(found, "\n"))
+	}
 	for ; killed < kills; attempts++ {
 		if time.Since(start) > budget || attempts >= 4*kills {
 			t.Fatalf("%d publishes were killed in %s and %d attempts, fewer than the %d wanted (time budget HERON_CRASH_BUDGET=%s)",
@@ -284,12 +341,60 @@ func TestCrash(t *testing.T) {
 		img := pools.pick(t)
 		args := []string{img.source, "--root", tree}
 		touched := map[string]bool{}
-		for range 1 + rng.IntN(4)/3 { // a second target one time in four
-			repo := fmt.Sprintf("crash/r%02d", rng.IntN(32))
-			touched[repo] = true
-			args = append(args, "--to", fmt.Sprintf("%s:t%d", repo, rng.IntN(4)))
+		aimed := map[string][]string{}
+		ordinary := 1 + rng.IntN(4)/3 // a second target one time in four
+		// Two times in five, the first target is a sharded repository, and
+		// three in four of those publish an image whose content is in the
+		// tree, so that the kill lands in the edit of the repository and
+		// its shards.
+		var op, bigRepo string
+		if rng.IntN(5) < 2 {
+			var tag string
+			var filled bool
+			bigRepo, tag, op, filled = aimSharded(t, rng, tree, attempts)
+			if filled {
+				sh.fills++
+				if st, found, err = checkTree(tree, checked); err != nil || len(found) > 0 {
+					t.Fatalf("after filling a shard of %s up: %v %s", tagsRepo, err, strings.Join(found, "\n"))
+				}
+			}
+			if rng.IntN(4) != 0 {
+				img = pools.pickComplete(t)
+				args[0] = img.source
+			}
+			touched[bigRepo] = true
+			aimed[bigRepo] = append(aimed[bigRepo], tag)
+			args = append(args, "--to", bigRepo+":"+tag)
+			ordinary--
+			sh.attempts[op]++
 		}
+		for range ordinary {
+			repo := fmt.Sprintf("crash/r%02d", rng.IntN(32))
+			tag := fmt.Sprintf("t%d", rng.IntN(4))
+			touched[repo] = true
+			aimed[repo] = append(aimed[repo], tag)
+			args = append(args, "--to", repo+":"+tag)
+		}
+		wasComplete := img.complete
 		delay := time.Duration(rng.Int64N(int64(img.took) * 11 / 10))
+		aimKey := ""
+		if bigRepo != "" {
+			// The edit of a sharded repository comes last, after the copy
+			// (none when the content is there): the delay homes in on it,
+			// later when the kills land before it, earlier when the
+			// publish is done before them.
+			base := bigTook[bigRepo]
+			aimKey = bigRepo
+			if !img.complete {
+				base += img.took
+				aimKey += " (copying)"
+			}
+			if _, ok := aimAt[aimKey]; !ok {
+				aimAt[aimKey] = 0.8
+			}
+			frac := min(max(aimAt[aimKey]+(rng.Float64()-0.5)*0.2, 0.02), 1.3)
+			delay = time.Duration(float64(base) * frac)
+		}
 		// One time in five, another publish (not killed) runs at the same
 		// time into one of the same repositories, under a tag of its own:
 		// the kill must not block it (a lock the dead process held) nor
@@ -333,19 +438,33 @@ func TestCrash(t *testing.T) {
 		}
 
 		var problems []string
-		lags, err := verifyTree(tree, func(repo string) bool { return lastKilled[repo] })
+		t0 := time.Now()
+		vc, err := verifyTree(tree, func(repo string) bool { return lastKilled[repo] })
+		spent[0] += time.Since(t0)
 		if err != nil {
 			problems = append(problems, err.Error())
 		}
-		if lags > 0 {
+		if vc.lags > 0 {
 			verifyLags++
 		}
-		var found []string
+		prev := st
+		t0 = time.Now()
 		st, found, err = checkTree(tree, checked)
+		spent[1] += time.Since(t0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		problems = append(problems, found...)
+		if hasVerify && err == nil && vc.unnamedShards != st.unnamed {
+			problems = append(problems, fmt.Sprintf("heron verify counts %d shard files no repository file names, the test's own check %d", vc.unnamedShards, st.unnamed))
+		}
+		sh.maxUnnamed = max(sh.maxUnnamed, st.unnamed)
+		var companionDigest digest.Digest
+		if companion != nil {
+			companionDigest = companion.digest
+		}
+		problems = append(problems, checkNoLoss(prev, st, aimed, img.digest, companionRepo, companionTag, companionDigest)...)
+		sh.countSplits(prev, st)
 		if crun != nil {
 			if r, ok := st.repos[companionRepo]; !ok || r.Tags[companionTag] != companion.digest {
 				problems = append(problems, fmt.Sprintf("the concurrent publish's update was lost: %s:%s is not %s", companionRepo, companionTag, companion.digest))
@@ -367,12 +486,30 @@ func TestCrash(t *testing.T) {
 		maxLagging = max(maxLagging, lagging)
 
 		// Ask the server for every repository this publish touched, and
-		// for all of them every tenth time.
+		// for all of them, every entry of every shard, every tenth time.
 		only := touched
-		if attempts%10 == 0 {
+		memo.skipUnchanged = attempts%10 != 0
+		if !memo.skipUnchanged {
 			only = nil
 		}
-		problems = append(problems, sweep(hc, &httpCounts, srv.base(), st, fetched, only)...)
+		t0 = time.Now()
+		answers := sweep(hc, &httpCounts, srv.base(), st, memo, only)
+		if len(answers) > 0 && run.killed {
+			// A publish killed after it renamed a repository file into
+			// place but before it incremented the change counter leaves
+			// servers answering from the file they cached for up to a
+			// second (docs/layout.md, .heron/changes): what they answer
+			// then must be right.
+			time.Sleep(staleFor)
+			stale := answers
+			answers = sweep(hc, &httpCounts, srv.base(), st, memo, only)
+			if len(answers) == 0 {
+				staleSweeps++
+				t.Logf("%s: heron serve answered from its cache, and right %s later:\n%s", what, staleFor, strings.Join(stale, "\n"))
+			}
+		}
+		problems = append(problems, answers...)
+		spent[2] += time.Since(t0)
 
 		phase := phaseDone
 		switch {
@@ -381,12 +518,29 @@ func TestCrash(t *testing.T) {
 			phase = phaseConcurrent
 			killed++
 		case run.killed:
-			phase = phaseOf(before, st.snap)
+			phase = phaseOf(before, st, prev.named)
 			killed++
-		case crun == nil:
+		case crun == nil && bigRepo != "" && wasComplete:
+			bigTook[bigRepo] = run.took
+		case crun == nil && bigRepo == "":
 			img.took = run.took
 		}
-		if phase == phaseDone || phase == phaseRepository || phase == phaseCatalog {
+		if run.killed && bigRepo != "" {
+			sh.kills[op]++
+			if sh.phases[op] == nil {
+				sh.phases[op] = map[string]int{}
+			}
+			sh.phases[op][phase]++
+		}
+		if aimKey != "" && crun == nil {
+			switch phase {
+			case phaseBefore, phaseCopy, phaseRename:
+				aimAt[aimKey] = min(aimAt[aimKey]+0.03, 1.2)
+			case phaseDone:
+				aimAt[aimKey] = max(aimAt[aimKey]-0.03, 0.1)
+			}
+		}
+		if phase == phaseDone || phase == phaseShards || phase == phaseRepository || phase == phaseDropShards || phase == phaseCatalog {
 			img.complete = true
 		}
 		if crun != nil {
@@ -414,7 +568,8 @@ func TestCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	problems = append(problems, sweep(hc, &httpCounts, srv.base(), st, blobMemo{}, nil)...)
+	endTemps := st.temps
+	problems = append(problems, sweep(hc, &httpCounts, srv.base(), st, newSweepMemo(), nil)...)
 	if len(problems) > 0 {
 		t.Fatalf("after the kills and a publish of every image: %s", strings.Join(problems, "\n"))
 	}
@@ -456,7 +611,11 @@ func TestCrash(t *testing.T) {
 		if after.temps > 0 {
 			problems = append(problems, fmt.Sprintf("%d temporary files left after heron gc --grace 0", after.temps))
 		}
-		problems = append(problems, sweep(hc, &httpCounts, srv.base(), after, blobMemo{}, nil)...)
+		if after.unnamed > 0 {
+			problems = append(problems, fmt.Sprintf("%d shard files no repository file names left after heron gc --grace 0", after.unnamed))
+		}
+		st = after
+		problems = append(problems, sweep(hc, &httpCounts, srv.base(), after, newSweepMemo(), nil)...)
 		if len(problems) > 0 {
 			t.Fatalf("after heron gc: %s", strings.Join(problems, "\n"))
 		}
@@ -478,10 +637,14 @@ func TestCrash(t *testing.T) {
 		"crash: what each publish had done when it was killed:\n%s\n"+
 		"crash: temporary files left in the tree: %d at most, %d at the end; heron gc --grace 0 then %s, and everything was still served\n"+
 		"crash: repositories served but missing from the catalog (the last publish to each was killed between its repository file and the catalog): "+
-		"%d at most, %d at the end; heron verify reported that, and only that, after %d of the publishes\n",
+		"%d at most, %d at the end; heron verify reported that, and only that, after %d of the publishes\n%s\n"+
+		"crash: the checks after the publishes took %s: heron verify --deep %s, the test's own check of every file %s, the requests to heron serve %s; "+
+		"after %d kills heron serve answered from the repository file it had cached (the kill came between a repository file and the change counter), and right %s later\n",
 		killed, attempts, attempts-killed, seed, time.Since(start).Round(time.Second),
 		len(pools.images), pools.batches, float64(pools.bytes)/(1<<20), verified, &httpCounts,
-		strings.Join(lines, "\n"), maxTemps, st.temps, gcDeleted, maxLagging, lagging, verifyLags)
+		strings.Join(lines, "\n"), maxTemps, endTemps, gcDeleted, maxLagging, lagging, verifyLags, sh.summary(st),
+		(spent[0] + spent[1] + spent[2]).Round(time.Second), spent[0].Round(time.Second), spent[1].Round(time.Second), spent[2].Round(time.Second),
+		staleSweeps, staleFor)
 }
 
 // TestCrashFirstPublish kills the first publish into an empty folder

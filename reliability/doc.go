@@ -11,7 +11,11 @@
 //     manifest and blob with whole content that matches its digest. Some
 //     kills hit a publish that runs alongside another one, which must not
 //     be blocked nor lose its update; `heron gc` must then delete what the
-//     kills left, and nothing else.
+//     kills left, and nothing else. Two publishes in five go into
+//     repositories that keep their tags (crash/tags: thousands of tags),
+//     or their manifests, blobs and tags (crash/wide), in shard files:
+//     some split a full shard, some move a tag; after each, every shard
+//     file the repository file names must verify and no tag may be lost.
 //   - TestCrashFirstPublish kills the first publish into an empty folder
 //     around the moment it writes heron-layout.json; publishing into the
 //     folder again must work.

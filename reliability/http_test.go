@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -124,16 +126,42 @@ func (a *answer) checkContent(method, url string, want digest.Digest, size int64
 	return nil
 }
 
+// sweepMemo is what sweeps remember from one to the next.
+type sweepMemo struct {
+	mu sync.Mutex
+	// fetched are the blob files whose bytes a GET checked: a file renamed
+	// into place is never written again, so later sweeps ask with HEAD.
+	fetched blobMemo
+	// inShard remembers, for the manifests and blobs of sharded kinds
+	// ("kind repository digest"), the shard they were answered from.
+	inShard map[string]string
+	// skipUnchanged skips those whose shard is the same as then: their
+	// answer depends on the blob file and that shard, neither changed.
+	skipUnchanged bool
+}
+
+func newSweepMemo() *sweepMemo { return &sweepMemo{fetched: blobMemo{}, inShard: map[string]string{}} }
+
+// sweepWorkers is how many requests a sweep has in flight.
+const sweepWorkers = 4
+
 // sweep asks the server at base for everything the tree holds, as
 // checkTree read it: the catalog, and for every repository (or those of
-// only, when it is not nil) its tags list,
-// every tag, every listed manifest and every listed blob. Blobs whose file
-// was fetched whole before (same file identity, in fetched) are asked with
-// HEAD; the others with GET, their bytes checked against their digest. It
-// returns every discrepancy.
-func sweep(hc *http.Client, c *counts, base string, st *treeState, fetched blobMemo, only map[string]bool) []string {
+// only, when it is not nil) its tags list (page by page, following the
+// Link headers), every tag, every listed manifest and every listed blob.
+// Blobs whose file was fetched whole before (memo.fetched) are asked with
+// HEAD; the others with GET, their bytes checked against their digest.
+// With memo.skipUnchanged, the manifests and blobs of a sharded kind whose
+// shard has not changed since a sweep checked them are not asked again
+// (every tag is). It returns every discrepancy.
+func sweep(hc *http.Client, c *counts, base string, st *treeState, memo *sweepMemo, only map[string]bool) []string {
+	var mu sync.Mutex
 	var problems []string
-	bad := func(err error) { problems = append(problems, err.Error()) }
+	bad := func(err error) {
+		mu.Lock()
+		problems = append(problems, err.Error())
+		mu.Unlock()
+	}
 
 	a, err := fetch(hc, c, http.MethodGet, base+"/v2/_catalog?n=10000", true)
 	if err != nil {
@@ -154,68 +182,188 @@ func sweep(hc *http.Client, c *counts, base string, st *treeState, fetched blobM
 		}
 	}
 	sort.Strings(names)
+	var checks []func() error
 	for _, name := range names {
 		r := st.repos[name]
 		u := base + "/v2/" + name
-		if a, err := fetch(hc, c, http.MethodGet, u+"/tags/list?n=10000", true); err != nil {
+		if tags, err := listTags(hc, c, base, name); err != nil {
 			bad(err)
-		} else {
-			var tl struct{ Tags []string }
-			if a.status != http.StatusOK || json.Unmarshal(a.body, &tl) != nil {
-				bad(fmt.Errorf("GET %s/tags/list: %d %s", u, a.status, a.body))
-			} else if want := r.SortedTags(); !slices.Equal(tl.Tags, want) {
-				bad(fmt.Errorf("GET %s/tags/list: %v, the repository file says %v", u, tl.Tags, want))
-			}
+		} else if want := r.SortedTags(); !slices.Equal(tags, want) {
+			bad(fmt.Errorf("GET %s/tags/list: %s, the repository file says %s", u, brief(tags), brief(want)))
 		}
+		// Every tag: a GET for the first tag of each manifest, a HEAD
+		// for the others (a repository of thousands of tags naming a
+		// few manifests).
+		got := map[digest.Digest]bool{}
 		for _, tag := range r.SortedTags() {
 			d := r.Tags[tag]
 			m := r.Manifests[d]
-			a, err := fetch(hc, c, http.MethodGet, u+"/manifests/"+tag, true)
-			if err == nil {
-				err = a.checkContent(http.MethodGet, u+"/manifests/"+tag, d, m.Size)
+			method := http.MethodGet
+			if got[d] {
+				method = http.MethodHead
 			}
-			if err == nil && a.header.Get("Content-Type") != m.MediaType {
-				err = fmt.Errorf("GET %s/manifests/%s: Content-Type %q, want %q", u, tag, a.header.Get("Content-Type"), m.MediaType)
+			got[d] = true
+			checks = append(checks, func() error {
+				a, err := fetch(hc, c, method, u+"/manifests/"+tag, true)
+				if err == nil {
+					err = a.checkContent(method, u+"/manifests/"+tag, d, m.Size)
+				}
+				if err == nil && a.header.Get("Content-Type") != m.MediaType {
+					err = fmt.Errorf("%s %s/manifests/%s: Content-Type %q, want %q", method, u, tag, a.header.Get("Content-Type"), m.MediaType)
+				}
+				return err
+			})
+		}
+		// shardOf returns the memo key of d of kind and its shard's id,
+		// or "" when the kind is not sharded.
+		shardOf := func(kind layout.ShardKind, d digest.Digest) (string, string) {
+			refs := r.Shards(kind)
+			i, ok := layout.ShardContaining(refs, string(d))
+			if !ok {
+				return "", ""
 			}
-			if err != nil {
-				bad(err)
+			return kind.String() + " " + name + " " + string(d), refs[i].ID
+		}
+		unchanged := func(key, id string) bool {
+			memo.mu.Lock()
+			defer memo.mu.Unlock()
+			return key != "" && memo.skipUnchanged && memo.inShard[key] == id
+		}
+		remember := func(key, id string) {
+			if key != "" {
+				memo.mu.Lock()
+				memo.inShard[key] = id
+				memo.mu.Unlock()
 			}
 		}
 		for d, m := range r.Manifests {
-			url := u + "/manifests/" + d.String()
-			a, err := fetch(hc, c, http.MethodGet, url, true)
-			if err == nil {
-				err = a.checkContent(http.MethodGet, url, d, m.Size)
+			key, id := shardOf(layout.ManifestKind, d)
+			if unchanged(key, id) {
+				continue
 			}
-			if err != nil {
-				bad(err)
-			}
+			checks = append(checks, func() error {
+				url := u + "/manifests/" + d.String()
+				a, err := fetch(hc, c, http.MethodGet, url, true)
+				if err == nil {
+					err = a.checkContent(http.MethodGet, url, d, m.Size)
+				}
+				if err == nil {
+					remember(key, id)
+				}
+				return err
+			})
 		}
 		for d, b := range r.Blobs {
 			if !b.IsStored() {
 				continue
 			}
-			key, err := layout.BlobKey(d)
-			if err != nil {
-				bad(err)
+			key, id := shardOf(layout.BlobKind, d)
+			if unchanged(key, id) {
 				continue
 			}
-			id := st.snap[key].id
-			method := http.MethodGet
-			if prev, ok := fetched[key]; ok && prev == id {
-				method = http.MethodHead
-			}
-			url := u + "/blobs/" + d.String()
-			a, err := fetch(hc, c, method, url, false)
-			if err == nil {
-				err = a.checkContent(method, url, d, b.Size)
-			}
-			if err != nil {
-				bad(err)
-				continue
-			}
-			fetched[key] = id
+			checks = append(checks, func() error {
+				bk, err := layout.BlobKey(d)
+				if err != nil {
+					return err
+				}
+				fid := st.snap[bk].id
+				method := http.MethodGet
+				memo.mu.Lock()
+				if prev, ok := memo.fetched[bk]; ok && prev == fid {
+					method = http.MethodHead
+				}
+				memo.mu.Unlock()
+				url := u + "/blobs/" + d.String()
+				a, err := fetch(hc, c, method, url, false)
+				if err == nil {
+					err = a.checkContent(method, url, d, b.Size)
+				}
+				if err != nil {
+					return err
+				}
+				memo.mu.Lock()
+				memo.fetched[bk] = fid
+				memo.mu.Unlock()
+				remember(key, id)
+				return nil
+			})
 		}
 	}
+	work := make(chan func() error)
+	var wg sync.WaitGroup
+	for range sweepWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for check := range work {
+				if err := check(); err != nil {
+					bad(err)
+				}
+			}
+		}()
+	}
+	for _, check := range checks {
+		work <- check
+	}
+	close(work)
+	wg.Wait()
+	sort.Strings(problems)
 	return problems
+}
+
+// tagsPage is the page size listTags asks for: a page reads one tag shard
+// or two.
+const tagsPage = 1000
+
+// listTags lists the tags of repository name page by page (n=tagsPage),
+// following the Link headers, and checks each page: a 200, at most n tags,
+// each after the last of the page before.
+func listTags(hc *http.Client, c *counts, base, name string) ([]string, error) {
+	var tags []string
+	next := "/v2/" + name + "/tags/list?n=" + strconv.Itoa(tagsPage)
+	for pages := 0; next != ""; pages++ {
+		if pages > 1000 {
+			return nil, fmt.Errorf("GET /v2/%s/tags/list: more than 1000 pages of %d", name, tagsPage)
+		}
+		cur := next
+		a, err := fetch(hc, c, http.MethodGet, base+cur, true)
+		if err != nil {
+			return nil, err
+		}
+		var tl struct {
+			Name string   `json:"name"`
+			Tags []string `json:"tags"`
+		}
+		if a.status != http.StatusOK || json.Unmarshal(a.body, &tl) != nil || tl.Name != name {
+			return nil, fmt.Errorf("GET %s: %d %.200s", cur, a.status, a.body)
+		}
+		if len(tl.Tags) > tagsPage {
+			return nil, fmt.Errorf("GET %s: %d tags", cur, len(tl.Tags))
+		}
+		if len(tags) > 0 && len(tl.Tags) > 0 && tl.Tags[0] <= tags[len(tags)-1] {
+			return nil, fmt.Errorf("GET %s: starts with %q, not after %q", cur, tl.Tags[0], tags[len(tags)-1])
+		}
+		tags = append(tags, tl.Tags...)
+		next = ""
+		if link := a.header.Get("Link"); link != "" {
+			target, ok := strings.CutPrefix(link, "<")
+			target, rest, ok2 := strings.Cut(target, ">")
+			if !ok || !ok2 || rest != `; rel="next"` || !strings.HasPrefix(target, "/v2/"+name+"/tags/list?") {
+				return nil, fmt.Errorf("GET %s: Link header %q", cur, link)
+			}
+			if len(tl.Tags) == 0 {
+				return nil, fmt.Errorf("GET %s: no tags, and a Link header %q", cur, link)
+			}
+			next = target
+		}
+	}
+	return tags, nil
+}
+
+// brief describes a list of tags in a line: their number, first and last.
+func brief(tags []string) string {
+	if len(tags) <= 8 {
+		return fmt.Sprint(tags)
+	}
+	return fmt.Sprintf("%d tags [%s %s %s ... %s]", len(tags), tags[0], tags[1], tags[2], tags[len(tags)-1])
 }

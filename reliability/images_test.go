@@ -164,3 +164,51 @@ func randomImage(rng *rand.ChaCha8, label, arch string, layers []int64) (v1.Imag
 	}
 	return img, c, nil
 }
+
+// generateWideIndex writes an OCI image layout at dir holding one image
+// index, under ref, of n small images: each has a config of its own (a
+// label) and the same one layer, so that publishing it gives a repository
+// n+1 manifests and n+1 blobs (with n = 1,000, one more of each than a
+// repository file holds itself: they are sharded).
+func generateWideIndex(dir string, seed uint64, ref string, n int) (*content, error) {
+	var key [32]byte
+	for i := range 8 {
+		key[i] = byte(seed >> (8 * i))
+	}
+	rng := rand.NewChaCha8(key)
+	layer := static.NewLayer(randomBytes(rng, 512), types.OCIUncompressedLayer)
+	adds := make([]mutate.IndexAddendum, 0, n)
+	for i := range n {
+		img, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{
+			Architecture: "amd64",
+			OS:           "linux",
+			Config:       v1.Config{Labels: map[string]string{"heron.reliability": fmt.Sprintf("%s/%d/%d", ref, seed, i)}},
+		})
+		if err != nil {
+			return nil, err
+		}
+		if img, err = mutate.AppendLayers(img, layer); err != nil {
+			return nil, err
+		}
+		img = mutate.MediaType(img, types.OCIManifestSchema1)
+		img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+		adds = append(adds, mutate.IndexAddendum{Add: img})
+	}
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
+	p, err := ggcrlayout.Write(dir, empty.Index)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.AppendIndex(idx, ggcrlayout.WithAnnotations(map[string]string{ocispec.AnnotationRefName: ref})); err != nil {
+		return nil, err
+	}
+	h, err := idx.Digest()
+	if err != nil {
+		return nil, err
+	}
+	size, err := idx.Size()
+	if err != nil {
+		return nil, err
+	}
+	return &content{ref: ref, digest: digest.Digest(h.String()), mediaType: ocispec.MediaTypeImageIndex, size: size}, nil
+}

@@ -35,6 +35,7 @@ const (
 	kindRepository
 	kindCatalogIndex
 	kindCatalogShard
+	kindRepositoryShard
 	kindTemp
 	kindWriterState // lock files and such, which readers ignore
 )
@@ -46,6 +47,7 @@ const (
 	areaOther area = iota
 	areaBlobs
 	areaRepositories
+	areaRepositoryShards // the shard files of a repository, and temporary files among them
 	areaCatalog
 )
 
@@ -80,6 +82,9 @@ func classify(key string) (fileKind, area) {
 	case topDir(layout.CatalogIndexKey()):
 		a = areaCatalog
 	}
+	if a == areaRepositories && isShardsDir(path.Dir(key)) {
+		a = areaRepositoryShards
+	}
 	switch {
 	case parts[0] == topDir(layout.WriterStateDirKey()):
 		return kindWriterState, a
@@ -99,7 +104,18 @@ func classify(key string) (fileKind, area) {
 	if _, ok := layout.CatalogShardIDFromKey(key); ok {
 		return kindCatalogShard, a
 	}
+	if _, _, ok := layout.RepositoryShardFromKey(key); ok {
+		return kindRepositoryShard, a
+	}
 	return kindUnexpected, a
+}
+
+// isShardsDir reports whether dir is the folder of a repository's shard
+// files (layout.RepositoryShardsDirKey), asking layout with the key a
+// shard would have there.
+func isShardsDir(dir string) bool {
+	_, _, ok := layout.RepositoryShardFromKey(dir + "/" + strings.Repeat("0", 64) + ".json")
+	return ok
 }
 
 func topDir(key string) string { return strings.Split(key, "/")[0] }
@@ -154,16 +170,32 @@ const (
 	phaseBefore     = "before any write (reading the source, planning)"
 	phaseCopy       = "copying blobs (temporary files only)"
 	phaseRename     = "renaming blobs into place (repository file unchanged)"
+	phaseShards     = "writing a repository's new shard files (repository file unchanged)"
 	phaseRepository = "writing the repository file(s) (catalog unchanged)"
+	phaseDropShards = "removing the shard files the new repository file no longer names"
 	phaseCatalog    = "writing the catalog"
 	phaseDone       = "after it had exited (published)"
 	phaseConcurrent = "while another publish into the same repository ran (phase not told)"
 )
 
-var phaseOrder = []string{phaseBefore, phaseCopy, phaseRename, phaseRepository, phaseCatalog, phaseDone, phaseConcurrent}
+var phaseOrder = []string{phaseBefore, phaseCopy, phaseRename, phaseShards, phaseRepository, phaseDropShards, phaseCatalog, phaseDone, phaseConcurrent}
 
-// phaseOf tells the phase a killed publish was in from what it changed.
-func phaseOf(before, after snapshot) string {
+// phaseOf tells the phase a killed publish was in from what it changed:
+// snapshots of the tree before and after it, and the shard files the
+// repository files named before (a shard file named before that is still
+// there, but no longer named, was to be removed after the repository file
+// was written).
+func phaseOf(before snapshot, after *treeState, namedBefore map[string]bool) string {
+	for key := range namedBefore {
+		if _, ok := after.snap[key]; ok && !after.named[key] {
+			return phaseDropShards
+		}
+	}
+	return phaseOfFiles(before, after.snap)
+}
+
+// phaseOfFiles tells the phase from the files that changed.
+func phaseOfFiles(before, after snapshot) string {
 	changed := func(k fileKind, a area) bool {
 		for key, e := range after {
 			if e.kind != k || (a != areaOther && e.area != a) {
@@ -180,6 +212,8 @@ func phaseOf(before, after snapshot) string {
 		return phaseCatalog
 	case changed(kindRepository, areaOther) || changed(kindTemp, areaRepositories):
 		return phaseRepository
+	case changed(kindRepositoryShard, areaOther) || changed(kindTemp, areaRepositoryShards):
+		return phaseShards
 	case changed(kindBlob, areaOther):
 		return phaseRename
 	case changed(kindTemp, areaBlobs):
@@ -191,9 +225,14 @@ func phaseOf(before, after snapshot) string {
 // treeState is what the tree holds, as checkTree read it.
 type treeState struct {
 	snap    snapshot
-	repos   map[string]*layout.Repository
+	repos   map[string]*layout.Repository // with the entries of their shards
 	catalog []string
 	temps   int
+	// named are the keys of the shard files repository files name;
+	// unnamed counts the shard files none names (left by a killed
+	// publish: heron verify counts them, heron gc deletes them).
+	named   map[string]bool
+	unnamed int
 }
 
 // blobMemo remembers the blob files whose content was checked against
@@ -213,7 +252,9 @@ type checkedBlob struct {
 // checkTree reads the whole tree at root the way `heron verify --deep`
 // should, independently of it: the layout marker; every file is of a kind
 // the layout defines (or a temporary file, or writer state); every
-// repository file parses, names itself, and every manifest and blob it
+// repository file parses, names itself, every shard file it names is there
+// and verifies (its id, its kind, its range and count as the file says,
+// and the repository whole is valid), and every manifest and blob it
 // lists is in blobs/ with the listed size and matching its digest, with
 // every manifest's references listed; the catalog index and shards parse
 // and verify, and name only repositories that exist. It returns what it
@@ -223,7 +264,7 @@ func checkTree(root string, memo checkedBlobs) (*treeState, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	st := &treeState{snap: snap, repos: map[string]*layout.Repository{}}
+	st := &treeState{snap: snap, repos: map[string]*layout.Repository{}, named: map[string]bool{}}
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	rt := layout.Root(root)
@@ -305,6 +346,29 @@ func checkTree(root string, memo checkedBlobs) (*treeState, []string, error) {
 			bad("%s: names repository %q", k, r.Name)
 			continue
 		}
+		if r.HasShards() {
+			for _, kind := range layout.ShardKinds {
+				for _, ref := range r.Shards(kind) {
+					if sk, err := layout.RepositoryShardKey(name, ref.ID); err == nil {
+						st.named[sk] = true
+					}
+				}
+			}
+			err := r.LoadShards(func(id string) ([]byte, error) {
+				sk, err := layout.RepositoryShardKey(name, id)
+				if err != nil {
+					return nil, err
+				}
+				if _, ok := snap[sk]; !ok {
+					return nil, fmt.Errorf("%s is missing", sk)
+				}
+				return os.ReadFile(rt.Path(sk))
+			})
+			if err != nil {
+				bad("%s: %v", k, err)
+				continue
+			}
+		}
 		st.repos[name] = r
 		for d, m := range r.Manifests {
 			raw, err := checkBlob(d, m.Size)
@@ -323,6 +387,12 @@ func checkTree(root string, memo checkedBlobs) (*treeState, []string, error) {
 			if _, err := checkBlob(d, bl.Size); err != nil {
 				bad("repository %s: blob %s: %v", name, d, err)
 			}
+		}
+	}
+
+	for _, k := range keys {
+		if snap[k].kind == kindRepositoryShard && !st.named[k] {
+			st.unnamed++
 		}
 	}
 

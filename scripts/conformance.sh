@@ -16,7 +16,13 @@
 #      `go run ./internal/fixtures/gen -out DIR`) with `heron publish` into a fresh tree:
 #      repository conformance/test, one tag per fixture (see PLAN), so that the suite sees
 #      OCI and Docker images, an OCI index, a Docker manifest list and their children,
-#      an OCI 1.1 artifact and a referrer (signature) of oci-image;
+#      an OCI 1.1 artifact and a referrer (signature) of oci-image; then adds
+#      $CONFORMANCE_BULK_TAGS (100000) more tags, bulk-000000, bulk-000001, ..., all naming
+#      oci-image, with `heron tag` (5,000 a run), so that the repository keeps its tags in
+#      shards (docs/layout.md, "Large repositories") and the suite's tags/list tests, and its
+#      pulls by tag (the fixtures' tags and a few bulk tags: the first, the 1,000th and
+#      1,001st, the middle one and the last), run against a sharded repository; it checks
+#      that the repository file names tag shards;
 #   4. starts `heron serve --root TREE --addr 127.0.0.1:PORT` on a free port, waits for
 #      /v2/, runs the suite with push and every write API off and the read-only data
 #      (OCI_RO_DATA_TAGS, _MANIFESTS, _BLOBS, _REFERRERS) pointing at what it published,
@@ -29,18 +35,22 @@
 #   conformance: N passed, N failed, N skipped
 #
 # (passed = Pass, failed = FAIL + Error, skipped = Skip + Disabled: the suite's own
-# counts, plus one test of this script's: in read-only mode the suite is given only the
-# subjects of referrers, so the script checks itself that GET /v2/<name>/referrers/<digest>
-# of oci-image lists the signature fixture's descriptor (media type, size, artifactType,
-# annotations), also with ?artifactType=, with `query check-referrers`, and counts that
-# as one more passed or failed test). It exits 0 only when nothing failed, something
-# passed and the suite printed its counts. This suite version exits 0 on a configuration error and panics while
+# counts, plus two tests of this script's, each counted as one more passed or failed
+# test: in read-only mode the suite is given only the subjects of referrers, so the
+# script checks itself that GET /v2/<name>/referrers/<digest> of oci-image lists the
+# signature fixture's descriptor (media type, size, artifactType, annotations), also with
+# ?artifactType=, with `query check-referrers`; and the suite asks tags/list whole and
+# with last only, so the script walks it itself with `query check-tags`: whole, then page
+# by page with n=1000, 777 and 100 following the Link headers, and with n and last
+# together, each walk listing exactly the fixtures' tags and the bulk tags, in order).
+# It exits 0 only when nothing failed, something passed and the suite printed its counts. This suite version exits 0 on a configuration error and panics while
 # writing its reports when push is off, after printing its counts: its exit status is
 # therefore ignored and the counts decide.
 #
 # Environment: HERON_CACHE (cache folder), HERON_FIXTURES (fixtures folder; when it
 # holds large-image, from `gen -large`, that is published and tested too),
-# CONFORMANCE_KEEP=1 (keep the temporary folder: tree, server log), GOPROXY and the
+# CONFORMANCE_BULK_TAGS (the bulk tags added, 100000; 0 for none: the repository is then
+# not sharded), CONFORMANCE_KEEP=1 (keep the temporary folder: tree, server log), GOPROXY and the
 # other Go variables as the environment has them.
 set -euo pipefail
 
@@ -51,6 +61,11 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${HERON_CACHE:-$REPO/.cache}
 FIXTURES=${HERON_FIXTURES:-$REPO/testdata/fixtures}
 REPOSITORY=conformance/test
+BULK_TAGS=${CONFORMANCE_BULK_TAGS:-100000}
+[[ $BULK_TAGS =~ ^[0-9]+$ && $BULK_TAGS -le 1000000 ]] || {
+	echo "conformance: CONFORMANCE_BULK_TAGS=$BULK_TAGS: want a number from 0 to 1000000" >&2
+	exit 1
+}
 
 # PLAN: fixture name -> tags in $REPOSITORY. Every fixture that is a subject
 # of another must be published with its referrers for the referrers test.
@@ -144,6 +159,32 @@ for entry in "${PLAN[@]}"; do
 		die "heron publish $src: expected digest $want, printed: $(cat "$WORK/publish-$name.out")"
 	NAMES+=("$name")
 done
+
+# The bulk tags: bulk-000000 ... in one file, added 5,000 a run of heron
+# tag (one edit of the repository each, well under ARG_MAX).
+BULK_FILE=$WORK/bulk-tags
+if ((BULK_TAGS > 0)); then
+	seq -f 'bulk-%06g' 0 $((BULK_TAGS - 1)) >"$BULK_FILE"
+	started=$(date +%s%N)
+	xargs -n 5000 "$WORK/heron" tag --root "$TREE" "$REPOSITORY:oci-image" <"$BULK_FILE" >/dev/null 2>"$WORK/tag.err" ||
+		die "heron tag $REPOSITORY:oci-image bulk-...: $(tail -n 5 "$WORK/tag.err")"
+	took=$((($(date +%s%N) - started) / 1000000))
+	shards=$(grep -o '"id"' "$TREE/repositories/$REPOSITORY.json" | wc -l)
+	if ((BULK_TAGS > 1000)); then
+		grep -q '"tagShards"' "$TREE/repositories/$REPOSITORY.json" ||
+			die "$REPOSITORY has $BULK_TAGS tags, and its repository file names no tag shard"
+	fi
+	say "added $BULK_TAGS tags to $REPOSITORY in ${took} ms ($(((BULK_TAGS + 4999) / 5000)) runs of heron tag); its repository file names $shards shards"
+	# A few of them for the suite to pull by tag, and to find in its listings.
+	for i in 0 999 1000 $((BULK_TAGS / 2)) $((BULK_TAGS - 1)); do
+		if ((i < BULK_TAGS)); then
+			TAGS+=("$(printf 'bulk-%06d' "$i")")
+		fi
+	done
+else
+	: >"$BULK_FILE"
+fi
+mapfile -t TAGS < <(printf '%s\n' "${TAGS[@]}" | sort -u)
 RO_TAGS="${TAGS[*]}"
 RO_MANIFESTS=$(q manifests "${NAMES[@]}")
 RO_BLOBS=$(q blobs "${NAMES[@]}")
@@ -227,6 +268,21 @@ if ! "$WORK/query" -dir "$FIXTURES" check-referrers "http://127.0.0.1:$PORT" "$R
 	extra_failed=1
 fi
 
+# The suite asks tags/list whole, and with last alone: walk it here with n
+# too, following the Link headers, and check every tag is listed once, in
+# order.
+tags_failed=0
+{
+	printf '%s\n' "${TAGS[@]}"
+	cat "$BULK_FILE"
+} | sort -u >"$WORK/all-tags"
+if ! "$WORK/query" -dir "$FIXTURES" check-tags "http://127.0.0.1:$PORT" "$REPOSITORY" "$WORK/all-tags" 1000 777 100 >"$RESULTS/tags.log" 2>&1; then
+	tags_failed=1
+else
+	say "tags/list of $REPOSITORY ($(wc -l <"$WORK/all-tags") tags), walked with n and last:"
+	sed 's/^/  /' "$RESULTS/tags.log" >&2
+fi
+
 # The counts block of the suite's summary:
 #   "  Pass..........................:         42"
 count() { awk -v s="$1" '$0 ~ "^  " s "\\.+: +[0-9]+$" { n = $NF } END { print n }' "$LOG"; }
@@ -246,6 +302,12 @@ if ((fail + errs > 0)); then
 fi
 if ((extra_failed)); then
 	say "referrers content check failed: $(cat "$RESULTS/referrers.log")"
+	failed=$((failed + 1))
+else
+	pass=$((pass + 1))
+fi
+if ((tags_failed)); then
+	say "tags/list pagination check failed: $(cat "$RESULTS/tags.log")"
 	failed=$((failed + 1))
 else
 	pass=$((pass + 1))
