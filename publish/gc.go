@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/store"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -165,7 +166,7 @@ func (p *Publisher) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 		switch {
 		case strings.HasPrefix(key, layout.WriterStateDirKey()+"/"):
 			return nil
-		case isTempKey(key):
+		case store.IsTempKey(key):
 			item.Kind = GCTemporary
 		case isRepositoryShard(key):
 			if shards[key] {
@@ -229,7 +230,7 @@ func markReferenced(ctx context.Context, ls ListSink) (map[digest.Digest]bool, m
 	shards := map[string]bool{} // keys of the shard files repository files name
 	var names []string
 	err := ls.List(ctx, layout.RepositoriesDirKey(), func(key string, _ Info) error {
-		if isTempKey(key) {
+		if store.IsTempKey(key) {
 			return nil
 		}
 		if _, ok := layout.RepositoryNameFromKey(key); !ok {

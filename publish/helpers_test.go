@@ -441,3 +441,17 @@ func mustTag(t *testing.T, s string) name.Tag {
 	}
 	return tag
 }
+
+// leftovers lists the files under root whose names are not final: a write
+// must never leave a temporary file behind.
+func leftovers(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), ".") {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}

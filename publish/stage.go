@@ -155,7 +155,7 @@ func (p *Publisher) copyLocalFile(ctx context.Context, src source.Source, key st
 		return nil, true, err
 	}
 	defer region.Close()
-	st, err := fsink.stageRegion(ctx, key, region, Want{Digest: desc.Digest, Size: desc.Size}, add)
+	st, err := fsink.StageFile(ctx, key, region.File, region.Offset, region.Size, Want{Digest: desc.Digest, Size: desc.Size, MediaType: desc.MediaType}, add)
 	return st, true, err
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/store"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -195,7 +196,7 @@ func (v *verifier) walk(ctx context.Context) error {
 	err := v.list.List(ctx, "", func(key string, info Info) error {
 		switch {
 		case strings.HasPrefix(key, layout.WriterStateDirKey()+"/"):
-		case isTempKey(key):
+		case store.IsTempKey(key):
 			v.rep.Temporary++
 		case strings.HasPrefix(key, blobsDir):
 			d, ok := layout.DigestFromBlobKey(key)
@@ -352,7 +353,7 @@ func (v *verifier) hashBlob(ctx context.Context, d digest.Digest) error {
 	}
 	defer rc.Close()
 	size := v.blobs[d].Size
-	n, err := copyVerified(ctx, bk, io.Discard, rc, Want{Digest: d, Size: size})
+	n, err := store.CopyVerified(ctx, bk, io.Discard, rc, Want{Digest: d, Size: size})
 	v.rep.HashedBytes += n
 	return v.contentError(ctx, bk, err)
 }

@@ -1,4 +1,4 @@
-package publish
+package store
 
 import (
 	"context"
@@ -7,11 +7,10 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 )
 
-// This file is the FSSink side of the fast path for a blob that lies in a
+// This file is the FS side of the fast path for a blob that lies in a
 // local file (an OCI layout folder, or an entry of an OCI archive)
 // published into a tree on the local file system: see copyLocalFile.
 //
@@ -31,11 +30,13 @@ import (
 // place) would change the tree's content under its digest, and the tree's
 // file would keep the source's owner and permissions.
 
-// stageRegion is Stage for content that lies in a local file: the kernel
-// copies it into the temporary file (reflink, else copy_file_range, else
-// read and write), and the copy is read once to verify it, by a goroutine
-// that follows the copy, so that hashing and copying overlap.
-func (s *FSSink) stageRegion(ctx context.Context, key string, region *source.Region, want Want, add func(int64)) (_ Staged, err error) {
+// StageFile is Stage for content that lies in a local file, the size
+// bytes of src from offset: the kernel copies it into the temporary file
+// (reflink, else copy_file_range, else read and write), and the copy is
+// read once to verify it, by a goroutine that follows the copy, so that
+// hashing and copying overlap. add, if not nil, is told of the bytes
+// verified as they are.
+func (s *FS) StageFile(ctx context.Context, key string, src *os.File, offset, size int64, want Want, add func(int64)) (_ Staged, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -55,10 +56,10 @@ func (s *FSSink) stageRegion(ctx context.Context, key string, region *source.Reg
 		}
 	}()
 	// One byte more than wanted, if the region has it, so that a longer
-	// source is a size mismatch, as in copyVerified.
-	n := min(region.Size, want.Size+1)
+	// source is a size mismatch, as in CopyVerified.
+	n := min(size, want.Size+1)
 	h := followHash(ctx, f, want, add)
-	copied, err := copyRegion(ctx, f, region.File, region.Offset, n, h.copied)
+	copied, err := copyRegion(ctx, f, src, offset, n, h.copied)
 	got, herr := h.wait(copied)
 	if err != nil {
 		return nil, fmt.Errorf("write %s: %w", key, err)
@@ -99,7 +100,9 @@ func followHash(ctx context.Context, f *os.File, want Want, add func(int64)) *fo
 				m, err := f.ReadAt(buf[:min(int64(len(buf)), upto-pos)], pos)
 				if m > 0 {
 					_, _ = dg.Hash().Write(buf[:m])
-					add(int64(m))
+					if add != nil {
+						add(int64(m))
+					}
 					pos += int64(m)
 				}
 				if err != nil {

@@ -1,6 +1,6 @@
 //go:build unix
 
-package publish
+package store
 
 import (
 	"bytes"
@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/heron-registry/heron/layout"
-	"github.com/heron-registry/heron/publish/source"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -47,10 +46,10 @@ func TestStageRegion(t *testing.T) {
 			}
 			defer f.Close()
 			root := layout.Root(t.TempDir())
-			sink := NewFSSink(root)
+			sink := NewFS(root)
 			key, _ := layout.BlobKey(tc.want.Digest)
 			var added int64
-			st, err := sink.stageRegion(context.Background(), key, &source.Region{File: f, Offset: tc.offset, Size: tc.size}, tc.want, func(n int64) { added += n })
+			st, err := sink.StageFile(context.Background(), key, f, tc.offset, tc.size, tc.want, func(n int64) { added += n })
 			if tc.is != nil {
 				if !errors.Is(err, tc.is) {
 					t.Fatalf("error %v is not %v", err, tc.is)

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package publish
+package store
 
 import (
 	"context"
@@ -13,9 +13,9 @@ import (
 // exclude the goroutines of this process only.
 var processLocks sync.Map // string → chan struct{}
 
-// Lock implements LockSink. On systems without flock(2) it excludes the
+// Lock implements Locker. On systems without flock(2) it excludes the
 // writers of this process only: run one heron publish at a time there.
-func (s *FSSink) Lock(ctx context.Context, key string) (func(), error) {
+func (s *FS) Lock(ctx context.Context, key string) (func(), error) {
 	lk, err := layout.LockKey(key)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package publish
+package store
 
 import (
 	"context"
@@ -15,15 +15,15 @@ import (
 	"time"
 )
 
-// The capabilities of FSSink that upkeep uses: gc walks and expires
+// The capabilities of FS that upkeep uses: gc walks and expires
 // content, verify walks it, rm removes the folders a repository leaves.
 
-// List implements ListSink with filepath.WalkDir. A symbolic link is
+// List implements Lister with filepath.WalkDir. A symbolic link is
 // reported with what it points to (a link to a folder is not followed);
 // other entries that are not regular files are skipped. Folders that
 // vanish during the walk (a repository removed at the same time) are
 // skipped.
-func (s *FSSink) List(ctx context.Context, prefix string, fn func(key string, info Info) error) error {
+func (s *FS) List(ctx context.Context, prefix string, fn func(key string, info Info) error) error {
 	base := string(s.root)
 	dir := base
 	if prefix != "" {
@@ -72,8 +72,8 @@ func (s *FSSink) List(ctx context.Context, prefix string, fn func(key string, in
 	return nil
 }
 
-// Touch implements TouchSink with os.Chtimes.
-func (s *FSSink) Touch(ctx context.Context, key string) error {
+// Touch implements Toucher with os.Chtimes.
+func (s *FS) Touch(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -87,12 +87,12 @@ func (s *FSSink) Touch(ctx context.Context, key string) error {
 	return nil
 }
 
-// DeleteIfOlder implements ExpireSink. A file system has no "delete if
+// DeleteIfOlder implements Expirer. A file system has no "delete if
 // unchanged", so the file is first renamed to a temporary name in its
 // folder (atomic: a Touch after it finds nothing, and its writer writes the
 // content again), then its modification time is read again: if a Touch got
 // there first, the file is renamed back; otherwise it is removed.
-func (s *FSSink) DeleteIfOlder(ctx context.Context, key string, cutoff time.Time) (bool, error) {
+func (s *FS) DeleteIfOlder(ctx context.Context, key string, cutoff time.Time) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -141,10 +141,10 @@ func (s *FSSink) DeleteIfOlder(ctx context.Context, key string, cutoff time.Time
 	return true, nil
 }
 
-// RemoveEmptyFolders implements FolderSink. A writer that creates a file
+// RemoveEmptyFolders implements FolderRemover. A writer that creates a file
 // in a folder this removes at the same moment creates the folder again
 // (see Stage).
-func (s *FSSink) RemoveEmptyFolders(ctx context.Context, key, stop string) error {
+func (s *FS) RemoveEmptyFolders(ctx context.Context, key, stop string) error {
 	if !strings.HasPrefix(key, stop+"/") {
 		return fmt.Errorf("remove folders of %s: not under %s", key, stop)
 	}

@@ -1,6 +1,6 @@
 //go:build unix
 
-package publish
+package store
 
 import (
 	"context"
@@ -13,12 +13,12 @@ import (
 	"github.com/heron-registry/heron/layout"
 )
 
-// Lock implements LockSink with flock(2) on the lock file layout.LockKey
+// Lock implements Locker with flock(2) on the lock file layout.LockKey
 // gives for key, created when missing. flock locks belong to an open file,
 // so they exclude other processes and other goroutines of this one alike
 // (each Lock opens the file anew), and the kernel releases them when the
 // process dies, however it dies.
-func (s *FSSink) Lock(ctx context.Context, key string) (func(), error) {
+func (s *FS) Lock(ctx context.Context, key string) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package publish
+package store
 
 import (
 	"context"
@@ -8,12 +8,12 @@ import (
 	"io"
 )
 
-// copyVerified copies r to w, checking the bytes against want while they
+// CopyVerified copies r to w, checking the bytes against want while they
 // stream: at most want.Size+1 bytes are read, and the digest is computed on
 // the way. It returns the number of bytes written. With a zero want it only
 // copies. Any sink implementation uses it, so that verification is the same
 // everywhere.
-func copyVerified(ctx context.Context, key string, w io.Writer, r io.Reader, want Want) (int64, error) {
+func CopyVerified(ctx context.Context, key string, w io.Writer, r io.Reader, want Want) (int64, error) {
 	r = ctxReader{ctx: ctx, r: r}
 	if want.Digest == "" {
 		return io.Copy(w, r)

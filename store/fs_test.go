@@ -1,4 +1,4 @@
-package publish_test
+package store_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/heron-registry/heron/layout"
-	"github.com/heron-registry/heron/publish"
+	"github.com/heron-registry/heron/store"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -39,26 +39,26 @@ func TestFSSinkPut(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		r    io.Reader
-		want publish.Want
+		want store.Want
 		is   error // nil: success
 	}{
-		{"verified", strings.NewReader(content), publish.Want{Digest: d, Size: int64(len(content))}, nil},
-		{"unverified", strings.NewReader(content), publish.Want{}, nil},
-		{"other bytes", strings.NewReader("hello, HERON"), publish.Want{Digest: d, Size: int64(len(content))}, publish.ErrDigestMismatch},
-		{"too long", strings.NewReader(content + "!"), publish.Want{Digest: d, Size: int64(len(content))}, publish.ErrSizeMismatch},
-		{"too short", strings.NewReader(content[:5]), publish.Want{Digest: d, Size: int64(len(content))}, publish.ErrSizeMismatch},
-		{"reader fails", io.MultiReader(strings.NewReader("hel"), failingReader{}), publish.Want{Digest: d, Size: int64(len(content))}, nil},
+		{"verified", strings.NewReader(content), store.Want{Digest: d, Size: int64(len(content))}, nil},
+		{"unverified", strings.NewReader(content), store.Want{}, nil},
+		{"other bytes", strings.NewReader("hello, HERON"), store.Want{Digest: d, Size: int64(len(content))}, store.ErrDigestMismatch},
+		{"too long", strings.NewReader(content + "!"), store.Want{Digest: d, Size: int64(len(content))}, store.ErrSizeMismatch},
+		{"too short", strings.NewReader(content[:5]), store.Want{Digest: d, Size: int64(len(content))}, store.ErrSizeMismatch},
+		{"reader fails", io.MultiReader(strings.NewReader("hel"), failingReader{}), store.Want{Digest: d, Size: int64(len(content))}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
-			s := publish.NewFSSink(layout.Root(root))
+			s := store.NewFS(layout.Root(root))
 			err := s.Put(context.Background(), key, tc.r, tc.want)
 			failing := tc.is != nil || tc.name == "reader fails"
 			if failing {
 				if err == nil || (tc.is != nil && !errors.Is(err, tc.is)) {
 					t.Fatalf("error %v, want %v", err, tc.is)
 				}
-				var verr *publish.VerifyError
+				var verr *store.VerifyError
 				if tc.is != nil && !errors.As(err, &verr) {
 					t.Errorf("error %T is not a *VerifyError", err)
 				}
@@ -91,12 +91,12 @@ func TestFSSinkPut(t *testing.T) {
 func TestFSSinkStage(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
-	s := publish.NewFSSink(layout.Root(root))
+	s := store.NewFS(layout.Root(root))
 	d := digest.FromString("x")
 	key, _ := layout.BlobKey(d)
 	path := layout.Root(root).Path(key)
 
-	st, err := s.Stage(ctx, key, strings.NewReader("x"), publish.Want{Digest: d, Size: 1})
+	st, err := s.Stage(ctx, key, strings.NewReader("x"), store.Want{Digest: d, Size: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestFSSinkStage(t *testing.T) {
 		t.Errorf("abort left %v", l)
 	}
 
-	st, err = s.Stage(ctx, key, strings.NewReader("x"), publish.Want{Digest: d, Size: 1})
+	st, err = s.Stage(ctx, key, strings.NewReader("x"), store.Want{Digest: d, Size: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestFSSinkStage(t *testing.T) {
 
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := s.Put(cctx, key, strings.NewReader("x"), publish.Want{}); !errors.Is(err, context.Canceled) {
+	if err := s.Put(cctx, key, strings.NewReader("x"), store.Want{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("put with a cancelled context: %v", err)
 	}
 }
@@ -134,18 +134,18 @@ func TestFSSinkStage(t *testing.T) {
 func TestFSSinkReadStatDeleteEmpty(t *testing.T) {
 	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "tree")
-	s := publish.NewFSSink(layout.Root(root))
+	s := store.NewFS(layout.Root(root))
 
 	if empty, err := s.Empty(ctx); err != nil || !empty {
 		t.Errorf("missing root: empty=%v %v", empty, err)
 	}
-	if _, err := s.ReadFile(ctx, "catalog/index.json", 100); !errors.Is(err, publish.ErrNotFound) {
+	if _, err := s.ReadFile(ctx, "catalog/index.json", 100); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("read missing: %v", err)
 	}
-	if _, err := s.Stat(ctx, "catalog/index.json"); !errors.Is(err, publish.ErrNotFound) {
+	if _, err := s.Stat(ctx, "catalog/index.json"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("stat missing: %v", err)
 	}
-	if err := s.Put(ctx, "catalog/index.json", strings.NewReader("0123456789"), publish.Want{}); err != nil {
+	if err := s.Put(ctx, "catalog/index.json", strings.NewReader("0123456789"), store.Want{}); err != nil {
 		t.Fatal(err)
 	}
 	if empty, err := s.Empty(ctx); err != nil || empty {
@@ -169,7 +169,7 @@ func TestFSSinkReadStatDeleteEmpty(t *testing.T) {
 	if err := s.Delete(ctx, "catalog/index.json"); err != nil {
 		t.Errorf("deleting a missing key: %v", err)
 	}
-	if _, err := s.Stat(ctx, "catalog/index.json"); !errors.Is(err, publish.ErrNotFound) {
+	if _, err := s.Stat(ctx, "catalog/index.json"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("stat deleted: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package publish
+package store
 
 import (
 	"context"
@@ -15,52 +15,52 @@ import (
 	"github.com/heron-registry/heron/layout"
 )
 
-// FSSink is a Sink over a tree on the local file system, with every
-// optional capability (see Sink). Its methods are in the files fssink*.go.
+// FS is a Store over a tree on the local file system, with every
+// optional capability (see Store). Its methods are in the files fssink*.go.
 //
 // Every write goes to a temporary file in the destination folder (so that
 // the rename never crosses devices), is synced, closed, renamed into place,
 // and the folder is synced, as oras-go's content/oci storage and ggcr's
 // registry disk handler do. A half-written file is never visible under its
 // final name, and the temporary file is removed on any error.
-type FSSink struct {
+type FS struct {
 	root layout.Root
 }
 
 var (
-	_ Sink            = (*FSSink)(nil)
-	_ StatSink        = (*FSSink)(nil)
-	_ StageSink       = (*FSSink)(nil)
-	_ EmptySink       = (*FSSink)(nil)
-	_ ChangeSignaller = (*FSSink)(nil)
-	_ LockSink        = (*FSSink)(nil)
-	_ ListSink        = (*FSSink)(nil)
-	_ OpenSink        = (*FSSink)(nil)
-	_ TouchSink       = (*FSSink)(nil)
-	_ ExpireSink      = (*FSSink)(nil)
-	_ FolderSink      = (*FSSink)(nil)
+	_ Store            = (*FS)(nil)
+	_ Stater        = (*FS)(nil)
+	_ Stager       = (*FS)(nil)
+	_ Emptier       = (*FS)(nil)
+	_ ChangeSignaller = (*FS)(nil)
+	_ Locker        = (*FS)(nil)
+	_ Lister        = (*FS)(nil)
+	_ Opener        = (*FS)(nil)
+	_ Toucher       = (*FS)(nil)
+	_ Expirer      = (*FS)(nil)
+	_ FolderRemover      = (*FS)(nil)
 )
 
-// NewFSSink returns a sink writing the tree at root. Nothing is created
+// NewFS returns a sink writing the tree at root. Nothing is created
 // until something is written.
-func NewFSSink(root layout.Root) *FSSink { return &FSSink{root: root} }
+func NewFS(root layout.Root) *FS { return &FS{root: root} }
 
 // Root returns the folder the sink writes to.
-func (s *FSSink) Root() layout.Root { return s.root }
+func (s *FS) Root() layout.Root { return s.root }
 
 // tempPrefix starts the name of every temporary file. It never parses as a
 // digest, a shard id or a repository file, so readers never open one.
 const tempPrefix = ".heron-tmp-"
 
-// isTempKey reports whether key names a temporary file of a writer (see
+// IsTempKey reports whether key names a temporary file of a writer (see
 // tempPrefix): content being written, or left behind by a writer that died.
-func isTempKey(key string) bool {
+func IsTempKey(key string) bool {
 	i := strings.LastIndexByte(key, '/')
 	return strings.HasPrefix(key[i+1:], tempPrefix)
 }
 
-// Put implements Sink.
-func (s *FSSink) Put(ctx context.Context, key string, r io.Reader, want Want) error {
+// Put implements Store.
+func (s *FS) Put(ctx context.Context, key string, r io.Reader, want Want) error {
 	st, err := s.Stage(ctx, key, r, want)
 	if err != nil {
 		return err
@@ -72,9 +72,9 @@ func (s *FSSink) Put(ctx context.Context, key string, r io.Reader, want Want) er
 	return nil
 }
 
-// Stage implements StageSink: the content is written, synced and verified
+// Stage implements Stager: the content is written, synced and verified
 // under a temporary name in the destination folder.
-func (s *FSSink) Stage(ctx context.Context, key string, r io.Reader, want Want) (_ Staged, err error) {
+func (s *FS) Stage(ctx context.Context, key string, r io.Reader, want Want) (_ Staged, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -91,7 +91,7 @@ func (s *FSSink) Stage(ctx context.Context, key string, r io.Reader, want Want) 
 			_ = os.Remove(tmp)
 		}
 	}()
-	if _, err := copyVerified(ctx, key, f, r, want); err != nil {
+	if _, err := CopyVerified(ctx, key, f, r, want); err != nil {
 		return nil, err
 	}
 	return s.sealTemp(f, key, tmp, final)
@@ -100,7 +100,7 @@ func (s *FSSink) Stage(ctx context.Context, key string, r io.Reader, want Want) 
 // sealTemp makes a verified temporary file readable by all (CreateTemp
 // makes it 0600, and a server may run as another user), syncs and closes
 // it, and returns it staged for its rename to final.
-func (s *FSSink) sealTemp(f *os.File, key, tmp, final string) (Staged, error) {
+func (s *FS) sealTemp(f *os.File, key, tmp, final string) (Staged, error) {
 	if err := f.Chmod(0o644); err != nil {
 		return nil, fmt.Errorf("write %s: %w", key, err)
 	}
@@ -134,7 +134,7 @@ func createTemp(dir string) (*os.File, error) {
 }
 
 type fsStaged struct {
-	sink            *FSSink
+	sink            *FS
 	key, tmp, final string
 	done            bool
 }
@@ -167,8 +167,8 @@ func (st *fsStaged) Abort() error {
 	return nil
 }
 
-// ReadFile implements Sink.
-func (s *FSSink) ReadFile(ctx context.Context, key string, max int64) ([]byte, error) {
+// ReadFile implements Store.
+func (s *FS) ReadFile(ctx context.Context, key string, max int64) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -197,8 +197,8 @@ func (s *FSSink) ReadFile(ctx context.Context, key string, max int64) ([]byte, e
 	return b, nil
 }
 
-// Delete implements Sink.
-func (s *FSSink) Delete(ctx context.Context, key string) error {
+// Delete implements Store.
+func (s *FS) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -215,8 +215,8 @@ func (s *FSSink) Delete(ctx context.Context, key string) error {
 	return s.signalChange(key)
 }
 
-// Stat implements StatSink.
-func (s *FSSink) Stat(ctx context.Context, key string) (Info, error) {
+// Stat implements Stater.
+func (s *FS) Stat(ctx context.Context, key string) (Info, error) {
 	if err := ctx.Err(); err != nil {
 		return Info{}, err
 	}
@@ -230,11 +230,11 @@ func (s *FSSink) Stat(ctx context.Context, key string) (Info, error) {
 	return Info{Size: fi.Size(), ModTime: fi.ModTime()}, nil
 }
 
-// Empty implements EmptySink: the root is missing, or a folder that holds
+// Empty implements Emptier: the root is missing, or a folder that holds
 // nothing but what a writer starting at the same moment may have put there
 // (its temporary files and its .heron/ state), so that concurrent first
 // publishes into a new root all succeed.
-func (s *FSSink) Empty(ctx context.Context) (bool, error) {
+func (s *FS) Empty(ctx context.Context) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -269,8 +269,8 @@ func (s *FSSink) Empty(ctx context.Context) (bool, error) {
 	}
 }
 
-// Open implements OpenSink.
-func (s *FSSink) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+// Open implements Opener.
+func (s *FS) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -300,7 +300,7 @@ const recentChange = 10 * time.Second
 // ago. A writer killed between a change and its increment leaves a file
 // the servers were not told of, and the writer run again finds that file
 // as it wants it and writes nothing: this tells them.
-func (s *FSSink) SignalIfRecent(ctx context.Context, key string) error {
+func (s *FS) SignalIfRecent(ctx context.Context, key string) error {
 	if !layout.IsSignalled(key) {
 		return nil
 	}
@@ -318,7 +318,7 @@ func (s *FSSink) SignalIfRecent(ctx context.Context, key string) error {
 // The change is made when this fails: the error says the servers may not
 // see it for up to a second (they validate what they cached at least
 // that often).
-func (s *FSSink) signalChange(key string) error {
+func (s *FS) signalChange(key string) error {
 	if !layout.IsSignalled(key) {
 		return nil
 	}
