@@ -28,17 +28,17 @@ type FS struct {
 }
 
 var (
-	_ Store            = (*FS)(nil)
-	_ Stater        = (*FS)(nil)
-	_ Stager       = (*FS)(nil)
-	_ Emptier       = (*FS)(nil)
+	_ Store           = (*FS)(nil)
+	_ Stater          = (*FS)(nil)
+	_ Stager          = (*FS)(nil)
+	_ Emptier         = (*FS)(nil)
 	_ ChangeSignaller = (*FS)(nil)
-	_ Locker        = (*FS)(nil)
-	_ Lister        = (*FS)(nil)
-	_ Opener        = (*FS)(nil)
-	_ Toucher       = (*FS)(nil)
-	_ Expirer      = (*FS)(nil)
-	_ FolderRemover      = (*FS)(nil)
+	_ Locker          = (*FS)(nil)
+	_ Lister          = (*FS)(nil)
+	_ Opener          = (*FS)(nil)
+	_ Toucher         = (*FS)(nil)
+	_ Expirer         = (*FS)(nil)
+	_ FolderRemover   = (*FS)(nil)
 )
 
 // NewFS returns a sink writing the tree at root. Nothing is created
