@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/store"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -17,6 +18,7 @@ import (
 // changes being made to that).
 type catalog struct {
 	sink      Sink
+	version   store.Version // of the index read, on a sink that swaps
 	idx       *layout.CatalogIndex
 	shards    map[string][]string // shard id → names
 	protected map[string]bool
@@ -24,10 +26,11 @@ type catalog struct {
 
 func readCatalog(ctx context.Context, sink Sink) (*catalog, error) {
 	c := &catalog{sink: sink, idx: &layout.CatalogIndex{LayoutVersion: layout.Version}, shards: map[string][]string{}, protected: map[string]bool{}}
-	b, err := sink.ReadFile(ctx, layout.CatalogIndexKey(), layout.MaxCatalogFileSize)
+	b, v, err := readVersion(ctx, sink, layout.CatalogIndexKey(), layout.MaxCatalogFileSize)
 	if errors.Is(err, ErrNotFound) {
 		return c, nil
 	}
+	c.version = v
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +51,7 @@ func (c *catalog) shard(ctx context.Context, i int) ([]string, error) {
 	}
 	b, err := c.sink.ReadFile(ctx, key, layout.MaxCatalogFileSize)
 	if err != nil {
-		return nil, fmt.Errorf("catalog: %w", err)
+		return nil, fmt.Errorf("catalog: %w", stale(c.sink, err))
 	}
 	f, err := layout.DecodeCatalogShardFile(b, id)
 	if err != nil {
@@ -116,7 +119,16 @@ func (p *Publisher) addToCatalog(ctx context.Context, names []string, known map[
 
 // addToCatalogLocked is addToCatalog for a caller that holds the catalog's
 // lock.
-func (p *Publisher) addToCatalogLocked(ctx context.Context, names []string, known map[string]bool, existing bool) (bool, error) {
+func (p *Publisher) addToCatalogLocked(ctx context.Context, names []string, known map[string]bool, existing bool) (changed bool, err error) {
+	err = p.swapped(ctx, layout.CatalogIndexKey(), func() error {
+		changed, err = p.addToCatalogOnce(ctx, names, known, existing)
+		return err
+	})
+	return changed, err
+}
+
+// addToCatalogOnce is one read-modify-write of addToCatalogLocked.
+func (p *Publisher) addToCatalogOnce(ctx context.Context, names []string, known map[string]bool, existing bool) (bool, error) {
 	add, err := sortedUnique(names)
 	if err != nil || len(add) == 0 {
 		return false, err
@@ -203,7 +215,17 @@ func (p *Publisher) RemoveFromCatalog(ctx context.Context, names ...string) (boo
 
 // removeFromCatalogLocked is RemoveFromCatalog for a caller that holds the
 // catalog's lock.
-func (p *Publisher) removeFromCatalogLocked(ctx context.Context, names []string) (bool, error) {
+func (p *Publisher) removeFromCatalogLocked(ctx context.Context, names []string) (changed bool, err error) {
+	err = p.swapped(ctx, layout.CatalogIndexKey(), func() error {
+		changed, err = p.removeFromCatalogOnce(ctx, names)
+		return err
+	})
+	return changed, err
+}
+
+// removeFromCatalogOnce is one read-modify-write of
+// removeFromCatalogLocked.
+func (p *Publisher) removeFromCatalogOnce(ctx context.Context, names []string) (bool, error) {
 	del, err := sortedUnique(names)
 	if err != nil || len(del) == 0 {
 		return false, err
@@ -343,8 +365,13 @@ func (p *Publisher) writeCatalog(ctx context.Context, c *catalog, replace map[in
 	if _, err := layout.DecodeCatalogIndex(b); err != nil {
 		return fmt.Errorf("catalog: internal error: %w", err)
 	}
-	if err := p.sink.Put(ctx, layout.CatalogIndexKey(), bytes.NewReader(b), Want{}); err != nil {
+	if err := p.putFile(ctx, layout.CatalogIndexKey(), b, c.version); err != nil {
 		return fmt.Errorf("catalog: %w", err)
+	}
+	if p.swaps() {
+		// Another writer may have read the index this one replaced and
+		// still read the shards it named: gc removes them.
+		return nil
 	}
 	keep := map[string]bool{}
 	for _, s := range shards {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/store"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -27,22 +28,29 @@ func ReadRepository(ctx context.Context, sink Sink, name string) (*layout.Reposi
 // readRepository returns the decoded repository file and its bytes, or
 // (nil, nil, nil) when there is none.
 func readRepository(ctx context.Context, sink Sink, name string) (*layout.Repository, []byte, error) {
+	r, b, _, err := readRepositoryVersion(ctx, sink, name)
+	return r, b, err
+}
+
+// readRepositoryVersion is readRepository, and the version of the file
+// on a sink that swaps (see readVersion).
+func readRepositoryVersion(ctx context.Context, sink Sink, name string) (*layout.Repository, []byte, store.Version, error) {
 	key, err := layout.RepositoryKey(name)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	b, err := sink.ReadFile(ctx, key, layout.MaxRepositoryFileSize)
+	b, v, err := readVersion(ctx, sink, key, layout.MaxRepositoryFileSize)
 	if errors.Is(err, ErrNotFound) {
-		return nil, nil, nil
+		return nil, nil, "", nil
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	r, err := layout.DecodeRepositoryFile(name, b)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", key, err)
+		return nil, nil, "", fmt.Errorf("%s: %w", key, err)
 	}
-	return r, b, nil
+	return r, b, v, nil
 }
 
 // updateRepository is the one read-modify-write of a repository file: it
@@ -71,14 +79,19 @@ func (p *Publisher) editRepository(ctx context.Context, name string, create bool
 		return false, err
 	}
 	defer unlock()
-	e, b, changed, err := p.prepareEdit(ctx, name, create, touch, mutate)
-	if err != nil {
-		return false, err
-	}
-	if !changed {
-		return false, p.signalIfRecent(ctx, key)
-	}
-	return true, p.commit(ctx, e, b)
+	written := false
+	err = p.swapped(ctx, key, func() error {
+		e, b, changed, err := p.prepareEdit(ctx, name, create, touch, mutate)
+		if err != nil {
+			return err
+		}
+		if !changed {
+			return p.signalIfRecent(ctx, key)
+		}
+		written = true
+		return p.commit(ctx, e, b)
+	})
+	return written && err == nil, err
 }
 
 // prepareRepository does everything updateRepository does but the write:

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/store"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -34,13 +35,15 @@ func (t *touchKeys) add(kind layout.ShardKind, keys ...string) {
 // repoEdit is a repository being edited: its file, and what of its shards
 // was read.
 type repoEdit struct {
-	name  string
-	key   string // of the repository file
-	r     *layout.Repository
-	old   []byte // the file's bytes; nil for a new repository
-	all   bool   // every shard was read
-	read  [4]map[int]bool
-	known map[digest.Digest]layout.ShardTag // the manifests of the tag shards read
+	name string
+	key  string // of the repository file
+	r    *layout.Repository
+	old  []byte // the file's bytes; nil for a new repository
+	// version is the version of old on a sink that swaps (see swap.go).
+	version store.Version
+	all     bool // every shard was read
+	read    [4]map[int]bool
+	known   map[digest.Digest]layout.ShardTag // the manifests of the tag shards read
 	// files are the shard files to write, by id; drop the ids of shard
 	// files to remove once the repository file is written.
 	files map[string][]byte
@@ -60,7 +63,7 @@ func (p *Publisher) openEdit(ctx context.Context, name string, create bool, touc
 			return nil, err
 		}
 	}
-	r, old, err := readRepository(ctx, p.sink, name)
+	r, old, version, err := readRepositoryVersion(ctx, p.sink, name)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +73,7 @@ func (p *Publisher) openEdit(ctx context.Context, name string, create bool, touc
 		}
 		r = layout.NewRepository(name)
 	}
-	e := &repoEdit{name: name, key: key, r: r, old: old, all: touch == nil, known: map[digest.Digest]layout.ShardTag{}}
+	e := &repoEdit{name: name, key: key, r: r, old: old, version: version, all: touch == nil, known: map[digest.Digest]layout.ShardTag{}}
 	for _, kind := range layout.ShardKinds {
 		e.read[kind] = map[int]bool{}
 		refs := r.Shards(kind)
@@ -108,7 +111,7 @@ func (p *Publisher) readShard(ctx context.Context, e *repoEdit, kind layout.Shar
 	}
 	data, err := p.sink.ReadFile(ctx, key, layout.MaxRepositoryFileSize)
 	if err != nil {
-		return fmt.Errorf("repository %s: %s shard %s: %w", e.name, kind, ref.ID, err)
+		return fmt.Errorf("repository %s: %s shard %s: %w", e.name, kind, ref.ID, stale(p.sink, err))
 	}
 	s, err := layout.DecodeRepositoryShard(data, kind, ref)
 	if err != nil {
@@ -264,10 +267,15 @@ func (p *Publisher) commit(ctx context.Context, e *repoEdit, b []byte) error {
 			return fmt.Errorf("repository %s: %w", e.name, err)
 		}
 	}
-	if err := p.sink.Put(ctx, e.key, bytes.NewReader(b), Want{}); err != nil {
+	if err := p.putFile(ctx, e.key, b, e.version); err != nil {
 		return err
 	}
 	p.log.DebugContext(ctx, "write", "key", e.key, "shards", len(e.files))
+	if p.swaps() {
+		// Another writer may have read the file this one replaced and
+		// still read the shards it named: gc removes them.
+		return nil
+	}
 	var errs []error
 	for _, id := range e.drop {
 		key, err := layout.RepositoryShardKey(e.name, id)
