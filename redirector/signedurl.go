@@ -183,7 +183,7 @@ func (s *URLSigner) Verify(u *url.URL, now time.Time) error {
 		return fmt.Errorf("%w: want one %s and one expires parameter", ErrSignatureInvalid, sigName)
 	}
 	expires, err := strconv.ParseInt(es[0], 10, 64)
-	if err != nil || expires < 0 {
+	if err != nil || expires <= 0 {
 		return fmt.Errorf("%w: expires %q is not a Unix time", ErrSignatureInvalid, es[0])
 	}
 	got, err := base64.RawURLEncoding.DecodeString(sigs[0])
