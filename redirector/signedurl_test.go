@@ -129,6 +129,7 @@ func TestSignVerify(t *testing.T) {
 			{"another host, same path", func() *url.URL { u := *signed; u.Host = "elsewhere.example.com"; return &u }(), now, nil},
 			{"expires moved later", with(func(v url.Values) { v.Set("expires", strconv.FormatInt(expires+3600, 10)) }), now, ErrSignatureInvalid},
 			{"expires with a leading zero", with(func(v url.Values) { v.Set("expires", "0"+strconv.FormatInt(expires, 10)) }), now, ErrSignatureInvalid},
+			{"expires zero (nginx refuses it)", with(func(v url.Values) { v.Set("expires", "0") }), time.Unix(0, 0), ErrSignatureInvalid},
 			{"expires not a number", with(func(v url.Values) { v.Set("expires", "soon") }), now, ErrSignatureInvalid},
 			{"no expires", with(func(v url.Values) { v.Del("expires") }), now, ErrSignatureInvalid},
 			{"no signature", with(func(v url.Values) { v.Del(sigName) }), now, ErrSignatureInvalid},
