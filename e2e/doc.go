@@ -8,12 +8,17 @@
 // `heron tag`, so that they keep their tags in shard files; TestTagList
 // lists those tags with each client's own tag listing and checks every
 // one arrives once, in order, and that every Link header was followed.
+// TestSignedRedirectsNginx runs the one-machine layout of docs/deploy.md
+// (nginx in front of heron serve, blobs redirected with signatures that
+// nginx's secure_link checks) with nginx's configuration as the page
+// shows it, and TestSignedRedirectsEdgeFunction runs the edge function of
+// docs/signed-urls.md under Node.js.
 //
 // The tests are behind the e2e build tag, so that `go test ./...` stays
 // fast; run them with `make e2e` (or `go test -tags e2e ./e2e/...`) after
 // `make tools`. They print one summary line, "e2e: N passed, N failed,
 // N skipped", counting one subtest per client, fixture and mode, and one
-// per client for the tag listing. With CI=true a client that is not
-// installed fails its subtests; otherwise they are skipped with a
+// per client for the tag listing. With CI=true a client (or nginx) that
+// is not installed fails its subtests; otherwise they are skipped with a
 // message. docs/clients.md says which client pulls which fixture and why.
 package e2e

@@ -26,6 +26,8 @@
 //
 // Blobs are redirected (307) to a base URL when one is configured (the
 // repository file's blobBaseURL, else [WithRedirectBase]) and served with
-// [http.ServeContent] otherwise. Manifests are served directly, verified
+// [http.ServeContent] otherwise; with [WithRedirectSigner] the redirects
+// carry an expiry and a signature the host checks (signedurl.go,
+// docs/signed-urls.md). Manifests are served directly, verified
 // against their digest, unless [WithRedirectManifests] asks for redirects.
 package redirector

@@ -26,6 +26,7 @@ type Server struct {
 	log               *slog.Logger
 	redirectBase      string
 	redirectManifests bool
+	signer            *URLSigner   // nil without WithRedirectSigner
 	metrics           *metrics     // nil without WithMetrics
 	accessLog         *slog.Logger // nil without WithAccessLog
 	ops               http.Handler // nil without WithOpsEndpoints
@@ -56,6 +57,7 @@ type options struct {
 	accessLog         *slog.Logger
 	ops               bool
 	opsMetrics        http.Handler
+	signer            *URLSigner
 }
 
 // WithRedirectBase makes the server answer blob requests with a 307 to
@@ -155,6 +157,7 @@ func New(root string, opts ...Option) (*Server, error) {
 		log:               o.logger,
 		redirectBase:      base,
 		redirectManifests: o.redirectManifests,
+		signer:            o.signer,
 	}
 	s.withCaches(o)
 	s.router = s.routes()

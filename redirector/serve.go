@@ -69,13 +69,14 @@ func (s *Server) blobBase(repo layout.RepositoryView) string {
 	return s.redirectBase
 }
 
-// redirectTo returns the redirect to the blob key of d under base.
-func redirectTo(base string, d digest.Digest) error {
+// redirectTo returns the redirect to the blob key of d under base, signed
+// when the server signs its redirects.
+func (s *Server) redirectTo(base string, d digest.Digest) error {
 	key, err := layout.BlobKey(d)
 	if err != nil {
 		return err
 	}
-	return &redirect{location: base + "/" + key}
+	return &redirect{location: s.signRedirect(base + "/" + key)}
 }
 
 func etag(d digest.Digest) string { return `"` + d.String() + `"` }
@@ -139,7 +140,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, name, ref
 	h[etagKey] = mc.etag
 	if r.Method == http.MethodGet && s.redirectManifests {
 		if base := s.blobBase(repo); base != "" {
-			return redirectTo(base, digest.Digest(mc.digest[0]))
+			return s.redirectTo(base, digest.Digest(mc.digest[0]))
 		}
 	}
 	if notModified(r, mc.etag[0]) {
@@ -232,7 +233,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, name, ref str
 		return ErrBlobUnknown.WithDetail(map[string]string{"name": name, "digest": d.String()})
 	}
 	if base := s.blobBase(repo); base != "" {
-		return redirectTo(base, d)
+		return s.redirectTo(base, d)
 	}
 	if r.Method == http.MethodHead && !conditional(r) {
 		// What http.ServeContent answers, without opening the file:

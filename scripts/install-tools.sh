@@ -3,6 +3,9 @@
 # drives against heron serve:
 #
 #   skopeo, podman   Debian packages, with apt-get (needs root, or sudo)
+#   nginx            a Debian package too: the static host of the
+#                    one-machine layout of docs/deploy.md, which
+#                    e2e/signedurl_test.go runs with signed redirects
 #   crane, oras, regctl
 #                    `go install` at the pinned versions below, into
 #                    $HERON_CACHE/bin (default: <repo>/.cache/bin, ignored by git)
@@ -45,6 +48,8 @@ log() { printf 'install-tools: %s\n' "$*" >&2; }
 apt_pkgs=()
 command -v skopeo >/dev/null 2>&1 || apt_pkgs+=(skopeo)
 command -v podman >/dev/null 2>&1 || apt_pkgs+=(podman)
+# Debian installs nginx in /usr/sbin, which a user's PATH may lack.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt_pkgs+=(nginx)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
 	SUDO=
 	[ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -52,10 +57,16 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
 	log "apt-get install ${apt_pkgs[*]}"
 	$SUDO apt-get update -qq
 	$SUDO apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" </dev/null
+	# Debian starts the packaged nginx on port 80; the suite runs its own
+	# on a free port, so stop the system one.
+	if [[ " ${apt_pkgs[*]} " == *" nginx "* ]] && command -v service >/dev/null 2>&1; then
+		$SUDO service nginx stop >/dev/null 2>&1 || true
+	fi
 fi
 for t in skopeo podman; do
 	command -v "$t" >/dev/null 2>&1 || { log "$t is not on PATH after apt-get install"; exit 1; }
 done
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { log "nginx is not installed after apt-get install"; exit 1; }
 
 # --- Go tools ----------------------------------------------------------------
 
@@ -88,4 +99,4 @@ goinstall crane "$CRANE_MODULE/cmd/crane" "$CRANE_MODULE" "$CRANE_VERSION"
 goinstall oras "$ORAS_MODULE/cmd/oras" "$ORAS_MODULE" "$ORAS_VERSION"
 goinstall regctl "$REGCTL_MODULE/cmd/regctl" "$REGCTL_MODULE" "$REGCTL_VERSION"
 
-log "ready: skopeo $(skopeo --version | awk '{print $3}'), podman $(podman --version | awk '{print $3}'), crane $CRANE_VERSION, oras $ORAS_VERSION, regctl $REGCTL_VERSION in $BIN"
+log "ready: skopeo $(skopeo --version | awk '{print $3}'), podman $(podman --version | awk '{print $3}'), nginx, crane $CRANE_VERSION, oras $ORAS_VERSION, regctl $REGCTL_VERSION in $BIN"

@@ -34,7 +34,10 @@ otherwise, so that memory stays flat under load.
 
 With --blob-base-url (or a repository's own blobBaseURL), blob requests are
 redirected (307) to <URL>/blobs/<alg>/<hex>, where a CDN or static host serves
-the tree; --redirect-manifests redirects manifest GETs there too.
+the tree; --redirect-manifests redirects manifest GETs there too. With
+--redirect-signing-key, those redirects carry an expiry and a signature the
+CDN (an edge function) or nginx (secure_link) checks, so that it serves
+only what heron sent clients to: docs/signed-urls.md.
 
 Operations: GET /healthz (liveness), /readyz (the tree is readable and of a
 layout version this heron reads) and /metrics (Prometheus) are answered on
@@ -68,6 +71,9 @@ environment, which wins over the file. See docs/operating.md.`,
 	f.StringVar(&root, "root", "", "the tree to serve (required)")
 	f.StringVar(&c.Addr, "addr", "127.0.0.1:5000", "address to listen on (host:port; port 0 picks a free one)")
 	f.StringVar(&c.BlobBaseURL, "blob-base-url", "", "redirect blob requests to URL/blobs/<alg>/<hex> for repositories without a blobBaseURL of their own")
+	f.StringVar(&c.RedirectSigningKey, "redirect-signing-key", "", "sign redirects to the blob base URL with the key in this file (at least 32 bytes; openssl rand -hex 32 > FILE)")
+	f.StringVar(&c.RedirectSigningScheme, "redirect-signing-scheme", redirector.SigningHMACSHA256, "how redirects are signed: hmac-sha256 (CDN edge functions) or nginx (secure_link)")
+	f.DurationVar(&c.RedirectSigningExpiry, "redirect-signing-expiry", redirector.DefaultSigningExpiry, "how long a signed redirect stays valid, at least (rounded up to a quarter of it, so that URLs repeat)")
 	f.BoolVar(&c.RedirectManifests, "redirect-manifests", false, "redirect manifest GETs to the blob base URL too (HEAD is always answered directly)")
 	f.IntVar(&c.CacheSize, "cache-size", redirector.DefaultCacheSize, "entries of each cache (parsed repository files, manifests, catalog shards); 0 turns caching off")
 	f.Int64Var(&c.CacheBytes, "cache-bytes", redirector.DefaultCacheBytes, "approximate memory of all the caches together, in bytes")

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -118,6 +119,14 @@ func TestServeErrors(t *testing.T) {
 	writeLayoutFile(t, good, layout.EncodeLayoutFile())
 	v2 := t.TempDir()
 	writeLayoutFile(t, v2, []byte(`{"layoutVersion": 2}`))
+	keys := t.TempDir()
+	shortKey, goodKey := filepath.Join(keys, "short.key"), filepath.Join(keys, "good.key")
+	if err := os.WriteFile(shortKey, []byte("0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(goodKey, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -135,6 +144,10 @@ func TestServeErrors(t *testing.T) {
 		{Description: "root flag missing", Want: `"root" not set`},
 		{Description: "positional argument", Args: []string{"--root", good, "extra"}, Want: "unknown command"},
 		{Description: "bad base URL", Args: []string{"--root", good, "--blob-base-url", "cdn.example.com"}, Want: "absolute http:// or https:// URL"},
+		{Description: "signing key missing", Args: []string{"--root", good, "--redirect-signing-key", good + "/nokey"}, Want: "--redirect-signing-key: redirect signing key " + good + "/nokey: no such file"},
+		{Description: "signing key short", Args: []string{"--root", good, "--redirect-signing-key", shortKey}, Want: "16 bytes, want at least 32"},
+		{Description: "signing scheme", Args: []string{"--root", good, "--redirect-signing-key", goodKey, "--redirect-signing-scheme", "md5"}, Want: `"md5": want hmac-sha256 or nginx`},
+		{Description: "signing expiry", Args: []string{"--root", good, "--redirect-signing-key", goodKey, "--redirect-signing-expiry", "0s"}, Want: "expiry 0s: want a second or more"},
 		{Description: "bad address", Args: []string{"--root", good, "--addr", "127.0.0.1:notaport"}, Want: "listen"},
 		{Description: "negative cache size", Args: []string{"--root", good, "--cache-size", "-1"}, Want: "cache bounds must not be negative"},
 		{Description: "log format", Args: []string{"--root", good, "--log-format", "xml"}, Want: `--log-format "xml": want text or json`},

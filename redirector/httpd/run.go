@@ -69,6 +69,14 @@ type Config struct {
 	RedirectManifests bool
 	CacheSize         int
 	CacheBytes        int64
+	// RedirectSigningKey, when set, is the file of the key that signs
+	// every redirect to a blob base URL, with RedirectSigningScheme
+	// (empty: hmac-sha256) and valid for at least RedirectSigningExpiry
+	// ([redirector.LoadSigningKey], [redirector.NewURLSigner],
+	// [redirector.WithRedirectSigner]).
+	RedirectSigningKey    string
+	RedirectSigningScheme string
+	RedirectSigningExpiry time.Duration
 	// MemoryLimit is the Go runtime's soft memory limit while Run runs, in
 	// bytes: 0 is [redirector.MemoryLimit](CacheBytes), unless GOMEMLIMIT
 	// is set, which then stands; -1 sets none. Run puts back the limit it
@@ -121,7 +129,15 @@ func Run(ctx context.Context, root string, cfg Config) error {
 	var open atomic.Int64 // the registry's client connections
 	reg := newRegistry(&open)
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: errorLog, ErrorHandling: promhttp.ContinueOnError})
-	h, err := redirector.New(root, cfg.options(logger, reg, metrics)...)
+	opts := cfg.options(logger, reg, metrics)
+	if cfg.RedirectSigningKey != "" {
+		signer, err := cfg.signer()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, redirector.WithRedirectSigner(signer))
+	}
+	h, err := redirector.New(root, opts...)
 	if err != nil {
 		return err
 	}
@@ -142,6 +158,20 @@ func (c Config) memoryLimit() int64 {
 		return redirector.MemoryLimit(c.CacheBytes)
 	}
 	return max(c.MemoryLimit, 0)
+}
+
+// signer returns the signer of c's RedirectSigningKey, or an error that
+// names the flag at fault.
+func (c Config) signer() (*redirector.URLSigner, error) {
+	key, err := redirector.LoadSigningKey(c.RedirectSigningKey)
+	if err != nil {
+		return nil, fmt.Errorf("--redirect-signing-key: %w", err)
+	}
+	s, err := redirector.NewURLSigner(key, c.RedirectSigningScheme, c.RedirectSigningExpiry)
+	if err != nil {
+		return nil, fmt.Errorf("--redirect-signing-key %s: %w", c.RedirectSigningKey, err)
+	}
+	return s, nil
 }
 
 // newRegistry returns the Prometheus registry Run serves: the Go
