@@ -70,9 +70,9 @@ func (s *Server) withCaches(o options) {
 		return
 	}
 	budget := newCacheBudget(o.cacheBytes)
-	s.manifests = newManifestCache(s.tree, o.cacheSize, budget)
-	s.shards = newShardCache(s.tree, o.cacheSize, budget)
-	s.repoShards = newRepoShardCache(s.tree, o.cacheSize, budget)
+	s.manifests = newManifestCache(s.manifests, o.cacheSize, budget)
+	s.shards = newShardCache(s.shards, o.cacheSize, budget)
+	s.repoShards = newRepoShardCache(s.repoShards, o.cacheSize, budget)
 	if identitySupported {
 		s.repos = newRepoCache(s.tree, o.cacheSize, budget, o.racyWindow)
 		s.index = newIndexCache(s.tree, o.cacheBytes, o.racyWindow)
