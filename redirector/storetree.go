@@ -205,16 +205,21 @@ func (t *storeTree) checkManifest(ctx context.Context, m layout.ManifestInfo) (*
 	return nil, t.statBlob(ctx, m.Digest(), m.Size)
 }
 
-// statBlob checks that blob d has the listed size. A store that cannot
-// stat is trusted: the repository file, written after its content, lists
-// it; what is sent is checked as it is read (see storeBlob).
+// statBlob checks that blob d has the listed size: by a stat, or, for a
+// store that has none, by reading the last listed byte and the one after
+// it (there must be the one and not the other). A store that can do
+// neither is trusted (the repository file, written after its content,
+// lists it); what is sent is checked as it is read anyway (storeBlob).
 func (t *storeTree) statBlob(ctx context.Context, d digest.Digest, size int64) error {
 	key, err := layout.BlobKey(d)
 	if err != nil {
 		return err
 	}
 	if t.stater == nil {
-		return nil
+		if !t.canStream() {
+			return nil
+		}
+		return t.probeSize(ctx, key, size)
 	}
 	info, err := t.stater.Stat(ctx, key)
 	switch {
@@ -226,6 +231,29 @@ func (t *storeTree) statBlob(ctx context.Context, d digest.Digest, size int64) e
 		return t.fileErrorf(key, "not a regular file (a folder)")
 	case info.Size != size:
 		return t.fileErrorf(key, "%d bytes, but the repository lists %d", info.Size, size)
+	}
+	return nil
+}
+
+// probeSize checks that the content of key has size bytes by reading
+// its last byte and the one after it.
+func (t *storeTree) probeSize(ctx context.Context, key string, size int64) error {
+	from := max(size-1, 0)
+	rc, err := t.openRange(ctx, key, from, 2)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	var buf [3]byte
+	n, err := io.ReadFull(rc, buf[:])
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return t.fileError(key, err)
+	}
+	if want := min(size, 1); int64(n) != want {
+		if int64(n) < want {
+			return t.fileErrorf(key, "fewer bytes, but the repository lists %d", size)
+		}
+		return t.fileErrorf(key, "more bytes, but the repository lists %d", size)
 	}
 	return nil
 }
