@@ -36,6 +36,8 @@ type memStore struct {
 	// beforeRead, when set, runs at the start of every read of a small
 	// file (ReadFile, ReadVersion, ReadIfChanged).
 	beforeRead func(key string)
+	// afterStat, when set, runs at the end of every Stat.
+	afterStat func(key string)
 	// signKey signs URLs (HMAC-SHA256 over the canonical string, like a
 	// presigned S3 URL's).
 	signKey []byte
@@ -143,6 +145,9 @@ func (m *memStore) Delete(_ context.Context, key string) error {
 func (m *memStore) Stat(_ context.Context, key string) (store.Info, error) {
 	m.stats.Add(1)
 	o, err := m.get(key)
+	if m.afterStat != nil {
+		m.afterStat(key)
+	}
 	if err != nil {
 		return store.Info{}, err
 	}

@@ -122,6 +122,12 @@ func (c *versionCache[V]) get(ctx context.Context, key string) (V, error) {
 			return zero, ctx.Err()
 		}
 	}
+	if e, ok := c.lru.peek(key); ok && start-e.checked.Load() < int64(c.after) {
+		// A read that has just ended validated it.
+		c.mu.Unlock()
+		c.hits.Add(1)
+		return e.value, nil
+	}
 	f = &versionFlight[V]{start: start, done: make(chan struct{})}
 	c.flights[key] = f
 	c.mu.Unlock()
