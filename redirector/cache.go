@@ -36,6 +36,10 @@ package redirector
 // from memory, it is as synchronous as the stat. Where there is no counter
 // to trust (a tree written by another tool, a network file system), the
 // stat is the price of read-after-publish consistency.
+//
+// A tree in a store (NewFromStore) has neither a stat nor a counter: its
+// repository files and catalog index are validated by version instead, in
+// the same budget (storecache.go).
 
 // Default bounds of the caches.
 const (

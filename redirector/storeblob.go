@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/heron-registry/heron/layout"
@@ -64,9 +65,9 @@ func (t *storeTree) sendBlob(w http.ResponseWriter, r *http.Request, d digest.Di
 		}
 	}
 	http.ServeContent(w, r, "", time.Time{}, b)
-	if b.err != nil {
+	if err := b.failure(); err != nil {
 		t.log.ErrorContext(ctx, "blob answer cut short", "method", r.Method, "path", r.URL.Path,
-			"err", b.err, "file", b.key)
+			"err", err, "file", b.key)
 		panic(http.ErrAbortHandler)
 	}
 	return nil
@@ -100,7 +101,12 @@ func plannedRanges(header string, size int64) []byteRange {
 // there (or to the end), and keeps it open for the reads that follow.
 // Reads from the first byte to the last, in order, are hashed, and the
 // last of them is only returned once the digest matches.
+//
+// http.ServeContent reads the ranges of a multipart answer in a goroutine
+// of its own, which may still be reading when it returns (the client went
+// away): mu orders that goroutine's reads and the handler's Close.
 type storeBlob struct {
+	mu   sync.Mutex
 	ctx  context.Context
 	t    *storeTree
 	key  string
@@ -133,8 +139,17 @@ func (t *storeTree) newStoreBlob(ctx context.Context, d digest.Digest, size int6
 	return &storeBlob{ctx: ctx, t: t, key: key, d: d, size: size, h: d.Algorithm().Hash()}, nil
 }
 
+// failure returns the first failure of a read, if any.
+func (b *storeBlob) failure() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
 // Seek implements io.Seeker.
 func (b *storeBlob) Seek(offset int64, whence int) (int64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	switch whence {
 	case io.SeekCurrent:
 		offset += b.pos
@@ -149,7 +164,8 @@ func (b *storeBlob) Seek(offset int64, whence int) (int64, error) {
 }
 
 // open opens the content at pos, for the planned range that starts there
-// or to the end.
+// or to the end. Before http.ServeContent has it, b is the handler's
+// alone; after, b.mu is held.
 func (b *storeBlob) open(pos int64) error {
 	if b.rc != nil {
 		b.rc.Close()
@@ -172,6 +188,8 @@ func (b *storeBlob) open(pos int64) error {
 
 // Read implements io.Reader.
 func (b *storeBlob) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.err != nil {
 		return 0, b.err
 	}
@@ -226,8 +244,13 @@ func (b *storeBlob) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Close implements io.Closer.
+// Close implements io.Closer. A read after it fails.
 func (b *storeBlob) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err == nil {
+		b.err = errors.New("closed")
+	}
 	if b.rc == nil {
 		return nil
 	}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // getTag answers GET of app's manifest by tag and returns the digest it
@@ -281,7 +283,8 @@ func TestBlobDigestMismatch(t *testing.T) {
 	for _, at := range []int{0, 100_000, -1} { // where the byte is changed
 		t.Run(fmt.Sprintf("at=%d", at), func(t *testing.T) {
 			logs := &logBuffer{}
-			f := newStoreFixture(t, WithServeBlobs(true), WithLogger(logs.logger()))
+			reg := prometheus.NewRegistry()
+			f := newStoreFixture(t, WithServeBlobs(true), WithLogger(logs.logger()), WithMetrics(reg))
 			key := "blobs/sha256/" + f.layer.Digest.Encoded()
 			bad := []byte(string(f.data))
 			if at < 0 {
@@ -304,6 +307,9 @@ func TestBlobDigestMismatch(t *testing.T) {
 			}
 			if l := logs.take(); !strings.Contains(l, "content has digest") || !strings.Contains(l, key) {
 				t.Errorf("log %q", l)
+			}
+			if v := value(t, reg, metricInFlight, nil); v != 0 {
+				t.Errorf("%v requests in flight after the cut", v)
 			}
 
 			// A range is sent as stored.
