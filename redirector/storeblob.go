@@ -51,7 +51,7 @@ func (t *storeTree) sendBlob(w http.ResponseWriter, r *http.Request, d digest.Di
 	// unreadable object is an error answer, not a cut connection: for a
 	// GET of the whole blob or of ranges that parsed (not for a 304, a
 	// 416, or an If-Range that may turn ranges into the whole).
-	if r.Method == http.MethodGet && !notModified(r, etag(d)) {
+	if r.Method == http.MethodGet && size > 0 && !notModified(r, etag(d)) {
 		_, ranged := r.Header["Range"]
 		switch {
 		case !ranged:

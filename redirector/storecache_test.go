@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/store"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -371,5 +375,31 @@ func TestBlobGone(t *testing.T) {
 	w := get(f.s, http.MethodGet, blobURL("app", f.layer.Digest))
 	if w.Code != http.StatusInternalServerError || w.Header().Get(contentDigestHeader) != "" {
 		t.Errorf("%d %v", w.Code, w.Header())
+	}
+}
+
+// TestEmptyBlobFromStore: a blob of no bytes is served as such when its
+// digest is that of no bytes, and refused when it is not (there is
+// nothing to check it against but the digest).
+func TestEmptyBlobFromStore(t *testing.T) {
+	tt := newTestTree(t)
+	empty := tt.blob(v1.MediaTypeImageLayer, nil)
+	other := digest.FromString("not empty")
+	tt.write("blobs/sha256/"+other.Encoded(), nil)
+	r := layout.NewRepository("app")
+	r.Blobs[empty.Digest] = layout.Blob{Size: 0}
+	r.Blobs[other] = layout.Blob{Size: 0}
+	tt.repository(r)
+	m := memStoreOf(t, tt.dir())
+	for _, st := range []store.Store{m, plainStore{m: m}} {
+		s, err := NewFromStore(st, WithServeBlobs(true), WithLogger(discardLogger()))
+		must(t, err)
+		defer s.Close()
+		if w := get(s, http.MethodGet, blobURL("app", empty.Digest)); w.Code != http.StatusOK || w.Body.Len() != 0 || w.Header().Get("Content-Length") != "0" {
+			t.Errorf("%T: empty blob: %d %v %q", st, w.Code, w.Header(), w.Body)
+		}
+		if w := get(s, http.MethodGet, blobURL("app", other)); w.Code != http.StatusInternalServerError {
+			t.Errorf("%T: 0 bytes listed for other content: %d", st, w.Code)
+		}
 	}
 }

@@ -119,9 +119,11 @@ func (t *storeTree) readChanged(ctx context.Context, key string, limit int64, ha
 		case err != nil:
 			return nil, "", t.mapError(ctx, key, err)
 		case v == "":
-			// A store that could not tell the version: never equal to
-			// another.
+			// A store that could not tell the version: the bytes'.
 			v = contentVersion(data)
+		}
+		if v == have {
+			return nil, have, store.ErrNotModified
 		}
 		return data, v, nil
 	}
@@ -216,7 +218,9 @@ func (t *storeTree) statBlob(ctx context.Context, d digest.Digest, size int64) e
 		return err
 	}
 	if t.stater == nil {
-		if !t.canStream() {
+		if !t.canStream() || size == 0 {
+			// Nothing to probe for an empty blob: its answer is no
+			// bytes, right if d is the digest of none (sendBlob).
 			return nil
 		}
 		return t.probeSize(ctx, key, size)
@@ -235,11 +239,10 @@ func (t *storeTree) statBlob(ctx context.Context, d digest.Digest, size int64) e
 	return nil
 }
 
-// probeSize checks that the content of key has size bytes by reading
-// its last byte and the one after it.
+// probeSize checks that the content of key has size (> 0) bytes by
+// reading its last byte and the one after it.
 func (t *storeTree) probeSize(ctx context.Context, key string, size int64) error {
-	from := max(size-1, 0)
-	rc, err := t.openRange(ctx, key, from, 2)
+	rc, err := t.openRange(ctx, key, size-1, 2)
 	if err != nil {
 		return err
 	}
@@ -249,8 +252,8 @@ func (t *storeTree) probeSize(ctx context.Context, key string, size int64) error
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return t.fileError(key, err)
 	}
-	if want := min(size, 1); int64(n) != want {
-		if int64(n) < want {
+	if n != 1 {
+		if n < 1 {
 			return t.fileErrorf(key, "fewer bytes, but the repository lists %d", size)
 		}
 		return t.fileErrorf(key, "more bytes, but the repository lists %d", size)
