@@ -72,6 +72,9 @@ func NewFromStore(st store.Store, opts ...Option) (*Server, error) {
 	if t.signer != nil && !o.serveBlobs {
 		s.presign = newPresigner(t.signer, o.presignExpiry, o.cacheSize, budget)
 	}
+	if s.presign == nil && !t.canStream() && o.redirectBase == "" {
+		o.logger.Warn("the store can neither presign URLs nor stream content: only blobs of repositories with a blobBaseURL can be answered")
+	}
 	return s.finish(o)
 }
 
