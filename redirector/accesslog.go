@@ -22,9 +22,18 @@ func (s *Server) serveObserved(w http.ResponseWriter, r *http.Request) {
 	if s.metrics != nil {
 		s.metrics.inFlight.Add(1)
 	}
+	answered := false
+	defer func() {
+		// An answer cut short (panic(http.ErrAbortHandler), see
+		// storeTree.sendBlob) is no longer in flight either.
+		if !answered && s.metrics != nil {
+			s.metrics.inFlight.Add(-1)
+		}
+	}()
 	rec := recorderPool.Get().(*recorder)
 	rec.w = w
 	s.router.ServeHTTP(rec, r)
+	answered = true
 	elapsed := time.Since(start)
 	status, n := rec.status, rec.bytes
 	*rec = recorder{}

@@ -36,6 +36,10 @@ package redirector
 // from memory, it is as synchronous as the stat. Where there is no counter
 // to trust (a tree written by another tool, a network file system), the
 // stat is the price of read-after-publish consistency.
+//
+// A tree in a store (NewFromStore) has neither a stat nor a counter: its
+// repository files and catalog index are validated by version instead, in
+// the same budget (storecache.go).
 
 // Default bounds of the caches.
 const (
@@ -70,9 +74,9 @@ func (s *Server) withCaches(o options) {
 		return
 	}
 	budget := newCacheBudget(o.cacheBytes)
-	s.manifests = newManifestCache(s.tree, o.cacheSize, budget)
-	s.shards = newShardCache(s.tree, o.cacheSize, budget)
-	s.repoShards = newRepoShardCache(s.tree, o.cacheSize, budget)
+	s.manifests = newManifestCache(s.manifests, o.cacheSize, budget)
+	s.shards = newShardCache(s.shards, o.cacheSize, budget)
+	s.repoShards = newRepoShardCache(s.repoShards, o.cacheSize, budget)
 	if identitySupported {
 		s.repos = newRepoCache(s.tree, o.cacheSize, budget, o.racyWindow)
 		s.index = newIndexCache(s.tree, o.cacheBytes, o.racyWindow)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/store"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -36,6 +38,24 @@ type cacheMode struct {
 	// warm serves every request twice and sends the second answer, so
 	// that the table is answered from caches the same request filled.
 	warm bool
+	// store, when set, has the server made by NewFromStore, reading the
+	// tree's folder through the store it returns.
+	store func(t testing.TB, dir string) store.Store
+}
+
+// cached reports whether the mode's server has caches.
+func (m cacheMode) cached() bool { return !strings.HasSuffix(m.name, "cache=off") }
+
+// calls returns the rows of a table that apply to the mode: a store has
+// no symbolic links to refuse (a bucket has none; store.FS follows them,
+// which is why a folder is served with New).
+func (m cacheMode) calls(calls []call) []call {
+	if m.store == nil {
+		return calls
+	}
+	return slices.DeleteFunc(slices.Clone(calls), func(c call) bool {
+		return strings.Contains(c.Description, "symbolic link out of the tree")
+	})
 }
 
 var cacheModes = []cacheMode{
@@ -57,7 +77,13 @@ func (m cacheMode) newServer(t *testing.T, dir string, opts ...Option) (*httptes
 	t.Helper()
 	logs := &logBuffer{}
 	all := append(append([]Option{WithLogger(logs.logger())}, m.opts...), opts...)
-	s, err := New(dir, all...)
+	var s *Server
+	var err error
+	if m.store != nil {
+		s, err = NewFromStore(m.store(t, dir), all...)
+	} else {
+		s, err = New(dir, all...)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,16 +98,23 @@ func (m cacheMode) newServer(t *testing.T, dir string, opts ...Option) (*httptes
 	t.Cleanup(func() {
 		srv.Close()
 		s.Close()
-		c, cached := s.repos.(*repoCache)
-		if cached != (m.name != "cache=off") {
+		var repoHits uint64
+		cached := false
+		switch c := s.repos.(type) {
+		case *repoCache:
+			cached, repoHits = true, c.files.hits.Load()
+		case *storeRepoCache:
+			cached, repoHits = true, c.files.hits.Load()
+		}
+		if cached != m.cached() {
 			t.Errorf("%s: repository cache = %v", m.name, cached)
 		}
 		shardHits := uint64(0)
 		if sc, ok := s.repoShards.(*repoShardCache); ok {
 			shardHits = sc.hits.Load()
 		}
-		if cached && (c.files.hits.Load() == 0 || manifestsCached(s) == 0 && shardHits == 0) {
-			t.Errorf("%s: the caches answered nothing (%d repository hits, %d manifests, %d repository shard hits)", m.name, c.files.hits.Load(), manifestsCached(s), shardHits)
+		if cached && (repoHits == 0 || manifestsCached(s) == 0 && shardHits == 0) {
+			t.Errorf("%s: the caches answered nothing (%d repository hits, %d manifests, %d repository shard hits)", m.name, repoHits, manifestsCached(s), shardHits)
 		}
 	})
 	return srv, s, logs

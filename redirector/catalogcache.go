@@ -72,10 +72,10 @@ var (
 	_ cacheReporter = (*shardCache)(nil)
 )
 
-// newShardCache returns a cache of t's catalog shards, of at most entries
+// newShardCache returns a cache of backend's catalog shards, of at most entries
 // shards sharing budget.
-func newShardCache(t *tree, entries int, budget *cacheBudget) *shardCache {
-	return &shardCache{backend: t, lru: newLRUIn[string, *layout.CatalogNames](entries, budget)}
+func newShardCache(backend catalogShards, entries int, budget *cacheBudget) *shardCache {
+	return &shardCache{backend: backend, lru: newLRUIn[string, *layout.CatalogNames](entries, budget)}
 }
 
 // catalogShard returns the names of the catalog shard id from the cache, or

@@ -30,4 +30,12 @@
 // carry an expiry and a signature the host checks (signedurl.go,
 // docs/signed-urls.md). Manifests are served directly, verified
 // against their digest, unless [WithRedirectManifests] asks for redirects.
+//
+// [New] reads a tree in a folder of this machine (tree.go). [NewFromStore]
+// reads one through a store.Store, such as an S3 bucket (storetree.go): the
+// same answers, with repository files validated by the store's version of
+// them (storecache.go, [WithRevalidateAfter]), blobs redirected to URLs the
+// store presigns (presign.go, [WithPresignExpiry]) or streamed and
+// verified (storeblob.go, [WithServeBlobs]). The handlers read either
+// through the lookups of lookups.go and the reader of reader.go.
 package redirector

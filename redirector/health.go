@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-
-	"github.com/heron-registry/heron/layout"
 )
 
 // The paths of the operations endpoints (see OpsHandler).
@@ -29,16 +27,8 @@ const (
 // still readable and its heron-layout.json is of the layout version this
 // server reads. It reads that one small file, nothing else; a repository
 // file that is broken fails that repository only, not readiness.
-func (s *Server) Ready(_ context.Context) error {
-	key := layout.LayoutFileKey()
-	data, err := s.tree.readFile(key, layout.MaxLayoutFileSize)
-	if err != nil {
-		return err
-	}
-	if _, err := layout.DecodeLayoutFile(data); err != nil {
-		return s.tree.fileError(key, err)
-	}
-	return nil
+func (s *Server) Ready(ctx context.Context) error {
+	return s.files.ready(ctx)
 }
 
 // OpsHandler returns the handler of the operations endpoints, for a

@@ -28,10 +28,10 @@ var (
 	_ cacheReporter = (*manifestCache)(nil)
 )
 
-// newManifestCache returns a cache of t's manifests, of at most entries
+// newManifestCache returns a cache of backend's manifests, of at most entries
 // manifests sharing budget.
-func newManifestCache(t *tree, entries int, budget *cacheBudget) *manifestCache {
-	return &manifestCache{backend: t, lru: newLRUIn[string, *manifestEntry](entries, budget)}
+func newManifestCache(backend manifests, entries int, budget *cacheBudget) *manifestCache {
+	return &manifestCache{backend: backend, lru: newLRUIn[string, *manifestEntry](entries, budget)}
 }
 
 // hotManifest returns the cached manifest m if it has the size the

@@ -14,7 +14,14 @@ import (
 // Server answers the read-only OCI Distribution API from one tree. It is an
 // http.Handler; Close releases the tree's directory handle.
 type Server struct {
+	// files is what blobs and the layout marker are read through: the
+	// folder (tree, New) or the store (storeTree, NewFromStore).
+	files reader
+	// tree is the folder of a server made by New, nil for a store.
 	tree *tree
+	// presign, when not nil, answers blob requests that no base URL
+	// redirects with a 307 to a presigned URL of the store.
+	presign *presigner
 	// What the handlers read the tree through (lookups.go): the tree
 	// itself, or a cache wrapping it (cache.go).
 	repos             repositories
@@ -58,6 +65,10 @@ type options struct {
 	ops               bool
 	opsMetrics        http.Handler
 	signer            *URLSigner
+	// For a tree in a store (NewFromStore).
+	serveBlobs      bool
+	presignExpiry   time.Duration
+	revalidateAfter time.Duration
 }
 
 // WithRedirectBase makes the server answer blob requests with a 307 to
@@ -129,7 +140,33 @@ func WithOpsEndpoints(metrics http.Handler) Option {
 // heron-layout.json once (a missing marker or another layout version is an
 // error) and reads nothing else.
 func New(root string, opts ...Option) (*Server, error) {
-	o := options{cacheSize: DefaultCacheSize, cacheBytes: DefaultCacheBytes, racyWindow: defaultRacyWindow}
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	t, err := openTree(root)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		files:      t,
+		tree:       t,
+		repos:      t,
+		manifests:  t,
+		shards:     t,
+		repoShards: t,
+		index:      t,
+	}
+	s.withCaches(o)
+	return s.finish(o)
+}
+
+// newOptions applies opts to the defaults and checks what they say.
+func newOptions(opts []Option) (options, error) {
+	o := options{
+		cacheSize: DefaultCacheSize, cacheBytes: DefaultCacheBytes, racyWindow: defaultRacyWindow,
+		presignExpiry: DefaultPresignExpiry, revalidateAfter: DefaultRevalidateAfter,
+	}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -138,28 +175,29 @@ func New(root string, opts ...Option) (*Server, error) {
 	}
 	base, err := layout.NormalizeBlobBaseURL(o.redirectBase)
 	if err != nil {
-		return nil, err
+		return o, err
 	}
+	o.redirectBase = base
 	if o.cacheSize < 0 || o.cacheBytes < 0 {
-		return nil, fmt.Errorf("cache bounds must not be negative (%d entries, %d bytes)", o.cacheSize, o.cacheBytes)
+		return o, fmt.Errorf("cache bounds must not be negative (%d entries, %d bytes)", o.cacheSize, o.cacheBytes)
 	}
-	t, err := openTree(root)
-	if err != nil {
-		return nil, err
+	if o.presignExpiry <= 0 {
+		return o, fmt.Errorf("presigned URLs must be valid for a positive time, not %s", o.presignExpiry)
 	}
-	s := &Server{
-		tree:              t,
-		repos:             t,
-		manifests:         t,
-		shards:            t,
-		repoShards:        t,
-		index:             t,
-		log:               o.logger,
-		redirectBase:      base,
-		redirectManifests: o.redirectManifests,
-		signer:            o.signer,
+	if o.revalidateAfter < 0 {
+		return o, fmt.Errorf("the revalidation window must not be negative (%s)", o.revalidateAfter)
 	}
-	s.withCaches(o)
+	return o, nil
+}
+
+// finish sets what every server has, whatever it reads: the settings of
+// o, the router, the operations endpoints and the metrics. It closes what
+// s reads when it fails.
+func (s *Server) finish(o options) (*Server, error) {
+	s.log = o.logger
+	s.redirectBase = o.redirectBase
+	s.redirectManifests = o.redirectManifests
+	s.signer = o.signer
 	s.router = s.routes()
 	s.accessLog = o.accessLog
 	if o.ops {
@@ -168,7 +206,7 @@ func New(root string, opts ...Option) (*Server, error) {
 	if o.metrics != nil {
 		m, err := newMetrics(o.metrics, s)
 		if err != nil {
-			t.close()
+			s.files.close()
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
 		s.metrics = m
@@ -196,5 +234,5 @@ func (s *Server) Close() error {
 	if s.metrics != nil {
 		s.metrics.unregister()
 	}
-	return s.tree.close()
+	return s.files.close()
 }

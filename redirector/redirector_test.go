@@ -299,7 +299,7 @@ func testCallsOn(t *testing.T, mode cacheMode, f *fixture) {
 	}
 	longName := strings.Repeat("a", 300)
 
-	runCalls(t, srv, logs, []call{
+	runCalls(t, srv, logs, mode.calls([]call{
 		// /v2/
 		{Description: "base", URL: "/v2/", Code: 200, WantBody: "{}", WantHeader: map[string]string{"Content-Type": "application/json"}},
 		{Description: "base without slash", URL: "/v2", Code: 200, WantBody: "{}"},
@@ -487,7 +487,7 @@ func testCallsOn(t *testing.T, mode cacheMode, f *fixture) {
 		{Description: "symbolic link out of the tree", URL: "/v2/escape/tags/list", Code: 500, WantErr: CodeUnknown, NotInBody: "secret",
 			WantLog: filepath.Join("repositories", "escape.json")},
 		{Description: "symbolic link out of the tree, manifest", URL: manifestURL("escape", "secret"), Code: 500, WantErr: CodeUnknown},
-	})
+	}))
 }
 
 // TestRedirects runs against a server with a blob base URL on its command

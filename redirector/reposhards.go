@@ -61,8 +61,8 @@ var (
 	_ cacheReporter    = (*repoShardCache)(nil)
 )
 
-func newRepoShardCache(t *tree, entries int, budget *cacheBudget) *repoShardCache {
-	return &repoShardCache{backend: t, lru: newLRUIn[string, layout.RepositoryView](entries, budget)}
+func newRepoShardCache(backend repositoryShards, entries int, budget *cacheBudget) *repoShardCache {
+	return &repoShardCache{backend: backend, lru: newLRUIn[string, layout.RepositoryView](entries, budget)}
 }
 
 // repositoryShard returns shard sh of repository name from the cache, or

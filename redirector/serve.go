@@ -232,13 +232,13 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, name, ref str
 			"repository", name, "digest", d.String())
 		return ErrBlobUnknown.WithDetail(map[string]string{"name": name, "digest": d.String()})
 	}
-	if base := s.blobBase(repo); base != "" {
-		return s.redirectTo(base, d)
+	if err := s.blobRedirect(r.Context(), r.Method, repo, d); err != nil {
+		return err
 	}
 	if r.Method == http.MethodHead && !conditional(r) {
 		// What http.ServeContent answers, without opening the file:
 		// a stat says it is there, whole.
-		if err := s.tree.statBlob(d, size); err != nil {
+		if err := s.files.statBlob(r.Context(), d, size); err != nil {
 			return err
 		}
 		setBlobHeaders(h, d)
@@ -247,14 +247,23 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, name, ref str
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	f, err := s.tree.openBlob(d, size)
-	if err != nil {
-		// The repository lists it, so a missing file is a broken tree,
-		// not an unknown blob.
-		return err
+	return s.files.sendBlob(w, r, d, size)
+}
+
+// blobRedirect returns the redirect that answers a request (of method) for
+// blob d of repo instead of its bytes, or nil when the server sends them:
+// to the repository's blob base URL, else the server's (WithRedirectBase),
+// else, for a store that signs URLs, to a presigned URL of the store
+// (unless WithServeBlobs). Every redirect of a blob is decided here, so
+// that what applies to all of them (a signature of the URL) is applied in
+// one place.
+func (s *Server) blobRedirect(ctx context.Context, method string, repo layout.RepositoryView, d digest.Digest) error {
+	if base := s.blobBase(repo); base != "" {
+		return s.redirectTo(base, d)
 	}
-	defer f.Close()
-	serveContent(w, r, d, f)
+	if s.presign != nil {
+		return s.presign.redirect(ctx, method, d)
+	}
 	return nil
 }
 

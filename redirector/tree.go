@@ -352,7 +352,7 @@ func (t *tree) openBlob(d digest.Digest, size int64) (*os.File, error) {
 
 // statBlob checks that blob d is a file of the listed size without opening
 // it.
-func (t *tree) statBlob(d digest.Digest, size int64) error {
+func (t *tree) statBlob(_ context.Context, d digest.Digest, size int64) error {
 	key, err := layout.BlobKey(d)
 	if err != nil {
 		return err
@@ -410,8 +410,8 @@ func (t *tree) manifest(_ context.Context, m layout.ManifestInfo) (*manifestEntr
 
 // checkManifest checks that manifest m is a file of the listed size,
 // without reading it.
-func (t *tree) checkManifest(_ context.Context, m layout.ManifestInfo) (*manifestEntry, error) {
-	return nil, t.statBlob(m.Digest(), m.Size)
+func (t *tree) checkManifest(ctx context.Context, m layout.ManifestInfo) (*manifestEntry, error) {
+	return nil, t.statBlob(ctx, m.Digest(), m.Size)
 }
 
 // catalogIndex reads catalog/index.json; errNotFound when there is none.
