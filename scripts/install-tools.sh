@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # install-tools.sh installs the real clients the end-to-end suite (e2e/)
-# drives against heron serve:
+# drives against heron serve, and the S3-compatible server (versitygw) that
+# the tests of a tree in a bucket start (internal/s3test):
 #
 #   skopeo, podman   Debian packages, with apt-get (needs root, or sudo)
-#   crane, oras, regctl
+#   crane, oras, regctl, versitygw
 #                    `go install` at the pinned versions below, into
 #                    $HERON_CACHE/bin (default: <repo>/.cache/bin, ignored by git)
 #
@@ -29,6 +30,8 @@ ORAS_MODULE=oras.land/oras
 ORAS_VERSION=v1.3.6
 REGCTL_MODULE=github.com/regclient/regclient
 REGCTL_VERSION=v0.11.7
+VERSITYGW_MODULE=github.com/versity/versitygw
+VERSITYGW_VERSION=v1.8.0
 
 export PATH=$PATH:/usr/local/go/bin
 
@@ -87,5 +90,6 @@ goinstall() {
 goinstall crane "$CRANE_MODULE/cmd/crane" "$CRANE_MODULE" "$CRANE_VERSION"
 goinstall oras "$ORAS_MODULE/cmd/oras" "$ORAS_MODULE" "$ORAS_VERSION"
 goinstall regctl "$REGCTL_MODULE/cmd/regctl" "$REGCTL_MODULE" "$REGCTL_VERSION"
+goinstall versitygw "$VERSITYGW_MODULE/cmd/versitygw" "$VERSITYGW_MODULE" "$VERSITYGW_VERSION"
 
-log "ready: skopeo $(skopeo --version | awk '{print $3}'), podman $(podman --version | awk '{print $3}'), crane $CRANE_VERSION, oras $ORAS_VERSION, regctl $REGCTL_VERSION in $BIN"
+log "ready: skopeo $(skopeo --version | awk '{print $3}'), podman $(podman --version | awk '{print $3}'), crane $CRANE_VERSION, oras $ORAS_VERSION, regctl $REGCTL_VERSION, versitygw $VERSITYGW_VERSION in $BIN"
