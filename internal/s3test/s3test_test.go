@@ -72,6 +72,11 @@ func TestServer(t *testing.T) {
 	if string(b) != "two" || aws.ToString(out.ETag) != e2 {
 		t.Errorf("conditional GET of an old version: %q %s", b, aws.ToString(out.ETag))
 	}
+	// Conditional deletes (DeleteIfOlder sends If-Match on the ETag it saw).
+	_, err = c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.Bucket, Key: aws.String("k"), IfMatch: &e1})
+	if status(err) != http.StatusPreconditionFailed {
+		t.Errorf("DeleteObject If-Match stale: %v", err)
+	}
 	if fb, err := readFile(s.ObjectPath("k")); err != nil || !bytes.Equal(fb, []byte("two")) {
 		t.Errorf("object file: %q %v", fb, err)
 	}

@@ -106,8 +106,10 @@ type Options struct {
 	// all its uploads, and so how many parts are sent at once
 	// (DefaultConcurrency when zero).
 	Concurrency int
-	// HTTPClient sends the requests (an *http.Client; the SDK's default
-	// when nil).
+	// HTTPClient sends the requests (an *http.Client, say; the SDK's
+	// default when nil). With AWS_CA_BUNDLE set, the SDK can add the
+	// bundle only to its own client (an awshttp.BuildableClient): Open
+	// fails with another one.
 	HTTPClient aws.HTTPClient
 }
 

@@ -313,3 +313,42 @@ func TestPartsBounded(t *testing.T) {
 		t.Errorf("at most %d parts in flight at once, want 2 (the store's buffers)", got)
 	}
 }
+
+// rewriteBeforeDelete is an HTTP client that, before it sends a
+// DeleteObject, has another writer write the object again.
+type rewriteBeforeDelete struct {
+	rewrite func()
+}
+
+func (c rewriteBeforeDelete) Do(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodDelete {
+		c.rewrite()
+	}
+	return http.DefaultClient.Do(req)
+}
+
+// TestDeleteIfOlderRewritten: an object written again between the look at
+// its time and the delete is kept (the delete is conditional on the ETag).
+func TestDeleteIfOlderRewritten(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := context.Background()
+	o := options(srv)
+	o.HTTPClient = rewriteBeforeDelete{rewrite: func() {
+		_, err := srv.Client().PutObject(ctx, &s3.PutObjectInput{Bucket: &srv.Bucket, Key: aws.String("tree/blobs/sha256/x"), Body: strings.NewReader("written again")})
+		if err != nil {
+			t.Error(err)
+		}
+	}}
+	t.Setenv("AWS_CA_BUNDLE", "") // the SDK adds a CA bundle only to its own client
+	s := open(t, srv, srv.URL("tree"), o)
+	if err := s.Put(ctx, "blobs/sha256/x", strings.NewReader("first"), store.Want{}); err != nil {
+		t.Fatal(err)
+	}
+	deleted, err := s.DeleteIfOlder(ctx, "blobs/sha256/x", time.Now().Add(time.Hour))
+	if deleted || err != nil {
+		t.Fatalf("deleted %v, %v; want the object written again kept", deleted, err)
+	}
+	if b, err := s.ReadFile(ctx, "blobs/sha256/x", 100); err != nil || string(b) != "written again" {
+		t.Errorf("%q %v", b, err)
+	}
+}
