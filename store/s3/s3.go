@@ -13,7 +13,10 @@
 //     its PutObject or CompleteMultipartUpload succeeds, and not before.
 //   - Content is verified while it is uploaded: the digest is computed
 //     over the bytes sent, and on a mismatch the upload is never completed
-//     (a multipart upload is aborted), so nothing is left visible.
+//     (a multipart upload is aborted, once the parts in flight have
+//     landed, even when the writer's context ends: a part cancelled in
+//     flight may land after the abort and keep the upload), so nothing is
+//     left visible.
 //   - Content larger than [Options.PartSize] is uploaded in parts, several
 //     at once, from at most [Options.Concurrency] buffers of PartSize for
 //     the whole Store, however many uploads run: memory is bounded.

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -350,5 +352,61 @@ func TestDeleteIfOlderRewritten(t *testing.T) {
 	}
 	if b, err := s.ReadFile(ctx, "blobs/sha256/x", 100); err != nil || string(b) != "written again" {
 		t.Errorf("%q %v", b, err)
+	}
+}
+
+// cancelAfter is a reader that cancels its writer's context once n bytes
+// have been read, and then fails as a network read would.
+type cancelAfter struct {
+	r      io.Reader
+	n      int64
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		c.cancel()
+		return 0, context.Canceled
+	}
+	if int64(len(p)) > c.n {
+		p = p[:c.n]
+	}
+	n, err := c.r.Read(p)
+	c.n -= int64(n)
+	return n, err
+}
+
+// TestCancel: a write whose context ends half-way, after parts were sent,
+// leaves neither the object nor the multipart upload.
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	srv := s3test.Start(t)
+	o := options(srv)
+	o.PartSize = s3store.MinPartSize
+	s := open(t, srv, srv.URL("tree"), o)
+	content := bytes.Repeat([]byte("x"), 3*s3store.MinPartSize)
+	for _, stage := range []bool{false, true} {
+		ctx, cancel := context.WithCancel(context.Background())
+		r := &cancelAfter{r: bytes.NewReader(content), n: 2*s3store.MinPartSize + 10, cancel: cancel}
+		var err error
+		if stage {
+			_, err = s.Stage(ctx, "blobs/sha256/x", r, store.Want{Digest: digest.FromBytes(content), Size: int64(len(content))})
+		} else {
+			err = s.Put(ctx, "blobs/sha256/x", r, store.Want{Digest: digest.FromBytes(content), Size: int64(len(content))})
+		}
+		cancel()
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("stage %v: %v, want context.Canceled", stage, err)
+		}
+	}
+	if _, err := s.Stat(context.Background(), "blobs/sha256/x"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("stat: %v", err)
+	}
+	out, err := srv.Client().ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: &srv.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Uploads) != 0 {
+		t.Errorf("%d multipart uploads left", len(out.Uploads))
 	}
 }

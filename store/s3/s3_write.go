@@ -123,9 +123,17 @@ func (s *Store) write(ctx context.Context, key string, r io.Reader, want store.W
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	uctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	u := &upload{s: s, ctx: uctx, cancel: cancel, key: key, okey: okey, want: want}
+	u := &upload{s: s, ctx: ctx, key: key, okey: okey, want: want}
+	// The requests of a multipart upload are not cancelled with ctx at
+	// once: a part cancelled in flight may still land on the server after
+	// the upload is aborted, and keep it (S3 documents it). They get
+	// abortTimeout to finish once ctx is done, and then the upload is
+	// aborted.
+	var partCancel context.CancelFunc
+	u.partCtx, partCancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer partCancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(abortTimeout, partCancel) })
+	defer stop()
 	if _, err := store.CopyVerified(ctx, key, u, r, want); err != nil {
 		u.abort()
 		if errors.Is(err, errPartFailed) {
@@ -163,9 +171,10 @@ func (s *Store) write(ctx context.Context, key string, r io.Reader, want store.W
 // part, in a goroutine of its own, when the next byte arrives (so that
 // content of exactly one part is still one PutObject).
 type upload struct {
-	s         *Store
-	ctx       context.Context
-	cancel    context.CancelFunc
+	s   *Store
+	ctx context.Context // the writer's
+	// partCtx is that of the multipart upload's requests (see write).
+	partCtx   context.Context
 	key, okey string
 	want      store.Want
 	small     []byte
@@ -232,7 +241,6 @@ func (u *upload) setErr(err error) {
 		u.err = err
 	}
 	u.mu.Unlock()
-	u.cancel()
 }
 
 // send uploads cur as the next part, starting the multipart upload first
@@ -241,7 +249,12 @@ func (u *upload) send() error {
 	buf := u.cur
 	u.cur = nil
 	if u.id == "" {
-		out, err := u.s.client.CreateMultipartUpload(u.ctx, &s3.CreateMultipartUploadInput{
+		if err := u.ctx.Err(); err != nil {
+			u.s.bufs.put(buf)
+			u.setErr(err)
+			return err
+		}
+		out, err := u.s.client.CreateMultipartUpload(u.partCtx, &s3.CreateMultipartUploadInput{
 			Bucket:       &u.s.bucket,
 			Key:          &u.okey,
 			ContentType:  aws.String(ContentType(u.key, u.want)),
@@ -267,7 +280,7 @@ func (u *upload) send() error {
 	go func() {
 		defer u.wg.Done()
 		defer u.s.bufs.put(buf)
-		out, err := u.s.client.UploadPart(u.ctx, &s3.UploadPartInput{
+		out, err := u.s.client.UploadPart(u.partCtx, &s3.UploadPartInput{
 			Bucket:        &u.s.bucket,
 			Key:           &u.okey,
 			UploadId:      &u.id,
@@ -286,10 +299,9 @@ func (u *upload) send() error {
 	return nil
 }
 
-// abort stops the parts in flight, returns the buffers and aborts the
+// abort waits for the parts in flight, returns the buffers and aborts the
 // multipart upload, so that a failed write leaves nothing behind.
 func (u *upload) abort() {
-	u.cancel()
 	u.wg.Wait()
 	if u.cur != nil {
 		u.s.bufs.put(u.cur)

@@ -448,7 +448,7 @@ func testVerifyFailure(t *testing.T, s store.Store) {
 
 func testStage(t *testing.T, s store.Store) {
 	sg := need[store.Stager](t, s, "Stager")
-	for _, size := range []int64{10, largeSize(s)} {
+	for _, size := range []int64{10, 2 << 20, largeSize(s)} {
 		t.Run(fmt.Sprintf("%d bytes", size), func(t *testing.T) {
 			ctx := ctxFor(t)
 			content := random(size, 3)
