@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # install-tools.sh installs the real clients the end-to-end suite (e2e/)
-# drives against heron serve:
+# drives against heron serve, and the S3-compatible server (versitygw) that
+# the tests of a tree in a bucket start (internal/s3test):
 #
 #   skopeo, podman   Debian packages, with apt-get (needs root, or sudo)
 #   nginx            a Debian package too: the static host of the
 #                    one-machine layout of docs/deploy.md, which
 #                    e2e/signedurl_test.go runs with signed redirects
-#   crane, oras, regctl
+#   crane, oras, regctl, versitygw
 #                    `go install` at the pinned versions below, into
 #                    $HERON_CACHE/bin (default: <repo>/.cache/bin, ignored by git)
 #
@@ -32,6 +33,8 @@ ORAS_MODULE=oras.land/oras
 ORAS_VERSION=v1.3.6
 REGCTL_MODULE=github.com/regclient/regclient
 REGCTL_VERSION=v0.11.7
+VERSITYGW_MODULE=github.com/versity/versitygw
+VERSITYGW_VERSION=v1.8.0
 
 export PATH=$PATH:/usr/local/go/bin
 
@@ -98,5 +101,6 @@ goinstall() {
 goinstall crane "$CRANE_MODULE/cmd/crane" "$CRANE_MODULE" "$CRANE_VERSION"
 goinstall oras "$ORAS_MODULE/cmd/oras" "$ORAS_MODULE" "$ORAS_VERSION"
 goinstall regctl "$REGCTL_MODULE/cmd/regctl" "$REGCTL_MODULE" "$REGCTL_VERSION"
+goinstall versitygw "$VERSITYGW_MODULE/cmd/versitygw" "$VERSITYGW_MODULE" "$VERSITYGW_VERSION"
 
-log "ready: skopeo $(skopeo --version | awk '{print $3}'), podman $(podman --version | awk '{print $3}'), nginx, crane $CRANE_VERSION, oras $ORAS_VERSION, regctl $REGCTL_VERSION in $BIN"
+log "ready: skopeo $(skopeo --version | awk '{print $3}'), podman $(podman --version | awk '{print $3}'), nginx, crane $CRANE_VERSION, oras $ORAS_VERSION, regctl $REGCTL_VERSION, versitygw $VERSITYGW_VERSION in $BIN"
