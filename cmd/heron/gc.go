@@ -6,14 +6,13 @@ import (
 	"io"
 	"time"
 
-	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
 	"github.com/spf13/cobra"
 )
 
 func newCmdGC() *cobra.Command {
 	var (
-		root   string
+		root   treeRoot
 		grace  time.Duration
 		dryRun bool
 		output string
@@ -46,10 +45,13 @@ one of them cannot be read or parsed (run heron verify).`,
 			if grace < 0 {
 				return errors.New("--grace must not be negative")
 			}
-			p := publish.New(publish.NewFSSink(layout.Root(root)))
+			p, err := root.publisher(cmd.Context())
+			if err != nil {
+				return err
+			}
 			res, err := p.GC(cmd.Context(), publish.GCOptions{Grace: grace, DryRun: dryRun})
 			if res != nil {
-				if werr := printGC(cmd.OutOrStdout(), cmd.ErrOrStderr(), layout.Root(root), grace, output, res); werr != nil && err == nil {
+				if werr := printGC(cmd.OutOrStdout(), cmd.ErrOrStderr(), &root, grace, output, res); werr != nil && err == nil {
 					err = werr
 				}
 			}
@@ -57,7 +59,7 @@ one of them cannot be read or parsed (run heron verify).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&root, "root", "", "the heron tree (required)")
+	root.addFlags(f, "the heron tree (required)")
 	f.DurationVar(&grace, "grace", publish.DefaultGCGrace, "keep anything written or used by a publish less than this long ago")
 	f.BoolVar(&dryRun, "dry-run", false, "print what would be deleted, delete nothing")
 	f.StringVarP(&output, "output", "o", "text", "text, or json (the whole result as one JSON object)")
@@ -66,7 +68,7 @@ one of them cannot be read or parsed (run heron verify).`,
 }
 
 // printGC prints what gc deleted: one line per file and a total, or JSON.
-func printGC(out, errOut io.Writer, root layout.Root, grace time.Duration, output string, res *publish.GCResult) error {
+func printGC(out, errOut io.Writer, root *treeRoot, grace time.Duration, output string, res *publish.GCResult) error {
 	if output == "json" {
 		return writeJSON(out, res)
 	}
@@ -82,7 +84,7 @@ func printGC(out, errOut io.Writer, root layout.Root, grace time.Duration, outpu
 		fmt.Fprintf(out, "%s %s in the catalog (its publish was interrupted before the catalog step)\n", listVerb, name)
 	}
 	for _, it := range res.Deleted {
-		fmt.Fprintf(out, "%s %s (%s, %d bytes)\n", verb, root.Path(it.Key), it.Kind, it.Size)
+		fmt.Fprintf(out, "%s %s (%s, %d bytes)\n", verb, root.path(it.Key), it.Kind, it.Size)
 	}
 	fmt.Fprintf(errOut, "%s %d file(s), %d bytes; %d repository file(s) reference %d manifests and blobs; %d unreferenced file(s) (%d bytes) are younger than %s and kept\n",
 		total, res.Files, res.Bytes, res.Repositories, res.Referenced, res.Young, res.YoungBytes, grace)

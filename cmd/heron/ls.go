@@ -3,13 +3,12 @@ package main
 import (
 	"fmt"
 
-	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
 	"github.com/spf13/cobra"
 )
 
 func newCmdLs() *cobra.Command {
-	var root string
+	var root treeRoot
 	cmd := &cobra.Command{
 		Use:   "ls --root DIR [NAME]",
 		Short: "List the repositories of a heron tree, or the tags of one",
@@ -19,9 +18,12 @@ sorted by tag.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			sink := publish.NewFSSink(layout.Root(root))
+			sink, err := root.open(ctx)
+			if err != nil {
+				return err
+			}
 			if err := publish.CheckTree(ctx, sink); err != nil {
-				return fmt.Errorf("%s: %w", root, err)
+				return fmt.Errorf("%s: %w", root.root, err)
 			}
 			out := cmd.OutOrStdout()
 			if len(args) == 0 {
@@ -44,7 +46,7 @@ sorted by tag.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&root, "root", "", "the heron tree (required)")
+	root.addFlags(cmd.Flags(), "the heron tree (required)")
 	_ = cmd.MarkFlagRequired("root")
 	return cmd
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
 	"github.com/heron-registry/heron/publish/source"
 	"github.com/spf13/cobra"
@@ -15,7 +14,7 @@ import (
 // one SOURCE (publishImage) and --batch FILE (publishBatch, in
 // publish_batch.go).
 type publishFlags struct {
-	root        string
+	root        treeRoot
 	to          []string
 	blobBaseURL string
 	batch       string
@@ -98,7 +97,7 @@ list. See docs/publish-batch.md.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&f.root, "root", "", "the heron tree to publish into (required; created if missing or empty)")
+	f.root.addFlags(fs, "the heron tree to publish into (required; created if missing or empty)")
 	fs.StringArrayVar(&f.to, "to", nil, "NAME:TAG to publish the image as; repeat for several")
 	fs.StringVar(&f.blobBaseURL, "blob-base-url", "", "set the repositories' blobBaseURL: blobs are redirected to URL/blobs/<alg>/<hex>")
 	fs.StringVar(&f.batch, "batch", "", "publish the repositories, tags and sources a YAML or JSON batch file lists, incrementally (docs/publish-batch.md)")
@@ -114,14 +113,18 @@ list. See docs/publish-batch.md.`,
 // publisher returns the publisher of the flags for policy pol, and the
 // progress bars it draws on standard error: nil with --quiet or when that
 // is not a terminal. The caller finishes them when the publish is done.
-func (f publishFlags) publisher(cmd *cobra.Command, pol publish.Policy) (*publish.Publisher, *bars) {
+func (f publishFlags) publisher(cmd *cobra.Command, pol publish.Policy) (*publish.Publisher, *bars, error) {
+	sink, err := f.root.open(cmd.Context())
+	if err != nil {
+		return nil, nil, err
+	}
 	opts := []publish.Option{publish.WithBlobBaseURL(f.blobBaseURL), publish.WithPolicy(pol)}
 	var progress *bars
 	if !f.quiet && isTerminal(cmd.ErrOrStderr()) {
 		progress = newBars(cmd.Context(), cmd.ErrOrStderr())
 		opts = append(opts, publish.WithProgress(progress))
 	}
-	return publish.New(publish.NewFSSink(layout.Root(f.root)), opts...), progress
+	return publish.New(sink, opts...), progress, nil
 }
 
 // openSource opens a SOURCE as the flags say: --insecure, and heron's
@@ -152,7 +155,10 @@ func publishImage(cmd *cobra.Command, f publishFlags, pol publish.Policy, args [
 		return err
 	}
 	defer src.Close()
-	p, progress := f.publisher(cmd, pol)
+	p, progress, err := f.publisher(cmd, pol)
+	if err != nil {
+		return err
+	}
 	res, err := p.Publish(cmd.Context(), src, targets)
 	progress.finish(err == nil)
 	if err != nil {

@@ -20,7 +20,10 @@ func publishBatch(cmd *cobra.Command, f publishFlags, pol publish.Policy, args [
 	if err != nil {
 		return err
 	}
-	p, progress := f.publisher(cmd, pol)
+	p, progress, err := f.publisher(cmd, pol)
+	if err != nil {
+		return err
+	}
 	res, err := p.RunBatch(cmd.Context(), b, publish.BatchOptions{Prune: f.prune, OpenSource: f.openSource})
 	progress.finish(err == nil)
 	if res == nil {

@@ -3,13 +3,11 @@ package main
 import (
 	"fmt"
 
-	"github.com/heron-registry/heron/layout"
-	"github.com/heron-registry/heron/publish"
 	"github.com/spf13/cobra"
 )
 
 func newCmdReshard() *cobra.Command {
-	var root string
+	var root treeRoot
 	cmd := &cobra.Command{
 		Use:   "reshard --root DIR [NAME ...]",
 		Short: "Rewrite repository files in the form this heron writes (shards for large repositories)",
@@ -28,7 +26,10 @@ removes any left by a writer that was killed.`,
 		Example: `  heron reshard --root /srv/heron
   heron reshard --root /srv/heron ci/nightly`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p := publish.New(publish.NewFSSink(layout.Root(root)))
+			p, err := root.publisher(cmd.Context())
+			if err != nil {
+				return err
+			}
 			rewritten, err := p.Reshard(cmd.Context(), args...)
 			for _, name := range rewritten {
 				fmt.Fprintf(cmd.OutOrStdout(), "rewrote %s\n", name)
@@ -36,7 +37,7 @@ removes any left by a writer that was killed.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&root, "root", "", "the heron tree (required)")
+	root.addFlags(cmd.Flags(), "the heron tree (required)")
 	_ = cmd.MarkFlagRequired("root")
 	return cmd
 }

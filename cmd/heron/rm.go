@@ -3,13 +3,12 @@ package main
 import (
 	"fmt"
 
-	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
 	"github.com/spf13/cobra"
 )
 
 func newCmdRm() *cobra.Command {
-	var root string
+	var root treeRoot
 	cmd := &cobra.Command{
 		Use:   "rm --root DIR NAME[:TAG] [NAME[:TAG] ...]",
 		Short: "Remove tags or whole repositories from a heron tree",
@@ -33,7 +32,10 @@ are removed before the repositories.`,
 				return err
 			}
 			ctx := cmd.Context()
-			p := publish.New(publish.NewFSSink(layout.Root(root)))
+			p, err := root.publisher(cmd.Context())
+			if err != nil {
+				return err
+			}
 			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			for _, rt := range rm.Tags {
 				name := rt.Repository
@@ -65,7 +67,7 @@ are removed before the repositories.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&root, "root", "", "the heron tree (required)")
+	root.addFlags(cmd.Flags(), "the heron tree (required)")
 	_ = cmd.MarkFlagRequired("root")
 	return cmd
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 
 	"github.com/heron-registry/heron/redirector"
@@ -10,11 +11,12 @@ import (
 
 func newCmdServe() *cobra.Command {
 	var (
-		root, logFormat, logLevel string
-		c                         httpd.Config
+		root                treeRoot
+		logFormat, logLevel string
+		c                   httpd.Config
 	)
 	cmd := &cobra.Command{
-		Use:   "serve --root DIR",
+		Use:   "serve --root DIR|s3://BUCKET/PREFIX",
 		Short: "Serve a heron tree as a read-only OCI registry",
 		Long: `serve answers the OCI Distribution API (/v2/...) read-only from the tree at
 --root. It reads nothing at start-up but heron-layout.json, and each request
@@ -38,6 +40,16 @@ the tree; --redirect-manifests redirects manifest GETs there too. With
 --redirect-signing-key, those redirects carry an expiry and a signature the
 CDN (an edge function) or nginx (secure_link) checks, so that it serves
 only what heron sent clients to: docs/signed-urls.md.
+
+With --root s3://BUCKET/PREFIX the tree is read from a bucket (credentials,
+region and endpoint from the AWS SDK's standard settings, or --s3-endpoint):
+repository files and the catalog index are cached and revalidated with a
+conditional GET at most once per --revalidate-after, so that any number of
+servers stay consistent within that window with no state of their own.
+Blobs are redirected to the base URL when there is one, else to a URL the
+bucket signs (presigned, valid --presign-expiry; reused while half of that
+remains); --serve-blobs streams them through the server instead, verified.
+See docs/deploy.md.
 
 Operations: GET /healthz (liveness), /readyz (the tree is readable and of a
 layout version this heron reads) and /metrics (Prometheus) are answered on
@@ -63,12 +75,27 @@ environment, which wins over the file. See docs/operating.md.`,
 				return err
 			}
 			c.Logger = logger
-			return httpd.Run(cmd.Context(), root, c)
+			if root.bucket() {
+				st, err := root.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				c.Store = st
+				if c.RevalidateAfter == 0 {
+					c.RevalidateAfter = -1 // Config's "every request"
+				}
+			} else if root.endpoint != "" {
+				return errors.New("--s3-endpoint is for an s3:// --root")
+			}
+			return httpd.Run(cmd.Context(), root.root, c)
 		},
 	}
 	f := cmd.Flags()
 	f.String(configFlag, "", "read settings from this YAML file (keys are the flags' names; the command line and HERON_* variables win)")
-	f.StringVar(&root, "root", "", "the tree to serve (required)")
+	root.addFlags(f, "the tree to serve (required)")
+	f.BoolVar(&c.ServeBlobs, "serve-blobs", false, "with an s3:// root: stream blobs through the server (verified) rather than redirect to presigned URLs")
+	f.DurationVar(&c.PresignExpiry, "presign-expiry", redirector.DefaultPresignExpiry, "with an s3:// root: how long a presigned blob URL is valid")
+	f.DurationVar(&c.RevalidateAfter, "revalidate-after", redirector.DefaultRevalidateAfter, "with an s3:// root: how long a cached repository file is trusted before a conditional GET checks it (0: every request)")
 	f.StringVar(&c.Addr, "addr", "127.0.0.1:5000", "address to listen on (host:port; port 0 picks a free one)")
 	f.StringVar(&c.BlobBaseURL, "blob-base-url", "", "redirect blob requests to URL/blobs/<alg>/<hex> for repositories without a blobBaseURL of their own")
 	f.StringVar(&c.RedirectSigningKey, "redirect-signing-key", "", "sign redirects to the blob base URL with the key in this file (at least 32 bytes; openssl rand -hex 32 > FILE)")

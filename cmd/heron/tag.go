@@ -9,7 +9,7 @@ import (
 )
 
 func newCmdTag() *cobra.Command {
-	var root string
+	var root treeRoot
 	cmd := &cobra.Command{
 		Use:   "tag --root DIR NAME:TAG NEWTAG [NEWTAG ...]",
 		Short: "Add a tag to a manifest a repository already holds",
@@ -32,7 +32,10 @@ tree.`,
 					return fmt.Errorf("NEWTAG is a tag of the same repository, not NAME:TAG: %w", err)
 				}
 			}
-			p := publish.New(publish.NewFSSink(layout.Root(root)))
+			p, err := root.publisher(cmd.Context())
+			if err != nil {
+				return err
+			}
 			d, err := p.Tag(cmd.Context(), from.Repository, from.Tag, args[1:]...)
 			if err != nil {
 				return err
@@ -43,7 +46,7 @@ tree.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&root, "root", "", "the heron tree (required)")
+	root.addFlags(cmd.Flags(), "the heron tree (required)")
 	_ = cmd.MarkFlagRequired("root")
 	return cmd
 }

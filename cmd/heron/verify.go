@@ -10,7 +10,7 @@ import (
 
 func newCmdVerify() *cobra.Command {
 	var (
-		root   string
+		root   treeRoot
 		deep   bool
 		output string
 	)
@@ -42,8 +42,11 @@ as missing from the catalog.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			r := layout.Root(root)
-			rep, err := publish.VerifyTree(cmd.Context(), publish.NewFSSink(r), publish.VerifyOptions{Deep: deep})
+			sink, err := root.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			rep, err := publish.VerifyTree(cmd.Context(), sink, publish.VerifyOptions{Deep: deep})
 			if err != nil {
 				return err
 			}
@@ -54,11 +57,11 @@ as missing from the catalog.`,
 				}
 			} else {
 				for _, p := range rep.Problems {
-					fmt.Fprintf(out, "%s: %s\n", r.Path(p.Key), p.Message)
+					fmt.Fprintf(out, "%s: %s\n", root.path(p.Key), p.Message)
 				}
 				for _, name := range rep.Unlisted {
 					key, _ := layout.RepositoryKey(name)
-					fmt.Fprintf(cmd.ErrOrStderr(), "note: %s: repository %s is served but not in the catalog yet (a publish was interrupted before its catalog step); heron gc lists it\n", r.Path(key), name)
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: %s: repository %s is served but not in the catalog yet (a publish was interrupted before its catalog step); heron gc lists it\n", root.path(key), name)
 				}
 				hashed := "manifests hashed"
 				if deep {
@@ -72,13 +75,13 @@ as missing from the catalog.`,
 					rep.Repositories, rep.Manifests, rep.Blobs, hashed, rep.HashedBytes, unref)
 			}
 			if n := len(rep.Problems); n > 0 {
-				return fmt.Errorf("%s: %d problem(s) found", root, n)
+				return fmt.Errorf("%s: %d problem(s) found", root.root, n)
 			}
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&root, "root", "", "the heron tree (required)")
+	root.addFlags(f, "the heron tree (required)")
 	f.BoolVar(&deep, "deep", false, "hash every blob, not only the manifests")
 	f.StringVarP(&output, "output", "o", "text", "text, or json (the whole report as one JSON object)")
 	_ = cmd.MarkFlagRequired("root")

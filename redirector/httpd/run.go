@@ -23,6 +23,7 @@ import (
 
 	"github.com/heron-registry/heron/redirector"
 	"github.com/heron-registry/heron/redirector/h1"
+	"github.com/heron-registry/heron/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -77,6 +78,16 @@ type Config struct {
 	RedirectSigningKey    string
 	RedirectSigningScheme string
 	RedirectSigningExpiry time.Duration
+	// Store, when set, is the tree Run serves ([redirector.NewFromStore]),
+	// and Run's root only names it in the log: a bucket (store/s3).
+	// ServeBlobs, PresignExpiry (0: the default) and RevalidateAfter (0:
+	// the default; negative: on every request) are its options
+	// [redirector.WithServeBlobs], WithPresignExpiry and
+	// WithRevalidateAfter.
+	Store           store.Store
+	ServeBlobs      bool
+	PresignExpiry   time.Duration
+	RevalidateAfter time.Duration
 	// MemoryLimit is the Go runtime's soft memory limit while Run runs, in
 	// bytes: 0 is [redirector.MemoryLimit](CacheBytes), unless GOMEMLIMIT
 	// is set, which then stands; -1 sets none. Run puts back the limit it
@@ -137,7 +148,22 @@ func Run(ctx context.Context, root string, cfg Config) error {
 		}
 		opts = append(opts, redirector.WithRedirectSigner(signer))
 	}
-	h, err := redirector.New(root, opts...)
+	var (
+		h   *redirector.Server
+		err error
+	)
+	if cfg.Store != nil {
+		opts = append(opts, redirector.WithServeBlobs(cfg.ServeBlobs))
+		if cfg.PresignExpiry != 0 {
+			opts = append(opts, redirector.WithPresignExpiry(cfg.PresignExpiry))
+		}
+		if cfg.RevalidateAfter != 0 {
+			opts = append(opts, redirector.WithRevalidateAfter(max(cfg.RevalidateAfter, 0)))
+		}
+		h, err = redirector.NewFromStore(cfg.Store, opts...)
+	} else {
+		h, err = redirector.New(root, opts...)
+	}
 	if err != nil {
 		return err
 	}
