@@ -39,6 +39,7 @@ var (
 	_ Toucher         = (*FS)(nil)
 	_ Expirer         = (*FS)(nil)
 	_ FolderRemover   = (*FS)(nil)
+	_ RangeOpener     = (*FS)(nil)
 )
 
 // NewFS returns a sink writing the tree at root. Nothing is created
@@ -204,7 +205,7 @@ func (s *FS) Delete(ctx context.Context, key string) error {
 	}
 	p := s.root.Path(key)
 	if err := os.Remove(p); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
+		if cannotExist(err) {
 			return nil
 		}
 		return fmt.Errorf("delete %s: %w", key, err)
@@ -358,7 +359,7 @@ func (s *FS) signalChange(key string) error {
 }
 
 func mapNotExist(key string, err error) error {
-	if errors.Is(err, fs.ErrNotExist) {
+	if cannotExist(err) {
 		return fmt.Errorf("%s: %w", key, ErrNotFound)
 	}
 	return err
@@ -377,4 +378,34 @@ func syncDir(dir string) error {
 		return err
 	}
 	return cerr
+}
+
+// OpenRange implements RangeOpener: length bytes of key from offset (to
+// the end for a negative length).
+func (s *FS) OpenRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if offset < 0 {
+		return nil, fmt.Errorf("open %s: negative offset %d", key, offset)
+	}
+	rc, err := s.Open(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	f := rc.(*os.File)
+	if length < 0 {
+		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("open %s: %w", key, err)
+		}
+		return f, nil
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, offset, length), f}, nil
+}
+
+// cannotExist reports whether err says that there is no file at a key: it
+// is absent, or below a file (a/b.json/x where a/b.json is a file).
+func cannotExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }

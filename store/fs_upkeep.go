@@ -79,7 +79,7 @@ func (s *FS) Touch(ctx context.Context, key string) error {
 	}
 	now := time.Now()
 	if err := os.Chtimes(s.root.Path(key), now, now); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
+		if cannotExist(err) {
 			return fmt.Errorf("touch %s: %w", key, ErrNotFound)
 		}
 		return fmt.Errorf("touch %s: %w", key, err)
@@ -98,7 +98,7 @@ func (s *FS) DeleteIfOlder(ctx context.Context, key string, cutoff time.Time) (b
 	}
 	p := s.root.Path(key)
 	fi, err := os.Lstat(p)
-	if errors.Is(err, fs.ErrNotExist) {
+	if cannotExist(err) {
 		return false, nil
 	}
 	if err != nil {
