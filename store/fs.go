@@ -358,8 +358,8 @@ func (s *FS) signalChange(key string) error {
 	return c.Unmap()
 }
 
-//
-// A key below a file (a/b.json/x where a/b.json is a file) is not mapped:
+// mapNotExist maps a missing file at key to ErrNotFound. A key below a
+// file (a/b.json/x where a/b.json is a file) is not mapped:
 // reading it is an error, not "not found", so that publish, which reads a
 // repository file before it writes anything, refuses a tree where the
 // file could not be written before it writes anything (Delete, Touch and
