@@ -8,10 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/heron-registry/heron/internal/s3test"
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
 	s3store "github.com/heron-registry/heron/store/s3"
+	"github.com/opencontainers/go-digest"
 )
 
 // These tests publish into a real S3-compatible server (versitygw, started
@@ -216,4 +219,51 @@ func TestBucketRemoveAndGC(t *testing.T) {
 		t.Errorf("catalog %v, want [keep]", names)
 	}
 	verifyBucket(t, st)
+}
+
+// TestBucketObjectHeaders checks what a CDN or the bucket itself would
+// serve: every object with its exact Content-Type (a manifest's media
+// type, application/octet-stream for other blobs), and a long
+// Cache-Control on content-addressed objects only.
+func TestBucketObjectHeaders(t *testing.T) {
+	srv, st := openBucket(t)
+	dir := t.TempDir()
+	img := ociImage(t, 7, 1)
+	src := writeLayout(t, filepath.Join(dir, "src"), entry{item: img, ref: "v1"})
+	p := publish.New(st)
+	if _, err := publishWith(t, p, "oci:"+src+":v1", nil, "app:v1"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, err := img.MediaType()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repoKey, _ := layout.RepositoryKey("app")
+	manifestKey, _ := layout.ManifestKey(mustDigest(t, img))
+	layerKey, _ := layout.BlobKey(digest.Digest(m.Layers[0].Digest.String()))
+	for _, tc := range []struct {
+		key, contentType, cacheControl string
+	}{
+		{manifestKey, string(mt), s3store.CacheImmutable},
+		{layerKey, "application/octet-stream", s3store.CacheImmutable},
+		{repoKey, "application/json", s3store.CacheMutable},
+		{layout.CatalogIndexKey(), "application/json", s3store.CacheMutable},
+	} {
+		out, err := srv.Client().HeadObject(context.Background(), &s3.HeadObjectInput{
+			Bucket: aws.String(srv.Bucket), Key: aws.String("tree/" + tc.key),
+		})
+		if err != nil {
+			t.Fatalf("head %s: %v", tc.key, err)
+		}
+		if got := aws.ToString(out.ContentType); got != tc.contentType {
+			t.Errorf("%s: Content-Type %q, want %q", tc.key, got, tc.contentType)
+		}
+		if got := aws.ToString(out.CacheControl); got != tc.cacheControl {
+			t.Errorf("%s: Cache-Control %q, want %q", tc.key, got, tc.cacheControl)
+		}
+	}
 }

@@ -106,6 +106,13 @@ func (p *Publisher) copyContent(ctx context.Context, src source.Source, desc oci
 	cp := p.progress.Copy(desc)
 	defer func() { cp.Done(err) }()
 	want := Want{Digest: desc.Digest, Size: desc.Size}
+	if raw != nil {
+		// A manifest is kept with its media type (a bucket's
+		// Content-Type, so that a CDN or the bucket serves it right);
+		// every other blob with the store's default,
+		// application/octet-stream.
+		want.MediaType = desc.MediaType
+	}
 	if raw == nil {
 		if st, ok, err := p.copyLocalFile(ctx, src, key, desc, cp.Add); ok || err != nil {
 			if err == nil {
@@ -155,7 +162,7 @@ func (p *Publisher) copyLocalFile(ctx context.Context, src source.Source, key st
 		return nil, true, err
 	}
 	defer region.Close()
-	st, err := fsink.StageFile(ctx, key, region.File, region.Offset, region.Size, Want{Digest: desc.Digest, Size: desc.Size, MediaType: desc.MediaType}, add)
+	st, err := fsink.StageFile(ctx, key, region.File, region.Offset, region.Size, Want{Digest: desc.Digest, Size: desc.Size}, add)
 	return st, true, err
 }
 
