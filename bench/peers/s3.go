@@ -40,11 +40,12 @@ import (
 //     cache warm), and unsigned by the bucket's server with
 //     --blob-base-url (what the presigned URL costs over a redirect);
 //   - heron publish of an image of -s3-publish-size bytes (an OCI image
-//     layout of random layers, cached) into a new prefix of the bucket,
-//     paired with bench/s3upload, the AWS SDK's transfer manager alone
-//     uploading the same files with the same part size and concurrency,
-//     runs alternating which goes first; wall time, CPU and peak RSS
-//     (getrusage of the child) of each, and versitygw's CPU during each.
+//     layout of random layers, cached) into a new prefix of the bucket, in
+//     rounds with bench/s3upload, the AWS SDK's transfer manager alone
+//     uploading the same files with the same part size and as many parts
+//     in flight (one file after another, and 4 files at once), the
+//     commands taking turns; wall time, CPU and peak RSS (getrusage of the
+//     child) of each, and versitygw's CPU during each.
 
 // Target names of the bucket scenarios.
 const (
@@ -70,7 +71,7 @@ func (c *s3PublishConfig) addFlags() {
 	flag.StringVar(&c.imagegen, "imagegen", "", "bench/publish/gen binary, which writes the image published to the bucket (bench/run.sh builds it)")
 	flag.Int64Var(&c.size, "s3-publish-size", 1<<30, "bytes of the image published to the bucket (its layers together)")
 	flag.IntVar(&c.layers, "s3-publish-layers", 4, "layers of the image published to the bucket")
-	flag.IntVar(&c.runs, "s3-publish-runs", 5, "measured pairs (heron publish, SDK upload) after one unmeasured pair; 0 skips the publish scenario")
+	flag.IntVar(&c.runs, "s3-publish-runs", 5, "measured rounds (heron publish and two SDK uploads) after one unmeasured round; 0 skips the publish scenario")
 }
 
 func (c *s3PublishConfig) check() error {
@@ -100,15 +101,38 @@ type s3Run struct {
 	serverCPU time.Duration // versitygw's CPU time during the command
 }
 
+// The commands of the publish scenario: heron publish, and two plain
+// uploads of the same files with the SDK's transfer manager, both with at
+// most s3store.DefaultConcurrency parts in flight as heron: one file after
+// another, parts of each at once (the transfer manager's way), and every
+// file at once, one part of each at a time (as heron, which copies
+// several blobs at once through one pool of part buffers).
+const (
+	cmdHeron = iota
+	cmdSDK
+	cmdSDKFiles
+	numPublishCommands
+)
+
+var publishCommandNames = [numPublishCommands]string{
+	"`heron publish`",
+	"SDK upload, one file after another, 4 parts at once",
+	"SDK upload, 4 files at once, 1 part each",
+}
+
+var publishCommandShort = [numPublishCommands]string{"heron", "SDK", "SDK 4 files"}
+
 // s3PublishResult is what the publish scenario measured.
 type s3PublishResult struct {
-	size       int64
-	layers     int
-	files      int
-	gen        string
-	cached     bool
-	heron, sdk []s3Run // the measured pairs, in order
-	heronFirst []bool
+	size   int64
+	layers int
+	files  int
+	gen    string
+	cached bool
+	// runs[c] are the measured runs of command c, round by round; order
+	// the order of the commands in each round.
+	runs  [numPublishCommands][]s3Run
+	order [][numPublishCommands]int
 }
 
 // bucket is a running versitygw with a bucket.
@@ -522,7 +546,7 @@ func cpuTime(pid int) (time.Duration, error) {
 }
 
 // measureS3Publish times heron publish of the image into a new prefix of
-// the bucket, paired with s3upload of its files into another.
+// the bucket, in rounds with s3upload of its files into other prefixes.
 func measureS3Publish(ctx context.Context, cfg *config, b *bucket) (*s3PublishResult, error) {
 	pc := cfg.s3Publish
 	if pc.s3upload == "" {
@@ -549,7 +573,7 @@ func measureS3Publish(ctx context.Context, cfg *config, b *bucket) (*s3PublishRe
 		}
 		files = append(files, p)
 		total += fi.Size()
-		// Both read the source from the page cache.
+		// Every command reads the source from the page cache.
 		if err := readAll(p); err != nil {
 			return nil, err
 		}
@@ -579,43 +603,53 @@ func measureS3Publish(ctx context.Context, cfg *config, b *bucket) (*s3PublishRe
 		}
 		return r, b.deletePrefix(ctx, prefix)
 	}
-	upload := func(n int) (s3Run, error) {
-		prefix := fmt.Sprintf("publish/%d-sdk", n)
-		args := append([]string{"-to", b.URL(prefix + "/blobs/sha256"), "-endpoint", b.Endpoint,
-			"-part-size", strconv.Itoa(s3store.DefaultPartSize), "-concurrency", strconv.Itoa(s3store.DefaultConcurrency)}, files...)
-		cmd := exec.CommandContext(ctx, pc.s3upload, args...)
-		cmd.Env = env
-		r, _, err := timed(cmd, server)
-		if err != nil {
-			return r, err
-		}
-		return r, b.deletePrefix(ctx, prefix)
-	}
-	logf("publish of %s to the bucket: %d pairs (heron publish, SDK upload) after one unmeasured pair", mib(total), pc.runs)
-	for n := 0; n <= pc.runs; n++ {
-		// The order alternates, so that a drift of the machine hits both
-		// alike; what the previous command wrote is on disk (sync) before
-		// the next starts.
-		heronFirst := n%2 == 1
-		var h, s s3Run
-		for _, first := range []bool{true, false} {
-			syscall.Sync()
-			if first == heronFirst {
-				h, err = publish(n)
-			} else {
-				s, err = upload(n)
-			}
+	upload := func(name string, jobs, concurrency int) func(n int) (s3Run, error) {
+		return func(n int) (s3Run, error) {
+			prefix := fmt.Sprintf("publish/%d-%s", n, name)
+			args := append([]string{"-to", b.URL(prefix + "/blobs/sha256"), "-endpoint", b.Endpoint,
+				"-part-size", strconv.Itoa(s3store.DefaultPartSize),
+				"-jobs", strconv.Itoa(jobs), "-concurrency", strconv.Itoa(concurrency)}, files...)
+			cmd := exec.CommandContext(ctx, pc.s3upload, args...)
+			cmd.Env = env
+			r, _, err := timed(cmd, server)
 			if err != nil {
+				return r, err
+			}
+			return r, b.deletePrefix(ctx, prefix)
+		}
+	}
+	commands := [numPublishCommands]func(n int) (s3Run, error){
+		cmdHeron:    publish,
+		cmdSDK:      upload("sdk", 1, s3store.DefaultConcurrency),
+		cmdSDKFiles: upload("sdk-files", s3store.DefaultConcurrency, 1),
+	}
+	logf("publish of %s to the bucket: %d rounds of %s after one unmeasured round", mib(total), pc.runs, strings.Join(publishCommandShort[:], ", "))
+	for n := 0; n <= pc.runs; n++ {
+		// The commands take turns, starting with another one each
+		// round, so that a drift of the machine hits all alike; what the
+		// previous command wrote is on disk (sync) before the next starts.
+		var order [numPublishCommands]int
+		var got [numPublishCommands]s3Run
+		for k := range order {
+			order[k] = (k + n) % numPublishCommands
+			syscall.Sync()
+			if got[order[k]], err = commands[order[k]](n); err != nil {
 				return nil, err
 			}
 		}
+		var line []string
+		for c, r := range got {
+			line = append(line, fmt.Sprintf("%s %s (%s RSS)", publishCommandShort[c], dur(r.wall), mb(r.rss)))
+		}
 		if n == 0 {
-			logf("unmeasured pair: heron publish %s, SDK upload %s", dur(h.wall), dur(s.wall))
+			logf("unmeasured round: %s", strings.Join(line, ", "))
 			continue
 		}
-		pr.heron, pr.sdk, pr.heronFirst = append(pr.heron, h), append(pr.sdk, s), append(pr.heronFirst, heronFirst)
-		logf("pair %d: heron publish %s (%s RSS), SDK upload %s (%s RSS): %.2f×", n, dur(h.wall), mb(h.rss), dur(s.wall), mb(s.rss),
-			s.wall.Seconds()/h.wall.Seconds())
+		for c, r := range got {
+			pr.runs[c] = append(pr.runs[c], r)
+		}
+		pr.order = append(pr.order, order)
+		logf("round %d: %s", n, strings.Join(line, ", "))
 	}
 	return pr, nil
 }
@@ -630,15 +664,15 @@ func readAll(path string) error {
 	return err
 }
 
-// ratios returns the pairs' ratios of SDK to heron wall time (heron's
-// throughput as a fraction of the SDK's), sorted.
-func (p *s3PublishResult) ratios() []float64 {
-	var out []float64
-	for i := range p.heron {
-		out = append(out, p.sdk[i].wall.Seconds()/p.heron[i].wall.Seconds())
+// ratios returns, round by round, command c's wall time over heron
+// publish's (heron's throughput as a fraction of c's), and them sorted.
+func (p *s3PublishResult) ratios(c int) (byRound, sorted []float64) {
+	for i := range p.runs[cmdHeron] {
+		byRound = append(byRound, p.runs[c][i].wall.Seconds()/p.runs[cmdHeron][i].wall.Seconds())
 	}
-	slices.Sort(out)
-	return out
+	sorted = slices.Clone(byRound)
+	slices.Sort(sorted)
+	return byRound, sorted
 }
 
 func medianFloat(fs []float64) float64 {
@@ -688,36 +722,37 @@ func (r *s3Result) markdown(b *strings.Builder, cfg *config) {
 		fmt.Fprintf(b, "\nPeak RSS after these runs: %s.\n", strings.Join(r.memory, ", "))
 	}
 	p := r.publish
-	if p == nil || len(p.heron) == 0 {
+	if p == nil || len(p.runs[cmdHeron]) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "\nPublish of %s (%d files) into a new prefix of the bucket, %d pairs after one unmeasured pair, the order alternating, `sync` before each command: "+
-		"`heron publish oci:DIR:bench --root s3://… --to bench/big:latest` (parts of %s, %d buffers: store/s3's defaults; every byte verified against its digest) "+
-		"and `bench/s3upload` (the SDK's transfer manager alone, the same files one after another, the same part size, %d parts at once, no checksums beyond what the API requires, as heron). "+
-		"Peak RSS is getrusage's of the child.\n\n",
-		mib(p.size), p.files, len(p.heron), mib(s3store.DefaultPartSize), s3store.DefaultConcurrency, s3store.DefaultConcurrency)
-	b.WriteString("| command | wall (median; min–max) | MiB/s (median) | CPU user+sys (median) | versitygw CPU meanwhile (median) | peak RSS (max) |\n")
-	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: |\n")
-	for _, row := range []struct {
-		name string
-		runs []s3Run
-	}{{"heron publish", p.heron}, {"SDK upload (bench/s3upload)", p.sdk}} {
-		w, lo, hi := stats(row.runs, func(r s3Run) time.Duration { return r.wall })
-		c, _, _ := stats(row.runs, func(r s3Run) time.Duration { return r.cpu })
-		sc, _, _ := stats(row.runs, func(r s3Run) time.Duration { return r.serverCPU })
-		fmt.Fprintf(b, "| %s | %s (%s–%s) | %.0f | %s | %s | %s |\n", row.name, secs(w), secs(lo), secs(hi),
-			float64(p.size)/(1<<20)/w.Seconds(), secs(c), secs(sc), mb(peakRSS(row.runs)))
-	}
-	rs := p.ratios()
-	var pairs []string
-	for i := range p.heron {
-		first := "SDK first"
-		if p.heronFirst[i] {
-			first = "heron first"
+	fmt.Fprintf(b, "\nPublish of %s (%d files) into a new prefix of the bucket, %d rounds after one unmeasured round, the commands taking turns (each round starts with another), `sync` before each command, the source in the page cache: "+
+		"`heron publish oci:DIR:bench --root s3://… --to bench/big:latest` (store/s3's defaults: parts of %s from a pool of %d part buffers, blobs copied %d at once; every byte verified against its digest, the repository file and catalog written after) "+
+		"and two plain uploads of the same files with the SDK's transfer manager alone (`bench/s3upload`), with as many parts in flight as heron and no checksum beyond what the API requires, as heron: "+
+		"one file after another, 4 parts of each at once (the transfer manager's way); and 4 files at once, one part of each at a time (as heron copies blobs). "+
+		"Peak RSS is getrusage's of the child; versitygw's CPU is read from /proc before and after.\n\n",
+		mib(p.size), p.files, len(p.runs[cmdHeron]), mib(s3store.DefaultPartSize), s3store.DefaultConcurrency, s3store.DefaultConcurrency)
+	b.WriteString("| command | wall (median; min–max) | MiB/s (median) | CPU user+sys (median) | versitygw CPU meanwhile (median) | peak RSS (max) | heron's speed × this (median; min–max) |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for c, runs := range p.runs {
+		w, lo, hi := stats(runs, func(r s3Run) time.Duration { return r.wall })
+		cpu, _, _ := stats(runs, func(r s3Run) time.Duration { return r.cpu })
+		sc, _, _ := stats(runs, func(r s3Run) time.Duration { return r.serverCPU })
+		x := ""
+		if c != cmdHeron {
+			_, rs := p.ratios(c)
+			x = fmt.Sprintf("%.2f (%.2f–%.2f)", medianFloat(rs), rs[0], rs[len(rs)-1])
 		}
-		pairs = append(pairs, fmt.Sprintf("%.2f (%s)", p.sdk[i].wall.Seconds()/p.heron[i].wall.Seconds(), first))
+		fmt.Fprintf(b, "| %s | %s (%s–%s) | %.0f | %s | %s | %s | %s |\n", publishCommandNames[c], secs(w), secs(lo), secs(hi),
+			float64(p.size)/(1<<20)/w.Seconds(), secs(cpu), secs(sc), mb(peakRSS(runs)), x)
 	}
-	fmt.Fprintf(b, "\nSDK wall ÷ heron wall, pair by pair: %s; median %.2f×.\n", strings.Join(pairs, ", "), medianFloat(rs))
+	b.WriteString("\nRound by round (wall time; the order they ran in):\n\n")
+	for i, order := range p.order {
+		var parts []string
+		for _, c := range order {
+			parts = append(parts, fmt.Sprintf("%s %s", publishCommandShort[c], secs(p.runs[c][i].wall)))
+		}
+		fmt.Fprintf(b, "%d. %s\n", i+1, strings.Join(parts, ", "))
+	}
 	c := ""
 	if p.cached {
 		c = " (cached from an earlier run)"
@@ -745,14 +780,14 @@ func (r *s3Result) targets(yes func(bool) string) [][3]string {
 				fmt.Sprintf("%.2f× (%s vs %s req/s)", x, num(bk.rps()), num(fs.rps())), yes(x >= 0.8)})
 		}
 	}
-	if p := r.publish; p != nil && len(p.heron) > 0 {
-		rs := p.ratios()
-		x := medianFloat(rs)
-		hw, _, _ := stats(p.heron, func(r s3Run) time.Duration { return r.wall })
-		sw, _, _ := stats(p.sdk, func(r s3Run) time.Duration { return r.wall })
-		out = append(out, [3]string{fmt.Sprintf("bucket: publish of %s ≥ 0.8× a plain multipart upload with the SDK (wall time)", mib(p.size)),
-			fmt.Sprintf("%.2f× (median of %d pairs, %.2f–%.2f; %s vs %s)", x, len(rs), rs[0], rs[len(rs)-1], secs(hw), secs(sw)), yes(x >= 0.8)})
-		peak := peakRSS(p.heron)
+	if p := r.publish; p != nil && len(p.runs[cmdHeron]) > 0 {
+		_, one := p.ratios(cmdSDK)
+		_, files := p.ratios(cmdSDKFiles)
+		x1, x2 := medianFloat(one), medianFloat(files)
+		out = append(out, [3]string{fmt.Sprintf("bucket: publish of %s ≥ 0.8× a plain multipart upload with the SDK (wall time, median of %d rounds)", mib(p.size), len(one)),
+			fmt.Sprintf("%.2f× the SDK one file after another (%.2f–%.2f), %.2f× the SDK 4 files at once (%.2f–%.2f)", x1, one[0], one[len(one)-1], x2, files[0], files[len(files)-1]),
+			yes(x1 >= 0.8 && x2 >= 0.8)})
+		peak := peakRSS(p.runs[cmdHeron])
 		out = append(out, [3]string{"bucket: peak RSS of heron publish ≤ 100 MB", mb(peak) + " (largest of the runs)", yes(peak <= 100e6)})
 	}
 	return out

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,13 +60,12 @@ func TestCheckBlobLocation(t *testing.T) {
 }
 
 func TestPublishRatios(t *testing.T) {
-	p := &s3PublishResult{
-		heron: []s3Run{{wall: 2 * time.Second}, {wall: 4 * time.Second}, {wall: 5 * time.Second}},
-		sdk:   []s3Run{{wall: 2 * time.Second}, {wall: 2 * time.Second}, {wall: 4 * time.Second}},
-	}
-	rs := p.ratios()
-	if len(rs) != 3 || rs[0] != 0.5 || rs[1] != 0.8 || rs[2] != 1 || medianFloat(rs) != 0.8 {
-		t.Fatalf("ratios %v", rs)
+	p := &s3PublishResult{}
+	p.runs[cmdHeron] = []s3Run{{wall: 2 * time.Second}, {wall: 4 * time.Second}, {wall: 5 * time.Second}}
+	p.runs[cmdSDK] = []s3Run{{wall: 2 * time.Second}, {wall: 2 * time.Second}, {wall: 4 * time.Second}}
+	byRound, rs := p.ratios(cmdSDK)
+	if !slices.Equal(byRound, []float64{1, 0.5, 0.8}) || !slices.Equal(rs, []float64{0.5, 0.8, 1}) || medianFloat(rs) != 0.8 {
+		t.Fatalf("ratios %v, sorted %v", byRound, rs)
 	}
 }
 

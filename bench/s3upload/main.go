@@ -8,9 +8,9 @@
 //
 //	s3upload -to s3://BUCKET/PREFIX [-endpoint URL] FILE...
 //
-// uploads each FILE, one after another, to PREFIX/<its base name>, in
-// parts of -part-size (-concurrency at once) when it is larger than a
-// part, with Content-Type application/octet-stream and the Cache-Control
+// uploads each FILE, one after another (-jobs at once), to
+// PREFIX/<its base name>, in parts of -part-size (-concurrency at once for
+// each file) when it is larger than a part, with Content-Type application/octet-stream and the Cache-Control
 // heron gives content-addressed objects. Credentials and region come from
 // the SDK's standard configuration (AWS_ACCESS_KEY_ID, …); a custom
 // endpoint (-endpoint, else AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL) is
@@ -26,6 +26,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3store "github.com/heron-registry/heron/store/s3"
+	"golang.org/x/sync/errgroup"
 )
 
 func main() {
@@ -41,11 +43,12 @@ func main() {
 	endpoint := flag.String("endpoint", "", "S3 endpoint URL, addressed path-style (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else the SDK's own)")
 	partSize := flag.Int64("part-size", s3store.DefaultPartSize, "part size in bytes; files larger than a part are uploaded in parts")
 	concurrency := flag.Int("concurrency", s3store.DefaultConcurrency, "parts of one file uploaded at once")
+	jobs := flag.Int("jobs", 1, "files uploaded at once")
 	checksum := flag.String("checksum", "when-required", "when-required (as heron: no checksum the API does not require) or when-supported (the SDK's default, CRC32 on every request)")
 	flag.Parse()
 	bucket, prefix, ok := parseURL(*to)
-	if !ok || flag.NArg() == 0 || (*checksum != "when-required" && *checksum != "when-supported") {
-		fmt.Fprintln(os.Stderr, "usage: s3upload -to s3://BUCKET/PREFIX [-endpoint URL] [-part-size N] [-concurrency N] [-checksum when-required|when-supported] FILE...")
+	if !ok || flag.NArg() == 0 || *jobs < 1 || *concurrency < 1 || (*checksum != "when-required" && *checksum != "when-supported") {
+		fmt.Fprintln(os.Stderr, "usage: s3upload -to s3://BUCKET/PREFIX [-endpoint URL] [-part-size N] [-concurrency N] [-jobs N] [-checksum when-required|when-supported] FILE...")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -54,7 +57,7 @@ func main() {
 	if *checksum == "when-supported" {
 		calc = aws.RequestChecksumCalculationWhenSupported
 	}
-	if err := run(ctx, *endpoint, bucket, prefix, *partSize, *concurrency, calc, flag.Args()); err != nil {
+	if err := run(ctx, *endpoint, bucket, prefix, *partSize, *concurrency, *jobs, calc, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "s3upload:", err)
 		os.Exit(1)
 	}
@@ -70,7 +73,7 @@ func parseURL(u string) (bucket, prefix string, ok bool) {
 	return bucket, strings.Trim(prefix, "/"), bucket != ""
 }
 
-func run(ctx context.Context, endpoint, bucket, prefix string, partSize int64, concurrency int, calc aws.RequestChecksumCalculation, files []string) error {
+func run(ctx context.Context, endpoint, bucket, prefix string, partSize int64, concurrency, jobs int, calc aws.RequestChecksumCalculation, files []string) error {
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return err
@@ -91,38 +94,46 @@ func run(ctx context.Context, endpoint, bucket, prefix string, partSize int64, c
 	})
 	tm := transfermanager.New(client, func(o *transfermanager.Options) {
 		o.PartSizeBytes = partSize
-		o.MultipartUploadThreshold = partSize
+		// As heron: content of one part or less is one PutObject.
+		o.MultipartUploadThreshold = partSize + 1
 		o.Concurrency = concurrency
 		o.RequestChecksumCalculation = calc
 	})
 	t0 := time.Now()
-	var total int64
+	var total atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
 	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			return err
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return err
-		}
-		key := path.Join(prefix, filepath.Base(name))
-		_, err = tm.UploadObject(ctx, &transfermanager.UploadObjectInput{
-			Bucket:        aws.String(bucket),
-			Key:           aws.String(key),
-			Body:          f,
-			ContentLength: aws.Int64(fi.Size()),
-			ContentType:   aws.String("application/octet-stream"),
-			CacheControl:  aws.String(s3store.CacheImmutable),
+		g.Go(func() error {
+			f, err := os.Open(name)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			fi, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			key := path.Join(prefix, filepath.Base(name))
+			_, err = tm.UploadObject(gctx, &transfermanager.UploadObjectInput{
+				Bucket:        aws.String(bucket),
+				Key:           aws.String(key),
+				Body:          f,
+				ContentLength: aws.Int64(fi.Size()),
+				ContentType:   aws.String("application/octet-stream"),
+				CacheControl:  aws.String(s3store.CacheImmutable),
+			})
+			if err != nil {
+				return fmt.Errorf("upload %s to s3://%s/%s: %w", name, bucket, key, err)
+			}
+			total.Add(fi.Size())
+			return nil
 		})
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("upload %s to s3://%s/%s: %w", name, bucket, key, err)
-		}
-		total += fi.Size()
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	d := time.Since(t0)
-	fmt.Printf("%d files, %d bytes in %s (%.0f MiB/s)\n", len(files), total, d.Round(time.Millisecond), float64(total)/(1<<20)/d.Seconds())
+	fmt.Printf("%d files, %d bytes in %s (%.0f MiB/s)\n", len(files), total.Load(), d.Round(time.Millisecond), float64(total.Load())/(1<<20)/d.Seconds())
 	return nil
 }
