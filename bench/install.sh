@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
 # install.sh installs the peers the benchmark compares heron with: nginx
 # (the limit for serving files on this machine) and distribution's registry
-# (Debian's docker-registry package, what most people run). Idempotent: it
-# does nothing when both are installed. Needs root (apt-get).
+# (Debian's docker-registry package, what most people run); and versitygw,
+# the S3-compatible server of the bucket scenarios, at the version
+# scripts/install-tools.sh pins, into $HERON_CACHE/bin (default
+# <repo>/.cache/bin) as that script does. Idempotent: it does nothing when
+# all are installed. Needs root (apt-get).
 set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${HERON_CACHE:-$REPO/.cache}/bin
+# The pinned module and version, read from the one place they are set.
+eval "$(grep -E '^VERSITYGW_(MODULE|VERSION)=' "$REPO/scripts/install-tools.sh")"
+if ! command -v versitygw >/dev/null 2>&1 &&
+	! go version -m "$BIN/versitygw" 2>/dev/null | grep -q "[[:space:]]$VERSITYGW_MODULE[[:space:]]$VERSITYGW_VERSION[[:space:]]"; then
+	echo "bench: go install $VERSITYGW_MODULE/cmd/versitygw@$VERSITYGW_VERSION into $BIN" >&2
+	mkdir -p "$BIN"
+	GOBIN=$BIN GOTOOLCHAIN=local GOFLAGS=-buildvcs=false go install "$VERSITYGW_MODULE/cmd/versitygw@$VERSITYGW_VERSION"
+fi
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)

@@ -12,7 +12,12 @@
 //   - for repositories of growing size (10 to 100,000 tags, written by
 //     heron's publisher and cached): manifest requests by tag with and
 //     without the server's caches, tags/list pages, and heron tag adding
-//     one tag.
+//     one tag;
+//   - a tree in an S3-compatible bucket (versitygw on 127.0.0.1, s3.go):
+//     manifest requests and presigned 307s of heron serve --root s3://…
+//     next to the same tree on the file system, and heron publish of a
+//     1 GiB image to the bucket next to a plain multipart upload of the
+//     same bytes with the AWS SDK alone (bench/s3upload).
 //
 // It installs nothing (bench/install.sh does), starts every server itself
 // on a free loopback port, stops each one by its PID, and writes a
@@ -52,6 +57,9 @@ type config struct {
 	sizes       []int
 	tagSizes    []int
 	tagsOnly    bool
+	s3          bool
+	s3Only      bool
+	s3Publish   s3PublishConfig
 	peerRepos   int
 	startups    int
 	keep        bool
@@ -79,7 +87,10 @@ func main() {
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds per scenario; servers take turns within a round")
 	flag.StringVar(&sizes, "sizes", "1000,100000,1000000", "tree sizes (repositories) for start-up, memory and catalog")
 	flag.StringVar(&tagSizes, "tag-sizes", "10,10000,100000", "repository sizes (tags) for requests by tag, tags/list and heron tag; \"none\" skips them")
-	flag.BoolVar(&cfg.tagsOnly, "tags-only", false, "measure the repositories of -tag-sizes only (no peers, no tree sizes, no profiles)")
+	flag.BoolVar(&cfg.tagsOnly, "tags-only", false, "measure the repositories of -tag-sizes only (no peers, no tree sizes, no profiles, no bucket)")
+	flag.BoolVar(&cfg.s3, "s3", true, "measure a tree in a bucket (versitygw): serve and publish (-s3=false skips it)")
+	flag.BoolVar(&cfg.s3Only, "s3-only", false, "measure a tree in a bucket only (no peers, no tree sizes, no tags, no profiles)")
+	cfg.s3Publish.addFlags()
 	flag.IntVar(&cfg.peerRepos, "peer-repos", 1000, "repositories of the tree the servers are compared on")
 	flag.IntVar(&cfg.startups, "startups", 5, "start-ups measured per tree size")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the run folder (server logs, configurations)")
@@ -121,6 +132,14 @@ func main() {
 	}
 	if cfg.tagsOnly && len(cfg.tagSizes) == 0 {
 		fmt.Fprintln(os.Stderr, "peers: -tags-only needs -tag-sizes")
+		os.Exit(2)
+	}
+	if cfg.tagsOnly && cfg.s3Only {
+		fmt.Fprintln(os.Stderr, "peers: -tags-only and -s3-only exclude each other")
+		os.Exit(2)
+	}
+	if err := cfg.s3Publish.check(); err != nil {
+		fmt.Fprintln(os.Stderr, "peers:", err)
 		os.Exit(2)
 	}
 	if cfg.out == "" {
@@ -169,12 +188,13 @@ func run(ctx context.Context, cfg *config) (err error) {
 	rep := &report{cfg: cfg, began: began}
 	rep.machine = machineInfo(heron)
 
-	if !cfg.tagsOnly {
+	only := cfg.tagsOnly || cfg.s3Only
+	if !only {
 		if err := measurePeersAndSizes(ctx, cfg, fx, runDir, rep); err != nil {
 			return err
 		}
 	}
-	if len(cfg.tagSizes) > 0 {
+	if len(cfg.tagSizes) > 0 && !cfg.s3Only {
 		rep.tags = &tagsResult{}
 		tree, err := ensureTagsTree(ctx, cfg.cacheDir, img, cfg.tagSizes, rep.tags)
 		if err != nil {
@@ -184,7 +204,12 @@ func run(ctx context.Context, cfg *config) (err error) {
 			return err
 		}
 	}
-	if cfg.heronprof != "" && !cfg.tagsOnly {
+	if (cfg.s3 && !only) || cfg.s3Only {
+		if rep.s3, err = measureS3(ctx, cfg, fx, runDir); err != nil {
+			return err
+		}
+	}
+	if cfg.heronprof != "" && !only {
 		if rep.profiles, err = profileSizes(ctx, cfg, fx, runDir, rep); err != nil {
 			return err
 		}
@@ -453,6 +478,26 @@ func comparePeers(ctx context.Context, cfg *config, fx *fixture, tree, runDir st
 	}
 	logf("all servers give the same answers; measuring %d scenarios × %d rounds × %s", len(scs), cfg.rounds, cfg.warmup+cfg.duration)
 
+	rows, err := measureScenarios(ctx, cfg, fx, scs, targets)
+	if err != nil {
+		return err
+	}
+	rep.scenarios = append(rep.scenarios, rows...)
+	for _, p := range []*proc{heron, heronRedir, heronNetHTTP, heronRedirNetHTTP, heronNoCache, registry} {
+		if peak, _, err := memory(p.pid()); err == nil {
+			rep.peerMemory = append(rep.peerMemory, fmt.Sprintf("%s %.1f MiB", p.name, float64(peak)/(1<<20)))
+		}
+	}
+	if peak, err := nginxMemory(nginx.pid()); err == nil {
+		rep.peerMemory = append(rep.peerMemory, fmt.Sprintf("nginx %.1f MiB (master and workers)", float64(peak)/(1<<20)))
+	}
+	return nil
+}
+
+// measureScenarios runs every scenario of scs, cfg.rounds rounds, on each
+// of its targets.
+func measureScenarios(ctx context.Context, cfg *config, fx *fixture, scs []scenario, targets map[string]target) ([]scenarioResult, error) {
+	var rows []scenarioResult
 	for _, s := range scs {
 		acc := map[string]*accum{}
 		for r := 0; r < cfg.rounds; r++ {
@@ -462,7 +507,7 @@ func comparePeers(ctx context.Context, cfg *config, fx *fixture, tree, runDir st
 				tn := s.targets[(i+r)%len(s.targets)]
 				res, err := runLoad(ctx, cfg, targets[tn], []load.Request{s.request(fx, targets[tn])}, s.status, s.bodySize, fx)
 				if err != nil {
-					return err
+					return nil, err
 				}
 				if acc[tn] == nil {
 					acc[tn] = newAccum()
@@ -475,17 +520,9 @@ func comparePeers(ctx context.Context, cfg *config, fx *fixture, tree, runDir st
 			row.results = append(row.results, serverResult{target: tn, accum: acc[tn]})
 			logf("%-26s %-22s %s", s.title, tn, acc[tn].summary())
 		}
-		rep.scenarios = append(rep.scenarios, row)
+		rows = append(rows, row)
 	}
-	for _, p := range []*proc{heron, heronRedir, heronNetHTTP, heronRedirNetHTTP, heronNoCache, registry} {
-		if peak, _, err := memory(p.pid()); err == nil {
-			rep.peerMemory = append(rep.peerMemory, fmt.Sprintf("%s %.1f MiB", p.name, float64(peak)/(1<<20)))
-		}
-	}
-	if peak, err := nginxMemory(nginx.pid()); err == nil {
-		rep.peerMemory = append(rep.peerMemory, fmt.Sprintf("nginx %.1f MiB (master and workers)", float64(peak)/(1<<20)))
-	}
-	return nil
+	return rows, nil
 }
 
 // runLoad runs one measured load against t.

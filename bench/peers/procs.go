@@ -40,6 +40,11 @@ func freeAddr() (string, error) {
 // start runs argv with its output in logDir/<name>.log. The child is
 // killed if the driver dies (Pdeathsig), so no server outlives a run.
 func start(name, addr, logDir string, argv ...string) (*proc, error) {
+	return startEnv(name, addr, logDir, nil, argv...)
+}
+
+// startEnv is start with the environment env (the driver's when nil).
+func startEnv(name, addr, logDir string, env []string, argv ...string) (*proc, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -48,6 +53,7 @@ func start(name, addr, logDir string, argv ...string) (*proc, error) {
 	defer f.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)

@@ -169,6 +169,7 @@ type report struct {
 	peerMemory []string
 	sizes      []*sizeResult
 	tags       *tagsResult
+	s3         *s3Result
 	profiles   []profileResult
 }
 
@@ -200,6 +201,9 @@ func (r *report) markdown() string {
 	}
 	if r.tags != nil {
 		r.tags.markdown(&b, cfg)
+	}
+	if r.s3 != nil {
+		r.s3.markdown(&b, cfg)
 	}
 	b.WriteString("\n### Targets\n\n| target | measured | met |\n| --- | --- | --- |\n")
 	for _, t := range r.targets() {
@@ -334,6 +338,9 @@ func (r *report) targets() [][3]string {
 	}
 	if r.tags != nil {
 		out = append(out, r.tags.targets(yes)...)
+	}
+	if r.s3 != nil {
+		out = append(out, r.s3.targets(yes)...)
 	}
 	return out
 }
