@@ -17,11 +17,13 @@ import (
 type treeRoot struct {
 	root     string
 	endpoint string
+	partSize int64
 }
 
 // addFlags adds --root (required, described by usage) and --s3-endpoint.
 func (t *treeRoot) addFlags(fs *pflag.FlagSet, usage string) {
 	fs.StringVar(&t.root, "root", "", usage+"; a folder, or s3://BUCKET/PREFIX for a bucket")
+	fs.Int64Var(&t.partSize, "s3-part-size", s3store.DefaultPartSize, "with an s3:// root: the size of the parts of multipart uploads, in bytes (an object has at most 10,000 parts; 4 are in flight)")
 	fs.StringVar(&t.endpoint, "s3-endpoint", "", "with an s3:// root: the S3 endpoint URL, addressed path-style (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else the SDK's own for the region)")
 }
 
@@ -33,7 +35,7 @@ func (t *treeRoot) bucket() bool { return s3store.IsURL(t.root) }
 // error here).
 func (t *treeRoot) open(ctx context.Context) (store.Store, error) {
 	if t.bucket() {
-		return s3store.Open(ctx, t.root, s3store.Options{Endpoint: t.endpoint})
+		return s3store.Open(ctx, t.root, s3store.Options{Endpoint: t.endpoint, PartSize: t.partSize})
 	}
 	if t.endpoint != "" {
 		return nil, errors.New("--s3-endpoint is for an s3:// --root")

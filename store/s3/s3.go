@@ -75,9 +75,11 @@ const Scheme = "s3://"
 const DefaultRegion = "us-east-1"
 
 // Part sizes. S3 wants parts of at least 5 MiB (but the last), at most
-// 5 GiB, and at most 10,000 of them.
+// 5 GiB, and at most 10,000 of them. The defaults are the SDK's transfer
+// manager's part size (8 MiB) and 4 parts in flight: 32 MiB of part
+// buffers, the bulk of a publish's memory (docs/benchmarks.md).
 const (
-	DefaultPartSize    = 16 << 20
+	DefaultPartSize    = 8 << 20
 	MinPartSize        = 5 << 20
 	MaxPartSize        = 5 << 30
 	maxParts           = 10000

@@ -195,7 +195,10 @@ func (u *upload) Write(p []byte) (int, error) {
 		return 0, errPartFailed
 	}
 	if u.cur == nil {
-		if len(u.small)+len(p) <= stageMemoryMax {
+		// Content known to be larger than what is kept in memory goes
+		// into a part buffer from its first byte, rather than through
+		// small (grown, then copied).
+		if (u.want.Digest == "" || u.want.Size <= stageMemoryMax) && len(u.small)+len(p) <= stageMemoryMax {
 			u.small = append(u.small, p...)
 			return len(p), nil
 		}
@@ -269,7 +272,7 @@ func (u *upload) send() error {
 	}
 	if len(u.parts) == maxParts {
 		u.s.bufs.put(buf)
-		u.setErr(fmt.Errorf("upload %s: more than %d parts of %d bytes: raise the part size", u.key, maxParts, u.s.partSize))
+		u.setErr(fmt.Errorf("upload %s: more than %d parts of %d bytes: raise the part size (heron: --s3-part-size)", u.key, maxParts, u.s.partSize))
 		return u.failed()
 	}
 	num := int32(len(u.parts) + 1)
