@@ -53,11 +53,14 @@ var clients = []client{
 	{name: "regctl", bin: "regctl", pull: pullRegctl},
 }
 
-// TestPull pulls every fixture with every client, in both modes. Subtests
-// run one at a time, so that each one's HTTP exchanges (recorded by the
-// tap) and CDN hits are its own.
-func TestPull(t *testing.T) {
-	for _, md := range suite.modes {
+// TestPull pulls every fixture with every client, in both modes.
+func TestPull(t *testing.T) { pullAll(t, suite.modes) }
+
+// pullAll pulls every fixture with every client from each of modes.
+// Subtests run one at a time, so that each one's HTTP exchanges (recorded
+// by the tap) and CDN or bucket hits are its own.
+func pullAll(t *testing.T, modes []*mode) {
+	for _, md := range modes {
 		t.Run(md.name, func(t *testing.T) {
 			for _, cl := range clients {
 				t.Run(cl.name, func(t *testing.T) {
@@ -99,6 +102,11 @@ func runPull(t *testing.T, md *mode, cl client, bin string, f *fixtures.Fixture)
 	if md.cdn != nil {
 		cdnMark = md.cdn.mark()
 	}
+	if md.bucket != nil {
+		// Not quiet: heron serve keeps its own connections to the bucket
+		// open through that tap.
+		cdnMark = md.bucket.tap.mark()
+	}
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -112,6 +120,12 @@ func runPull(t *testing.T, md *mode, cl client, bin string, f *fixtures.Fixture)
 			t.Logf("CDN requests:")
 			for _, h := range md.cdn.since(cdnMark) {
 				t.Logf("  %s %s -> %d, %d bytes", h.Method, h.Path, h.Status, h.Bytes)
+			}
+		}
+		if md.bucket != nil {
+			t.Logf("HTTP exchanges with the bucket (versitygw), the server's own included:")
+			for _, e := range md.bucket.tap.since(cdnMark) {
+				t.Logf("  %s", e)
 			}
 		}
 		t.Logf("heron serve (%s) log, last lines:\n%s", md.name, md.heron.Log.Tail(15))
@@ -140,8 +154,11 @@ var blobPathRE = regexp.MustCompile(`^/v2/(.+)/blobs/([a-z0-9]+):([a-f0-9]+)$`)
 // unreadable, and at least one blob fetched; in direct mode, blob GETs
 // answered 200 (or 206) with the bytes; in redirect mode, every blob GET
 // answered 307 to the CDN (heron sent no blob bytes itself), the client
-// followed each redirect and the CDN served each blob. The well-known
-// blobs are served by heron in both modes.
+// followed each redirect and the CDN served each blob; in a bucket's
+// presigned mode, every blob GET answered 307 to a presigned URL of the
+// blob's object, which the client fetched from the bucket (presigned.checkFetched).
+// The well-known blobs are served by heron in every mode. cdnMark is the
+// CDN's mark, or the bucket tap's.
 func checkExchanges(t *testing.T, md *mode, exs []exchange, cdnMark int) {
 	t.Helper()
 	if len(exs) == 0 {
@@ -166,6 +183,10 @@ func checkExchanges(t *testing.T, md *mode, exs []exchange, cdnMark int) {
 			continue // served from heron's memory in both modes: see wellKnownBlobs
 		}
 		switch {
+		case md.bucket != nil:
+			if loc := md.bucket.checkRedirect(t, e, m[2], m[3]); loc != "" {
+				redirected = append(redirected, loc)
+			}
 		case md.cdn == nil && e.Status != 200 && e.Status != 206:
 			t.Errorf("direct mode: blob GET not answered with its bytes: %s", e)
 		case md.cdn != nil && e.Status != 307:
@@ -180,6 +201,10 @@ func checkExchanges(t *testing.T, md *mode, exs []exchange, cdnMark int) {
 	}
 	if blobGets == 0 {
 		t.Errorf("the client fetched no blob from heron")
+	}
+	if md.bucket != nil {
+		md.bucket.checkFetched(t, redirected, cdnMark)
+		return
 	}
 	if md.cdn == nil {
 		return

@@ -8,6 +8,15 @@
 // `heron tag`, so that they keep their tags in shard files; TestTagList
 // lists those tags with each client's own tag listing and checks every
 // one arrives once, in order, and that every Link header was followed.
+// The TestBucket tests do the same with a tree in an S3-compatible bucket,
+// each against a versitygw of its own (internal/s3test): TestBucketPull
+// pulls every fixture with every client from heron serve --root s3://…,
+// with blobs redirected to presigned URLs (the clients follow them to
+// versitygw) and with --serve-blobs; the others publish into a bucket
+// (every kind of source, a batch run twice), run heron tag, rm, gc and
+// verify on it, race two publishers on one repository, check the errors
+// of a missing bucket and of refused credentials, and check that two
+// servers on one bucket see a moved tag within --revalidate-after.
 // TestSignedRedirectsNginx runs the one-machine layout of docs/deploy.md
 // (nginx in front of heron serve, blobs redirected with signatures that
 // nginx's secure_link checks) with nginx's configuration as the page

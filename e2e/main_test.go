@@ -70,6 +70,9 @@ type mode struct {
 	heron *heronproc.Server
 	tap   *tap
 	cdn   *cdn // nil when heron serves blobs itself
+	// bucket is set when heron serves a tree in a bucket and redirects
+	// blobs to the bucket's presigned URLs (bucket_test.go).
+	bucket *presigned
 }
 
 // host is the registry host clients pull from.
@@ -288,11 +291,18 @@ func (tg target) ref(host string, f *fixtures.Fixture) string {
 	return host + "/" + tg.repo + ":" + tg.tag
 }
 
-// publishAll publishes every fixture, from all three kinds of source (the
-// OCI layout, the docker save tarball and the OCI archive), with heron
-// publish, and checks the digest it prints. Subjects go before the
-// referrers that point at them.
+// publishAll publishes every fixture into the suite's tree (publishTo).
 func (env *environment) publishAll(ctx context.Context) error {
+	return env.publishTo(ctx, env.tree, nil)
+}
+
+// publishTo publishes every fixture into the tree at root (a folder, or
+// an s3:// URL, with environ the environment of heron: nil for the
+// suite's own), from all three kinds of source (the OCI layout, the
+// docker save tarball and the OCI archive), with heron publish, and
+// checks the digest it prints. Subjects go before the referrers that
+// point at them.
+func (env *environment) publishTo(ctx context.Context, root string, environ []string) error {
 	fs := make([]*fixtures.Fixture, len(env.fixtures.Fixtures))
 	for i := range env.fixtures.Fixtures {
 		fs[i] = &env.fixtures.Fixtures[i]
@@ -302,7 +312,8 @@ func (env *environment) publishAll(ctx context.Context) error {
 	for _, f := range fs {
 		tg := targetFor(f)
 		to := tg.repo + ":" + tg.tag
-		cmd := exec.CommandContext(ctx, env.heron, "publish", f.SourceIn(env.fixDir), "--root", env.tree, "--to", to)
+		cmd := exec.CommandContext(ctx, env.heron, "publish", f.SourceIn(env.fixDir), "--root", root, "--to", to)
+		cmd.Env = environ
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()

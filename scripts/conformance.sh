@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # conformance.sh runs the OCI distribution-spec conformance suite against
-# `heron serve`, read-only.
+# `heron serve`, read-only, twice: serving a tree on the file system, then
+# a tree in an S3-compatible bucket (versitygw).
 #
 # Usage:
 #
@@ -26,13 +27,25 @@
 #   4. starts `heron serve --root TREE --addr 127.0.0.1:PORT` on a free port, waits for
 #      /v2/, runs the suite with push and every write API off and the read-only data
 #      (OCI_RO_DATA_TAGS, _MANIFESTS, _BLOBS, _REFERRERS) pointing at what it published,
-#      and stops the server (by its PID) when it exits, whatever happens.
+#      and stops the server (by its PID);
+#   5. the same against a bucket: starts versitygw (scripts/install-tools.sh puts it in
+#      $HERON_CACHE/bin) on a free port with its posix back end in the temporary folder
+#      and random credentials, creates a bucket with a signed PUT (curl --aws-sigv4),
+#      publishes the same fixtures and the same bulk tags into s3://BUCKET/tree (heron
+#      gets the credentials, region and endpoint from the AWS SDK's environment:
+#      AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL_S3; the
+#      caller's own AWS_ variables are unset), serves it with `heron serve --root
+#      s3://BUCKET/tree`, which redirects blobs (307) to URLs the bucket presigns, which
+#      the suite follows, and runs the suite and the checks again. versitygw and every
+#      server are stopped by their PID when the script exits, whatever happens.
 #
-# Output: the suite's log goes to $HERON_CACHE/conformance/suite.log, its reports to
-# $HERON_CACHE/conformance/results/ and the server's log to $HERON_CACHE/conformance/serve.log; the script prints the failing tests, if any, and
-# ends with exactly one line
+# Output: the suite's log goes to $HERON_CACHE/conformance/suite.log (the bucket run's to
+# $HERON_CACHE/conformance-s3/suite.log), its reports to results/ and the server's log
+# to serve.log beside it; the script prints the failing tests, if any, and ends with
+# exactly two lines, one per run:
 #
 #   conformance: N passed, N failed, N skipped
+#   conformance (s3): N passed, N failed, N skipped
 #
 # (passed = Pass, failed = FAIL + Error, skipped = Skip + Disabled: the suite's own
 # counts, plus two tests of this script's, each counted as one more passed or failed
@@ -43,7 +56,9 @@
 # with last only, so the script walks it itself with `query check-tags`: whole, then page
 # by page with n=1000, 777 and 100 following the Link headers, and with n and last
 # together, each walk listing exactly the fixtures' tags and the bulk tags, in order).
-# It exits 0 only when nothing failed, something passed and the suite printed its counts. This suite version exits 0 on a configuration error and panics while
+# It exits 0 only when, in both runs, nothing failed, something passed and the suite
+# printed its counts (a bucket run that cannot start versitygw prints
+# "conformance (s3): 0 passed, 1 failed, 0 skipped"). This suite version exits 0 on a configuration error and panics while
 # writing its reports when push is off, after printing its counts: its exit status is
 # therefore ignored and the counts decide.
 #
@@ -109,16 +124,28 @@ EOF
 	mv "$SUITE.tmp" "$SUITE"
 fi
 
-RESULTS=
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/heron-conformance.XXXXXX")
 SERVER_PID=
-cleanup() {
+SERVE_LOG=
+RESULTS=
+VGW_PID=
+# stop_serve stops heron serve (by its PID) and keeps its log with the
+# results.
+stop_serve() {
 	if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
 		kill "$SERVER_PID" 2>/dev/null || true
 		wait "$SERVER_PID" 2>/dev/null || true
 	fi
-	if [[ -n ${RESULTS:-} && -d $RESULTS && -f $WORK/serve.log ]]; then
-		cp "$WORK/serve.log" "$RESULTS/serve.log" || true
+	SERVER_PID=
+	if [[ -n $RESULTS && -d $RESULTS && -n $SERVE_LOG && -f $SERVE_LOG ]]; then
+		cp "$SERVE_LOG" "$RESULTS/serve.log" || true
+	fi
+}
+cleanup() {
+	stop_serve
+	if [[ -n $VGW_PID ]] && kill -0 "$VGW_PID" 2>/dev/null; then
+		kill "$VGW_PID" 2>/dev/null || true
+		wait "$VGW_PID" 2>/dev/null || true
 	fi
 	if [[ ${CONFORMANCE_KEEP:-} == 1 ]]; then
 		say "kept $WORK"
@@ -134,47 +161,22 @@ trap cleanup EXIT
 [[ -f $FIXTURES/expected.json ]] || die "$FIXTURES/expected.json is missing (go run ./internal/fixtures/gen -out DIR)"
 q() { "$WORK/query" -dir "$FIXTURES" "$@"; }
 
-# 3. Publish. Fixtures generated with -large add large-image.
+# 3. What is published, and what the suite is told: the same for both
+# runs. Fixtures generated with -large add large-image.
 if [[ " $(q names) " == *" large-image "* ]]; then
 	PLAN+=("large-image large-image")
 fi
-TREE=$WORK/tree
 TAGS=()
 NAMES=()
 for entry in "${PLAN[@]}"; do
 	read -r -a words <<<"$entry"
-	name=${words[0]}
-	to=()
-	for tag in "${words[@]:1}"; do
-		to+=(--to "$REPOSITORY:$tag")
-		TAGS+=("$tag")
-	done
-	src=$(q source "$name") || die "fixture $name is not in $FIXTURES/expected.json"
-	"$WORK/heron" publish "$src" --root "$TREE" "${to[@]}" >"$WORK/publish-$name.out" 2>"$WORK/publish-$name.err" ||
-		die "heron publish $src failed: $(cat "$WORK/publish-$name.err")"
-	# heron publish prints NAME:TAG@DIGEST per target: the digest must be the
-	# one expected.json records (for docker-archive, the one ggcr computes).
-	want=$(q digest "$name")
-	grep -q "@$want\$" "$WORK/publish-$name.out" ||
-		die "heron publish $src: expected digest $want, printed: $(cat "$WORK/publish-$name.out")"
-	NAMES+=("$name")
+	NAMES+=("${words[0]}")
+	TAGS+=("${words[@]:1}")
 done
-
-# The bulk tags: bulk-000000 ... in one file, added 5,000 a run of heron
-# tag (one edit of the repository each, well under ARG_MAX).
+# The bulk tags: bulk-000000 ... in one file.
 BULK_FILE=$WORK/bulk-tags
 if ((BULK_TAGS > 0)); then
 	seq -f 'bulk-%06g' 0 $((BULK_TAGS - 1)) >"$BULK_FILE"
-	started=$(date +%s%N)
-	xargs -n 5000 "$WORK/heron" tag --root "$TREE" "$REPOSITORY:oci-image" <"$BULK_FILE" >/dev/null 2>"$WORK/tag.err" ||
-		die "heron tag $REPOSITORY:oci-image bulk-...: $(tail -n 5 "$WORK/tag.err")"
-	took=$((($(date +%s%N) - started) / 1000000))
-	shards=$(grep -o '"id"' "$TREE/repositories/$REPOSITORY.json" | wc -l)
-	if ((BULK_TAGS > 1000)); then
-		grep -q '"tagShards"' "$TREE/repositories/$REPOSITORY.json" ||
-			die "$REPOSITORY has $BULK_TAGS tags, and its repository file names no tag shard"
-	fi
-	say "added $BULK_TAGS tags to $REPOSITORY in ${took} ms ($(((BULK_TAGS + 4999) / 5000)) runs of heron tag); its repository file names $shards shards"
 	# A few of them for the suite to pull by tag, and to find in its listings.
 	for i in 0 999 1000 $((BULK_TAGS / 2)) $((BULK_TAGS - 1)); do
 		if ((i < BULK_TAGS)); then
@@ -190,8 +192,52 @@ RO_MANIFESTS=$(q manifests "${NAMES[@]}")
 RO_BLOBS=$(q blobs "${NAMES[@]}")
 RO_REFERRERS=$(q subjects "${NAMES[@]}")
 [[ -n $RO_REFERRERS ]] || die "no fixture has referrers: the referrers API would go untested"
+{
+	printf '%s\n' "${TAGS[@]}"
+	cat "$BULK_FILE"
+} | sort -u >"$WORK/all-tags"
 
-# 4. Serve on a free port.
+# HERON is the heron command line of the run: the binary, and for the
+# bucket run the environment that points the AWS SDK at versitygw.
+HERON=("$WORK/heron")
+
+# publish_tree ROOT REPOFILE publishes every fixture of PLAN into the tree
+# at ROOT, then the bulk tags (5,000 a run of heron tag: one edit of the
+# repository each, well under ARG_MAX); REPOFILE is where the repository
+# file can be read on this machine, to check that it names tag shards.
+publish_tree() {
+	local root=$1 repofile=$2 entry name src want to tag
+	for entry in "${PLAN[@]}"; do
+		read -r -a words <<<"$entry"
+		name=${words[0]}
+		to=()
+		for tag in "${words[@]:1}"; do
+			to+=(--to "$REPOSITORY:$tag")
+		done
+		src=$(q source "$name") || die "fixture $name is not in $FIXTURES/expected.json"
+		"${HERON[@]}" publish "$src" --root "$root" "${to[@]}" >"$WORK/publish-$name.out" 2>"$WORK/publish-$name.err" ||
+			die "heron publish $src --root $root failed: $(cat "$WORK/publish-$name.err")"
+		# heron publish prints NAME:TAG@DIGEST per target: the digest must be the
+		# one expected.json records (for docker-archive, the one ggcr computes).
+		want=$(q digest "$name")
+		grep -q "@$want\$" "$WORK/publish-$name.out" ||
+			die "heron publish $src: expected digest $want, printed: $(cat "$WORK/publish-$name.out")"
+	done
+	((BULK_TAGS > 0)) || return 0
+	local started took shards
+	started=$(date +%s%N)
+	xargs -n 5000 "${HERON[@]}" tag --root "$root" "$REPOSITORY:oci-image" <"$BULK_FILE" >/dev/null 2>"$WORK/tag.err" ||
+		die "heron tag --root $root $REPOSITORY:oci-image bulk-...: $(tail -n 5 "$WORK/tag.err")"
+	took=$((($(date +%s%N) - started) / 1000000))
+	shards=$(grep -o '"id"' "$repofile" | wc -l)
+	if ((BULK_TAGS > 1000)); then
+		grep -q '"tagShards"' "$repofile" ||
+			die "$REPOSITORY has $BULK_TAGS tags, and its repository file $repofile names no tag shard"
+	fi
+	say "added $BULK_TAGS tags to $REPOSITORY in $root in ${took} ms ($(((BULK_TAGS + 4999) / 5000)) runs of heron tag); its repository file names $shards shards"
+}
+
+# Free ports, and what answers on them.
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ping_v2() (
 	exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
@@ -199,118 +245,202 @@ ping_v2() (
 	IFS= read -r -t 2 status <&3 || exit 1
 	[[ $status =~ ^HTTP/1\.[01]\ 200 ]]
 )
-PORT=
+
+# start_serve ROOT LOG [FLAG...] starts heron serve of ROOT on a free port,
+# sets PORT and SERVER_PID, and waits for GET /v2/ to answer 200.
+start_serve() {
+	local root=$1 port
+	SERVE_LOG=$2
+	shift 2
+	PORT=
+	for _ in 1 2 3 4 5; do
+		port=$((20000 + RANDOM % 40000))
+		port_in_use "$port" && continue
+		"${HERON[@]}" serve --root "$root" --addr "127.0.0.1:$port" "$@" >"$SERVE_LOG" 2>&1 &
+		SERVER_PID=$!
+		for _ in $(seq 1 100); do # up to 10 s
+			if ping_v2 "$port" 2>/dev/null; then
+				PORT=$port
+				break
+			fi
+			kill -0 "$SERVER_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		[[ -n $PORT ]] && break
+		kill "$SERVER_PID" 2>/dev/null || true
+		wait "$SERVER_PID" 2>/dev/null || true
+		SERVER_PID=
+	done
+	[[ -n $PORT ]] || die "heron serve --root $root did not answer GET /v2/ with 200: $(tail -n 20 "$SERVE_LOG")"
+	say "heron serve --root $root $* is at 127.0.0.1:$PORT (pid $SERVER_PID)"
+}
+
+# run_suite LABEL runs the suite, read-only, against heron serve on PORT,
+# then the two checks of this script's own, writes the logs into RESULTS
+# and prints the run's summary line, "conformance: …" (or "conformance
+# (LABEL): …"). It returns non-zero when something failed.
+run_suite() {
+	local label=$1 prefix=conformance
+	[[ -n $label ]] && prefix="conformance ($label)"
+	rm -rf "$RESULTS"
+	mkdir -p "$RESULTS/results"
+	local log=$RESULTS/suite.log suite_status
+	# Only our OCI_* variables reach the suite.
+	local env_args=() v
+	while IFS= read -r v; do env_args+=(-u "$v"); done < <(compgen -e | grep '^OCI_' || true)
+	set +e
+	(
+		cd "$WORK" && env "${env_args[@]}" \
+			OCI_REGISTRY="127.0.0.1:$PORT" \
+			OCI_TLS=disabled \
+			OCI_VERSION=1.1 \
+			OCI_REPO1="$REPOSITORY" \
+			OCI_REPO2="$REPOSITORY-2" \
+			OCI_LOG=warn \
+			OCI_RESULTS_DIR="$RESULTS/results" \
+			OCI_API_PING=true \
+			OCI_API_PULL=true \
+			OCI_API_PUSH=false \
+			OCI_API_BLOBS_ATOMIC=false \
+			OCI_API_BLOBS_DELETE=false \
+			OCI_API_BLOBS_MOUNT_ANONYMOUS=false \
+			OCI_API_BLOBS_UPLOAD_CANCEL=false \
+			OCI_API_MANIFESTS_ATOMIC=false \
+			OCI_API_MANIFESTS_DELETE=false \
+			OCI_API_MANIFESTS_TAG_PARAM=false \
+			OCI_API_TAGS_ATOMIC=false \
+			OCI_API_TAGS_DELETE=false \
+			OCI_API_TAGS_LIST=true \
+			OCI_API_REFERRER=true \
+			OCI_RO_DATA_TAGS="$RO_TAGS" \
+			OCI_RO_DATA_MANIFESTS="$RO_MANIFESTS" \
+			OCI_RO_DATA_BLOBS="$RO_BLOBS" \
+			OCI_RO_DATA_REFERRERS="$RO_REFERRERS" \
+			"$SUITE"
+	) >"$log" 2>&1
+	suite_status=$?
+	set -e
+
+	# The suite cannot check the content of read-only referrers (it is given
+	# subjects, not the descriptors that should refer to them): check it here.
+	local extra_failed=0
+	if ! q check-referrers "http://127.0.0.1:$PORT" "$REPOSITORY" "${NAMES[@]}" >"$RESULTS/referrers.log" 2>&1; then
+		extra_failed=1
+	fi
+
+	# The suite asks tags/list whole, and with last alone: walk it here with n
+	# too, following the Link headers, and check every tag is listed once, in
+	# order.
+	local tags_failed=0
+	if ! q check-tags "http://127.0.0.1:$PORT" "$REPOSITORY" "$WORK/all-tags" 1000 777 100 >"$RESULTS/tags.log" 2>&1; then
+		tags_failed=1
+	else
+		say "tags/list of $REPOSITORY ($(wc -l <"$WORK/all-tags") tags), walked with n and last:"
+		sed 's/^/  /' "$RESULTS/tags.log" >&2
+	fi
+
+	# The counts block of the suite's summary:
+	#   "  Pass..........................:         42"
+	count() { awk -v s="$1" '$0 ~ "^  " s "\\.+: +[0-9]+$" { n = $NF } END { print n }' "$log"; }
+	local pass fail errs skip disabled suite_pass failed
+	pass=$(count Pass) fail=$(count FAIL) errs=$(count Error) skip=$(count Skip) disabled=$(count Disabled)
+	if [[ -z $pass || -z $fail || -z $errs || -z $skip || -z $disabled ]]; then
+		tail -n 40 "$log" >&2
+		say "the suite printed no results (exit status $suite_status, log $log)"
+		echo "$prefix: 0 passed, 1 failed, 0 skipped"
+		return 1
+	fi
+	suite_pass=$pass
+	failed=$((fail + errs))
+	if ((fail + errs > 0)); then
+		say "failing tests (suite log: $log, server log: $RESULTS/serve.log):"
+		# The result tree: failing nodes and the errors of failing leaves.
+		awk '/^Test results/ { on = 1; next } /^Configuration:/ { on = 0 } on && (/: (FAIL|Error)$/ || /^ *- /)' "$log" >&2
+	fi
+	if ((extra_failed)); then
+		say "referrers content check failed: $(cat "$RESULTS/referrers.log")"
+		failed=$((failed + 1))
+	else
+		pass=$((pass + 1))
+	fi
+	if ((tags_failed)); then
+		say "tags/list pagination check failed: $(cat "$RESULTS/tags.log")"
+		failed=$((failed + 1))
+	else
+		pass=$((pass + 1))
+	fi
+	echo "$prefix: $pass passed, $failed failed, $((skip + disabled)) skipped"
+	((failed == 0 && suite_pass > 0))
+}
+
+# 4. The tree on the file system.
+started=$(date +%s)
+TREE=$WORK/tree
+publish_tree "$TREE" "$TREE/repositories/$REPOSITORY.json"
+start_serve "$TREE" "$WORK/serve.log"
+RESULTS=$CACHE/conformance
+status=0
+run_suite "" || status=1
+stop_serve
+say "file system run: $(($(date +%s) - started)) s"
+
+# 5. The tree in a bucket: versitygw on a free port, a bucket made with a
+# signed PUT (curl --aws-sigv4), the same fixtures published into
+# s3://BUCKET/tree, heron serve redirecting blobs to presigned URLs.
+started=$(date +%s)
+RESULTS=$CACHE/conformance-s3
+rm -rf "$RESULTS"
+s3_fail() {
+	say "$*"
+	echo "conformance (s3): 0 passed, 1 failed, 0 skipped"
+	exit 1
+}
+VGW=$(command -v versitygw || true)
+[[ -n $VGW ]] || VGW=$CACHE/bin/versitygw
+[[ -x $VGW ]] || s3_fail "versitygw is not on PATH nor in $CACHE/bin (make tools installs it)"
+command -v curl >/dev/null 2>&1 || s3_fail "curl is needed to create the bucket (apt-get install curl)"
+S3_DIR=$WORK/s3
+mkdir -p "$S3_DIR"
+S3_ACCESS=heron$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+S3_SECRET=$(od -An -N20 -tx1 /dev/urandom | tr -d ' \n')
+BUCKET=heron-conformance
+S3_PORT=
 for _ in 1 2 3 4 5; do
 	port=$((20000 + RANDOM % 40000))
 	port_in_use "$port" && continue
-	"$WORK/heron" serve --root "$TREE" --addr "127.0.0.1:$port" >"$WORK/serve.log" 2>&1 &
-	SERVER_PID=$!
+	# Only PATH and HOME: versitygw must not read the developer's AWS settings.
+	env -i PATH="$PATH" HOME="$S3_DIR" "$VGW" --access "$S3_ACCESS" --secret "$S3_SECRET" \
+		--port "127.0.0.1:$port" --quiet posix "$S3_DIR" >"$WORK/versitygw.log" 2>&1 &
+	VGW_PID=$!
 	for _ in $(seq 1 100); do # up to 10 s
-		if ping_v2 "$port" 2>/dev/null; then
-			PORT=$port
+		if port_in_use "$port"; then
+			S3_PORT=$port
 			break
 		fi
-		kill -0 "$SERVER_PID" 2>/dev/null || break
+		kill -0 "$VGW_PID" 2>/dev/null || break
 		sleep 0.1
 	done
-	[[ -n $PORT ]] && break
-	kill "$SERVER_PID" 2>/dev/null || true
-	wait "$SERVER_PID" 2>/dev/null || true
-	SERVER_PID=
+	[[ -n $S3_PORT ]] && break
+	kill "$VGW_PID" 2>/dev/null || true
+	wait "$VGW_PID" 2>/dev/null || true
+	VGW_PID=
 done
-[[ -n $PORT ]] || die "heron serve did not answer GET /v2/ with 200: $(tail -n 20 "$WORK/serve.log")"
-say "heron serve is at 127.0.0.1:$PORT (pid $SERVER_PID)"
-
-# 5. The suite, read-only. Only our OCI_* variables reach it.
-RESULTS=$CACHE/conformance
-rm -rf "$RESULTS"
-mkdir -p "$RESULTS/results"
-LOG=$RESULTS/suite.log
-env_args=()
-while IFS= read -r v; do env_args+=(-u "$v"); done < <(compgen -e | grep '^OCI_' || true)
-set +e
-(
-	cd "$WORK" && env "${env_args[@]}" \
-		OCI_REGISTRY="127.0.0.1:$PORT" \
-		OCI_TLS=disabled \
-		OCI_VERSION=1.1 \
-		OCI_REPO1="$REPOSITORY" \
-		OCI_REPO2="$REPOSITORY-2" \
-		OCI_LOG=warn \
-		OCI_RESULTS_DIR="$RESULTS/results" \
-		OCI_API_PING=true \
-		OCI_API_PULL=true \
-		OCI_API_PUSH=false \
-		OCI_API_BLOBS_ATOMIC=false \
-		OCI_API_BLOBS_DELETE=false \
-		OCI_API_BLOBS_MOUNT_ANONYMOUS=false \
-		OCI_API_BLOBS_UPLOAD_CANCEL=false \
-		OCI_API_MANIFESTS_ATOMIC=false \
-		OCI_API_MANIFESTS_DELETE=false \
-		OCI_API_MANIFESTS_TAG_PARAM=false \
-		OCI_API_TAGS_ATOMIC=false \
-		OCI_API_TAGS_DELETE=false \
-		OCI_API_TAGS_LIST=true \
-		OCI_API_REFERRER=true \
-		OCI_RO_DATA_TAGS="$RO_TAGS" \
-		OCI_RO_DATA_MANIFESTS="$RO_MANIFESTS" \
-		OCI_RO_DATA_BLOBS="$RO_BLOBS" \
-		OCI_RO_DATA_REFERRERS="$RO_REFERRERS" \
-		"$SUITE"
-) >"$LOG" 2>&1
-suite_status=$?
-set -e
-
-# The suite cannot check the content of read-only referrers (it is given
-# subjects, not the descriptors that should refer to them): check it here.
-extra_failed=0
-if ! "$WORK/query" -dir "$FIXTURES" check-referrers "http://127.0.0.1:$PORT" "$REPOSITORY" "${NAMES[@]}" >"$RESULTS/referrers.log" 2>&1; then
-	extra_failed=1
-fi
-
-# The suite asks tags/list whole, and with last alone: walk it here with n
-# too, following the Link headers, and check every tag is listed once, in
-# order.
-tags_failed=0
-{
-	printf '%s\n' "${TAGS[@]}"
-	cat "$BULK_FILE"
-} | sort -u >"$WORK/all-tags"
-if ! "$WORK/query" -dir "$FIXTURES" check-tags "http://127.0.0.1:$PORT" "$REPOSITORY" "$WORK/all-tags" 1000 777 100 >"$RESULTS/tags.log" 2>&1; then
-	tags_failed=1
-else
-	say "tags/list of $REPOSITORY ($(wc -l <"$WORK/all-tags") tags), walked with n and last:"
-	sed 's/^/  /' "$RESULTS/tags.log" >&2
-fi
-
-# The counts block of the suite's summary:
-#   "  Pass..........................:         42"
-count() { awk -v s="$1" '$0 ~ "^  " s "\\.+: +[0-9]+$" { n = $NF } END { print n }' "$LOG"; }
-pass=$(count Pass) fail=$(count FAIL) errs=$(count Error) skip=$(count Skip) disabled=$(count Disabled)
-if [[ -z $pass || -z $fail || -z $errs || -z $skip || -z $disabled ]]; then
-	tail -n 40 "$LOG" >&2
-	say "the suite printed no results (exit status $suite_status, log $LOG)"
-	echo "conformance: 0 passed, 1 failed, 0 skipped"
-	exit 1
-fi
-suite_pass=$pass
-failed=$((fail + errs))
-if ((fail + errs > 0)); then
-	say "failing tests (suite log: $LOG, server log: $RESULTS/serve.log):"
-	# The result tree: failing nodes and the errors of failing leaves.
-	awk '/^Test results/ { on = 1; next } /^Configuration:/ { on = 0 } on && (/: (FAIL|Error)$/ || /^ *- /)' "$LOG" >&2
-fi
-if ((extra_failed)); then
-	say "referrers content check failed: $(cat "$RESULTS/referrers.log")"
-	failed=$((failed + 1))
-else
-	pass=$((pass + 1))
-fi
-if ((tags_failed)); then
-	say "tags/list pagination check failed: $(cat "$RESULTS/tags.log")"
-	failed=$((failed + 1))
-else
-	pass=$((pass + 1))
-fi
-echo "conformance: $pass passed, $failed failed, $((skip + disabled)) skipped"
-((failed == 0 && suite_pass > 0))
+[[ -n $S3_PORT ]] || s3_fail "versitygw did not start: $(tail -n 20 "$WORK/versitygw.log")"
+S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+curl -sS -f -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" --user "$S3_ACCESS:$S3_SECRET" \
+	-H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' -X PUT "$S3_ENDPOINT/$BUCKET" ||
+	s3_fail "cannot create bucket $BUCKET on versitygw at $S3_ENDPOINT"
+say "versitygw is at $S3_ENDPOINT (pid $VGW_PID), bucket $BUCKET"
+aws_unset=()
+while IFS= read -r v; do aws_unset+=(-u "$v"); done < <(compgen -e | grep '^AWS_' || true)
+HERON=(env "${aws_unset[@]}" AWS_ACCESS_KEY_ID="$S3_ACCESS" AWS_SECRET_ACCESS_KEY="$S3_SECRET"
+	AWS_REGION=us-east-1 AWS_ENDPOINT_URL_S3="$S3_ENDPOINT" AWS_EC2_METADATA_DISABLED=true
+	AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null "$WORK/heron")
+S3_ROOT=s3://$BUCKET/tree
+# versitygw's posix back end keeps each object as the file DIR/BUCKET/KEY.
+publish_tree "$S3_ROOT" "$S3_DIR/$BUCKET/tree/repositories/$REPOSITORY.json"
+start_serve "$S3_ROOT" "$WORK/serve-s3.log"
+run_suite s3 || status=1
+stop_serve
+say "bucket run: $(($(date +%s) - started)) s"
+exit "$status"
