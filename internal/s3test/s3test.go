@@ -137,6 +137,9 @@ func (s *Server) start(bin string) error {
 	// The server must not read the developer's AWS settings, nor anything
 	// else of the environment meant for the tests' clients.
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.Dir}
+	// It dies with the test binary, whatever kills that (a timeout's
+	// panic, a signal), rather than outlive it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
