@@ -315,7 +315,7 @@ const (
 	s3PhaseRepository = "writing the repository file(s) (catalog unchanged)"
 	s3PhaseCatalog    = "writing the catalog"
 	s3PhaseDone       = "after it had exited (not counted as a kill)"
-	s3PhaseConcurrent = "while another publish into the same repository ran (phase not told)"
+	s3PhaseConcurrent = "while two other publishes raced it into the same repository (phase not told)"
 )
 
 var s3PhaseOrder = []string{s3PhaseBefore, s3PhaseStage, s3PhaseCommit, s3PhaseRepository, s3PhaseCatalog, s3PhaseConcurrent, s3PhaseDone}
@@ -489,9 +489,9 @@ func (p *bucketPools) pick(t *testing.T) *crashImage {
 // random moment, `heron publish` of an image, `heron publish --batch` and
 // `heron tag`, until HERON_CRASH_S3_KILLS runs (30% of
 // HERON_CRASH_KILLS: 30 by default, 6 with -short) were killed before
-// they finished. One run in four has another
-// publish (not killed) racing it into the same repository from a second
-// process, which must succeed and keep its tag. After every kill the
+// they finished. One run in four has two other publishes (not killed)
+// racing it, and each other, into the same repository from processes of
+// their own, which must succeed and keep their tags. After every kill the
 // bucket is checked (see check: heron's VerifyTree over store/s3, and the
 // test's own listing and hashing of every blob object), no tag is lost,
 // and the killed command is run again, which must succeed and give the
@@ -678,30 +678,51 @@ func TestCrashBucket(t *testing.T) {
 			delay = time.Duration(float64(run.estimate) * frac)
 		}
 
-		// One run in four, another publish (not killed) runs at the same
-		// time into one of the same repositories, under a tag of its
-		// own: it must succeed, and its tag must be there.
-		var companion *crashImage
-		var companionRepo, companionTag string
+		// One run in four, two other publishes (not killed) race it into
+		// one of the same repositories, each under a tag of its own: they
+		// must succeed, and their tags must be there. They publish images
+		// whose content is in the tree when there are such (they only
+		// edit the repository), start together, and so that they end
+		// when the run would: their edits of the repository file and of
+		// the catalog overlap, each other's and the run's.
+		type racer struct {
+			img *crashImage
+			tag string
+			run *publishRun
+		}
+		var racers []*racer
+		racedRepo := ""
 		if rng.IntN(4) == 0 {
-			companion = pools.images[rng.IntN(len(pools.images))]
-			companionRepo = slices.Sorted(maps.Keys(run.aimed))[0]
-			companionTag = fmt.Sprintf("c%d", attempts)
+			var done []*crashImage
+			for _, img := range pools.images {
+				if img.complete {
+					done = append(done, img)
+				}
+			}
+			if len(done) == 0 {
+				done = pools.images
+			}
+			racedRepo = slices.Sorted(maps.Keys(run.aimed))[0]
+			for i := range 2 {
+				racers = append(racers, &racer{img: done[rng.IntN(len(done))], tag: fmt.Sprintf("c%d-%d", attempts, i)})
+			}
 		}
 		allowed := map[string]map[string]digest.Digest{}
 		for repo, tags := range run.aimed {
 			allowed[repo] = maps.Clone(tags)
 		}
-		if companion != nil {
-			allowed[companionRepo][companionTag] = companion.digest
+		var racersDelay time.Duration
+		for _, rc := range racers {
+			allowed[racedRepo][rc.tag] = rc.img.digest
+			racersDelay = max(racersDelay, run.estimate-rc.img.took)
 		}
 
 		before := snap
-		var crun *publishRun
 		var cwg sync.WaitGroup
-		if companion != nil {
+		for _, rc := range racers {
 			cwg.Go(func() {
-				crun = b.run([]string{"publish", companion.source, "--root", b.root, "--to", companionRepo + ":" + companionTag}, -1)
+				time.Sleep(racersDelay)
+				rc.run = b.run([]string{"publish", rc.img.source, "--root", b.root, "--to", racedRepo + ":" + rc.tag}, -1)
 			})
 		}
 		r := b.run(run.args, delay)
@@ -713,13 +734,17 @@ func TestCrashBucket(t *testing.T) {
 		for repo := range run.aimed {
 			lastKilled[repo] = r.killed
 		}
-		if crun != nil {
-			what += ", alongside " + crun.String()
-			if crun.err != nil {
-				t.Fatalf("%s: the racing publish failed: %v\n%s", what, crun.err, &crun.stderr)
+		for _, rc := range racers {
+			what += ", alongside " + rc.run.String()
+		}
+		for _, rc := range racers {
+			if rc.run.err != nil {
+				t.Fatalf("%s: the racing %s failed: %v\n%s", what, rc.run, rc.run.err, &rc.run.stderr)
 			}
-			lastKilled[companionRepo] = false
-			companion.complete = true
+			rc.img.complete = true
+		}
+		if len(racers) > 0 {
+			lastKilled[racedRepo] = false
 			raced++
 		}
 
@@ -728,9 +753,9 @@ func TestCrashBucket(t *testing.T) {
 		prev := state
 		state, problems = b.check(snap, mayLag)
 		problems = append(problems, checkTagsKept(prev.repos, state.repos, allowed)...)
-		if crun != nil {
-			if rp := state.repos[companionRepo]; rp == nil || rp.Tags[companionTag] != companion.digest {
-				problems = append(problems, fmt.Sprintf("the racing publish's update was lost: %s:%s is not %s", companionRepo, companionTag, companion.digest))
+		for _, rc := range racers {
+			if rp := state.repos[racedRepo]; rp == nil || rp.Tags[rc.tag] != rc.img.digest {
+				problems = append(problems, fmt.Sprintf("a racing publish's update was lost: %s:%s is not %s", racedRepo, rc.tag, rc.img.digest))
 			}
 		}
 		spentCheck += time.Since(t0)
@@ -739,11 +764,11 @@ func TestCrashBucket(t *testing.T) {
 
 		phase := s3PhaseDone
 		switch {
-		case r.killed && crun != nil:
+		case r.killed && len(racers) > 0:
 			phase = s3PhaseConcurrent
 		case r.killed:
 			phase = bucketPhase(before, snap)
-		case crun == nil:
+		case len(racers) == 0:
 			// Unkilled and alone: how long it takes now (an image
 			// whose content is there only edits repositories).
 			switch run.kind {
@@ -753,7 +778,7 @@ func TestCrashBucket(t *testing.T) {
 				estimates[run.kind] = r.took
 			}
 		}
-		if aimKey != "" && crun == nil {
+		if aimKey != "" && len(racers) == 0 {
 			switch phase {
 			case s3PhaseBefore, s3PhaseStage, s3PhaseCommit:
 				aimAt[aimKey] = min(aimAt[aimKey]+0.06, 1.4)
@@ -876,7 +901,7 @@ func TestCrashBucket(t *testing.T) {
 	for _, k := range slices.Sorted(maps.Keys(gcKinds)) {
 		deleted = append(deleted, fmt.Sprintf("%d %s", gcKinds[k], k))
 	}
-	fmt.Printf("crash (s3): %d runs, %d killed (%s); %d raced by another publish into the same repository; seed %d, %s\n"+
+	fmt.Printf("crash (s3): %d runs, %d killed (%s); %d raced by two other publishes into the same repository; seed %d, %s\n"+
 		"crash (s3): %d images in %d batches, %.1f MiB, generated and timed in %s; after each run and each run again: heron's VerifyTree over store/s3 and every blob object hashed (%.1f MiB read)\n"+
 		"crash (s3): what each run had done when it was killed:\n%s\n"+
 		"crash (s3): every killed run was run again and gave its tags (%d runs again, %s); the checks took %s\n"+
