@@ -52,7 +52,8 @@ func crashPool(rng *rand.Rand, prefix string) []imageSpec {
 	return specs
 }
 
-// publishRun is one `heron publish` the test started.
+// publishRun is one `heron publish` (or other heron command) the test
+// started.
 type publishRun struct {
 	args   []string
 	stderr strings.Builder
@@ -78,8 +79,16 @@ const publishTimeout = 2 * time.Minute
 // runPublish runs heron publish with args and, when killAfter >= 0, sends
 // SIGKILL to its PID after that long.
 func runPublish(args []string, killAfter time.Duration) *publishRun {
+	return runHeron(append([]string{"publish"}, args...), nil, killAfter)
+}
+
+// runHeron runs heron with args (the command first), with env added to its
+// environment, and, when killAfter >= 0, sends SIGKILL to its PID after
+// that long.
+func runHeron(args, env []string, killAfter time.Duration) *publishRun {
 	r := &publishRun{args: args}
-	cmd := heron(append([]string{"publish"}, args...)...)
+	cmd := heron(args...)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = &r.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
@@ -112,7 +121,7 @@ func runPublish(args []string, killAfter time.Duration) *publishRun {
 }
 
 func (r *publishRun) String() string {
-	return "heron publish " + strings.Join(r.args, " ")
+	return "heron " + strings.Join(r.args, " ")
 }
 
 // verifyTree runs `heron verify --deep --root tree` if the binary has it,

@@ -16,6 +16,16 @@
 //     or their manifests, blobs and tags (crash/wide), in shard files:
 //     some split a full shard, some move a tag; after each, every shard
 //     file the repository file names must verify and no tag may be lost.
+//   - TestCrashBucket does the same with the tree in an S3-compatible
+//     bucket (versitygw, started on 127.0.0.1 by internal/s3test): it
+//     kills `heron publish` of an image, `heron publish --batch` and
+//     `heron tag`, some racing another publish into the same repository.
+//     After every kill, publish.VerifyTree over store/s3 and the test's
+//     own listing of the bucket (every blob object hashes to its key) find
+//     nothing wrong, no tag is lost, and the killed command run again
+//     gives its tags; heron gc --grace 0s then leaves a tree heron verify
+//     --deep passes. It counts the incomplete multipart uploads the kills
+//     left (a bucket lifecycle rule aborts them).
 //   - TestCrashFirstPublish kills the first publish into an empty folder
 //     around the moment it writes heron-layout.json; publishing into the
 //     folder again must work.
@@ -28,6 +38,7 @@
 // The tests are behind the reliability build tag, so that `go test ./...`
 // stays fast; run them with `make reliability` (or
 // `go test -tags reliability -v ./reliability/`). HERON_CRASH_KILLS,
-// HERON_CRASH_SEED and HERON_SOAK_DURATION tune them; docs/reliability.md
+// HERON_CRASH_S3_KILLS, HERON_CRASH_SEED and HERON_SOAK_DURATION tune
+// them; docs/reliability.md
 // has the commands and the figures of a run.
 package reliability
