@@ -18,7 +18,7 @@ RUN_DIR ?= $(CURDIR)/tmp
 RUN_ADDR ?= 127.0.0.1:5000
 # make e2e: the whole suite must finish within this (it takes a few minutes).
 E2E_TIMEOUT ?= 25m
-# make reliability: the crash and soak tests (about two and a half minutes;
+# make reliability: the crash and soak tests (about three minutes;
 # HERON_CRASH_KILLS and HERON_SOAK_DURATION tune them, see docs/reliability.md).
 RELIABILITY_TIMEOUT ?= 10m
 # make fuzz: how long each fuzz target runs (scripts/fuzz.sh); make
