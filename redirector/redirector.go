@@ -65,6 +65,9 @@ type options struct {
 	ops               bool
 	opsMetrics        http.Handler
 	signer            *URLSigner
+	// Blobs listed but not stored yet (WithFiller).
+	filler       Filler
+	fillReadOnly bool
 	// For a tree in a store (NewFromStore).
 	serveBlobs      bool
 	presignExpiry   time.Duration
