@@ -1,9 +1,10 @@
 package main
 
 import (
-	"errors"
 	"os"
 
+	"github.com/heron-registry/heron/publish"
+	"github.com/heron-registry/heron/publish/source"
 	"github.com/heron-registry/heron/redirector"
 	"github.com/heron-registry/heron/redirector/httpd"
 	"github.com/spf13/cobra"
@@ -75,24 +76,29 @@ environment, which wins over the file. See docs/operating.md.`,
 				return err
 			}
 			c.Logger = logger
+			st, err := root.open(cmd.Context())
+			if err != nil {
+				return err
+			}
 			if root.bucket() {
-				st, err := root.open(cmd.Context())
-				if err != nil {
-					return err
-				}
 				c.Store = st
 				if c.RevalidateAfter == 0 {
 					c.RevalidateAfter = -1 // Config's "every request"
 				}
-			} else if root.endpoint != "" {
-				return errors.New("--s3-endpoint is for an s3:// --root")
 			}
+			// Blobs an on_demand publish listed are fetched from their
+			// upstream when first asked for, with this process's
+			// credentials, and stored through a publisher of the tree
+			// (not with --read-only).
+			pub := publish.New(st, publish.WithLogger(logger))
+			c.Filler = publish.NewFiller(pub, source.WithUserAgent("heron"))
 			return httpd.Run(cmd.Context(), root.root, c)
 		},
 	}
 	f := cmd.Flags()
 	f.String(configFlag, "", "read settings from this YAML file (keys are the flags' names; the command line and HERON_* variables win)")
 	root.addFlags(f, "the tree to serve (required)")
+	f.BoolVar(&c.ReadOnly, "read-only", false, "never write the tree: blobs an on_demand publish left upstream are fetched, verified and streamed to the client, but not stored")
 	f.BoolVar(&c.ServeBlobs, "serve-blobs", false, "with an s3:// root: stream blobs through the server (verified) rather than redirect to presigned URLs")
 	f.DurationVar(&c.PresignExpiry, "presign-expiry", redirector.DefaultPresignExpiry, "with an s3:// root: how long a presigned blob URL is valid")
 	f.DurationVar(&c.RevalidateAfter, "revalidate-after", redirector.DefaultRevalidateAfter, "with an s3:// root: how long a cached repository file is trusted before a conditional GET checks it (0: every request)")

@@ -84,7 +84,12 @@ type Config struct {
 	// the default; negative: on every request) are its options
 	// [redirector.WithServeBlobs], WithPresignExpiry and
 	// WithRevalidateAfter.
-	Store           store.Store
+	Store store.Store
+	// Filler, when set, fetches the blobs repositories list as not
+	// stored ([redirector.WithFiller]); with ReadOnly they are streamed
+	// but never stored.
+	Filler          redirector.Filler
+	ReadOnly        bool
 	ServeBlobs      bool
 	PresignExpiry   time.Duration
 	RevalidateAfter time.Duration
@@ -147,6 +152,9 @@ func Run(ctx context.Context, root string, cfg Config) error {
 			return err
 		}
 		opts = append(opts, redirector.WithRedirectSigner(signer))
+	}
+	if cfg.Filler != nil {
+		opts = append(opts, redirector.WithFiller(cfg.Filler, cfg.ReadOnly))
 	}
 	var (
 		h   *redirector.Server
