@@ -1,0 +1,138 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heron-registry/heron/internal/fixtures"
+	"github.com/heron-registry/heron/internal/heronproc"
+)
+
+// TestOnDemandPull is lazy sync end to end: every fixture is published
+// with --policy on_demand from a registry (the suite's own heron serve, in
+// direct mode, behind its tap: a real registry that records what it is
+// asked), so that the new tree holds the manifests and lists the blobs as
+// not stored; a second heron serve of that tree is then pulled from by
+// every client. It must fetch each blob from the upstream when first asked
+// for, stream it verified, and store it: no blob is fetched from the
+// upstream twice, however many clients pull it, and the tree ends up whole
+// for what was pulled.
+func TestOnDemandPull(t *testing.T) {
+	var upstream *mode
+	for _, m := range suite.modes {
+		if m.cdn == nil && m.bucket == nil {
+			upstream = m
+		}
+	}
+	if upstream == nil {
+		t.Fatal("no direct mode to use as the upstream")
+	}
+	root := filepath.Join(t.TempDir(), "tree")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	fs := make([]*fixtures.Fixture, len(suite.fixtures.Fixtures))
+	for i := range suite.fixtures.Fixtures {
+		fs[i] = &suite.fixtures.Fixtures[i]
+	}
+	sort.SliceStable(fs, func(i, j int) bool { return fs[i].Subject == nil && fs[j].Subject != nil })
+	for _, f := range fs {
+		tg := targetFor(f)
+		ref := upstream.host() + "/" + tg.repo + ":" + tg.tag
+		if tg.byDigest {
+			ref = upstream.host() + "/" + tg.repo + "@" + f.Digest.String()
+		}
+		to := tg.repo + ":" + tg.tag
+		out, err := exec.CommandContext(ctx, suite.heron, "publish", "docker://"+ref, "--insecure", "--policy", "on_demand",
+			"--root", root, "--to", to, "--output", "json").CombinedOutput()
+		if err != nil {
+			t.Fatalf("heron publish docker://%s --policy on_demand: %v\n%s", ref, err, out)
+		}
+	}
+	deferred := lazyBlobs(t, root)
+	if deferred == 0 {
+		t.Fatal("the on_demand publishes left no blob upstream: the test tests nothing")
+	}
+
+	command := func(args ...string) *exec.Cmd { return exec.Command(suite.heron, args...) }
+	p, err := heronproc.StartServe("heron serve (on-demand)", command, root, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	tp, err := startTap(p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tp.close() })
+	md := &mode{name: "on-demand", heron: p, tap: tp}
+
+	upstream.tap.quiet()
+	mark := upstream.tap.mark()
+	pullAll(t, []*mode{md})
+	upstream.tap.quiet()
+	fetched := map[string]int{}
+	for _, e := range upstream.tap.since(mark) {
+		if e.Method == "GET" {
+			if m := blobPathRE.FindStringSubmatch(strings.SplitN(e.URI, "?", 2)[0]); m != nil {
+				fetched[m[2]+":"+m[3]]++
+			}
+		}
+	}
+	if len(fetched) == 0 {
+		t.Errorf("no blob was fetched from the upstream")
+	}
+	for d, n := range fetched {
+		if n > 1 {
+			t.Errorf("blob %s was fetched from the upstream %d times", d, n)
+		}
+	}
+	left := lazyBlobs(t, root)
+	t.Logf("on-demand: %d blobs listed as not stored after the publishes; %d fetched from the upstream by the pulls, each once; %d still not stored (no client asked for them)", deferred, len(fetched), left)
+	if left >= deferred {
+		t.Errorf("%d blobs are still listed as not stored, of %d: the fetched ones were not marked stored", left, deferred)
+	}
+	if out, err := exec.Command(suite.heron, "verify", "--root", root, "--deep").CombinedOutput(); err != nil {
+		t.Errorf("heron verify --deep: %v\n%s", err, out)
+	}
+}
+
+// lazyBlobs counts the blobs the repository files of the tree at root list
+// as not stored (heron verify's JSON report does not say; the files do).
+func lazyBlobs(t *testing.T, root string) int {
+	t.Helper()
+	n := 0
+	matches, _ := filepath.Glob(filepath.Join(root, "repositories", "e2e", "*.json"))
+	for _, m := range matches {
+		out, err := os.ReadFile(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			Blobs map[string]struct {
+				Stored *bool `json:"stored"`
+			} `json:"blobs"`
+		}
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+		for _, b := range r.Blobs {
+			if b.Stored != nil && !*b.Stored {
+				n++
+			}
+		}
+	}
+	return n
+}
