@@ -22,6 +22,7 @@ type Server struct {
 	// presign, when not nil, answers blob requests that no base URL
 	// redirects with a 307 to a presigned URL of the store.
 	presign *presigner
+	pull    *pullThrough // nil without WithPullThrough
 	// What the handlers read the tree through (lookups.go): the tree
 	// itself, or a cache wrapping it (cache.go).
 	repos             repositories
@@ -68,6 +69,10 @@ type options struct {
 	// Blobs listed but not stored yet (WithFiller).
 	filler       Filler
 	fillReadOnly bool
+	// Pull-through caches (WithPullThrough).
+	puller      Puller
+	pullThrough []PullThrough
+	pullTTL     time.Duration
 	// For a tree in a store (NewFromStore).
 	serveBlobs      bool
 	presignExpiry   time.Duration
@@ -201,6 +206,9 @@ func (s *Server) finish(o options) (*Server, error) {
 	s.redirectBase = o.redirectBase
 	s.redirectManifests = o.redirectManifests
 	s.signer = o.signer
+	if o.puller != nil && len(o.pullThrough) > 0 {
+		s.pull = newPullThrough(o.puller, o.pullThrough, o.pullTTL)
+	}
 	s.router = s.routes()
 	s.accessLog = o.accessLog
 	if o.ops {

@@ -145,8 +145,16 @@ func (s *Server) serveV2(w http.ResponseWriter, r *http.Request, rest string) er
 	case endpointUnknown:
 		return ErrNotFound
 	}
+	if s.pull != nil {
+		rt.name = s.pull.namespaced(r, rt.name)
+	}
 	if err := layout.ValidateRepository(rt.name); err != nil {
 		return ErrNameInvalid.WithDetail(err.Error())
+	}
+	if s.pull != nil && rt.endpoint == endpointManifest {
+		if err := s.pullManifest(r.Context(), rt.name, rt.ref); err != nil {
+			return err
+		}
 	}
 	err := s.serveRepository(w, r, rt)
 	if errors.Is(err, errRepoShardGone) {
