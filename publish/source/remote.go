@@ -48,15 +48,24 @@ type remoteSource struct {
 	spec string
 	ref  name.Reference
 	opts options
+	conn *remoteConn
 
 	mu        sync.Mutex
-	opened    bool
-	openErr   error
-	puller    *remote.Puller
-	client    *http.Client
 	manifests map[digest.Digest][]byte // the root manifest, read by Resolve
 	root      ocispec.Descriptor
 	resolved  bool
+}
+
+// remoteConn is the authenticated connection to one repository of a
+// registry, which the sources of a [RemoteRepository] share.
+type remoteConn struct {
+	repo name.Repository
+	opts options
+
+	mu     sync.Mutex
+	opened bool
+	puller *remote.Puller
+	client *http.Client
 }
 
 var _ UpstreamSource = (*remoteSource)(nil)
@@ -86,7 +95,7 @@ func parseRemote(spec, ref string, opts []Option) (*remoteSource, error) {
 			return nil, fmt.Errorf("source %q: %w", spec, err)
 		}
 	}
-	return &remoteSource{spec: spec, ref: r, opts: o}, nil
+	return &remoteSource{spec: spec, ref: r, opts: o, conn: &remoteConn{repo: r.Context(), opts: o}}, nil
 }
 
 func (s *remoteSource) String() string { return s.spec }
@@ -97,74 +106,89 @@ func (s *remoteSource) Upstream() layout.Upstream {
 	return layout.Upstream{Registry: repo.RegistryStr(), Repository: repo.RepositoryStr(), Insecure: s.opts.insecure}
 }
 
-// open authenticates once (ping, then basic auth or a bearer token), with
-// the retries around every request, including the ping.
+// open authenticates (ping, then basic auth or a bearer token), with the
+// retries around every request, including the ping. It does so once; a
+// failure is not kept, so that a long-lived user (heron serve) connects
+// again on its next call once the registry is back.
 func (s *remoteSource) open(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.opened {
-		return s.openErr
+	if err := s.conn.open(ctx); err != nil {
+		return s.explain(fmt.Errorf("%s: %w", s.spec, err))
+	}
+	return nil
+}
+
+func (c *remoteConn) open(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.opened {
+		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.opened = true
-	s.openErr = s.connect(ctx)
-	return s.openErr
+	if err := c.connect(ctx); err != nil {
+		return err
+	}
+	c.opened = true
+	return nil
 }
 
-func (s *remoteSource) connect(ctx context.Context) error {
-	repo := s.ref.Context()
-	base := s.opts.base
+func (c *remoteConn) connect(ctx context.Context) error {
+	repo := c.repo
+	base := c.opts.base
 	if base == nil {
 		t := remote.DefaultTransport.(*http.Transport).Clone()
-		if s.opts.insecure {
+		if c.opts.insecure {
 			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for with --insecure
 		}
 		base = t
 	}
-	var rt http.RoundTripper = transport.NewRetry(&retryAfter{inner: &schemeGuard{inner: base, host: repo.RegistryStr(), insecure: s.opts.insecure}, max: maxRetryAfter},
-		transport.WithRetryBackoff(s.opts.backoff),
+	var rt http.RoundTripper = transport.NewRetry(&retryAfter{inner: &schemeGuard{inner: base, host: repo.RegistryStr(), insecure: c.opts.insecure}, max: maxRetryAfter},
+		transport.WithRetryBackoff(c.opts.backoff),
 		transport.WithRetryPredicate(retryable),
 		transport.WithRetryStatusCodes(retryStatusCodes...))
-	rt = transport.NewUserAgent(rt, s.opts.userAgent)
-	auth, err := authn.Resolve(ctx, s.opts.keychain, repo)
+	rt = transport.NewUserAgent(rt, c.opts.userAgent)
+	auth, err := authn.Resolve(ctx, c.opts.keychain, repo)
 	if err != nil {
-		return fmt.Errorf("%s: reading credentials for %s: %w", s.spec, repo.RegistryStr(), err)
+		return fmt.Errorf("reading credentials for %s: %w", repo.RegistryStr(), err)
 	}
 	tr, err := transport.NewWithContext(ctx, repo.Registry, auth, rt, []string{repo.Scope(transport.PullScope)})
 	if err != nil {
-		return s.explain(fmt.Errorf("%s: connecting to %s: %w", s.spec, repo.RegistryStr(), err))
+		return fmt.Errorf("connecting to %s: %w", repo.RegistryStr(), err)
 	}
 	// tr is a transport.Wrapper: the puller uses it as it is, without
 	// authenticating again or wrapping it in more retries.
-	s.puller, err = remote.NewPuller(remote.WithTransport(tr))
+	c.puller, err = remote.NewPuller(remote.WithTransport(tr))
 	if err != nil {
 		return err
 	}
-	s.client = &http.Client{Transport: tr}
+	c.client = &http.Client{Transport: tr}
 	return nil
 }
 
 // explain adds what the user can do to an error from the registry.
-func (s *remoteSource) explain(err error) error {
+func (s *remoteSource) explain(err error) error { return s.conn.explain(err) }
+
+// explain adds what the user can do to an error from the registry.
+func (c *remoteConn) explain(err error) error {
+	host := c.repo.RegistryStr()
 	var terr *transport.Error
 	if errors.As(err, &terr) {
 		switch terr.StatusCode {
 		case http.StatusUnauthorized, http.StatusForbidden:
 			return fmt.Errorf("%w (are the credentials for %s right? heron reads them like docker: docker login %s, or DOCKER_CONFIG)",
-				err, s.ref.Context().RegistryStr(), s.ref.Context().RegistryStr())
+				err, host, host)
 		case http.StatusNotFound:
 			return fmt.Errorf("%w: %w", err, ErrNotFound)
 		}
 		for _, code := range retryStatusCodes {
 			if terr.StatusCode == code {
-				return fmt.Errorf("%w (HTTP %d; gave up after %d tries)", err, code, s.opts.backoff.Steps)
+				return fmt.Errorf("%w (HTTP %d; gave up after %d tries)", err, code, c.opts.backoff.Steps)
 			}
 		}
 	}
 	var cerr *tls.CertificateVerificationError
-	if !s.opts.insecure && errors.As(err, &cerr) {
+	if !c.opts.insecure && errors.As(err, &cerr) {
 		return fmt.Errorf("%w (the registry's certificate cannot be verified: --insecure skips the check)", err)
 	}
 	return err
@@ -179,7 +203,7 @@ func (s *remoteSource) Resolve(ctx context.Context) (ocispec.Descriptor, error) 
 	if s.resolved {
 		return s.root, nil
 	}
-	d, err := s.puller.Get(ctx, s.ref)
+	d, err := s.conn.puller.Get(ctx, s.ref)
 	if err != nil {
 		return ocispec.Descriptor{}, s.explain(fmt.Errorf("%s: %w", s.spec, err))
 	}
@@ -220,7 +244,7 @@ func (s *remoteSource) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.R
 		return io.NopCloser(bytes.NewReader(raw)), nil
 	}
 	if isManifestDescriptor(desc) {
-		d, err := s.puller.Get(ctx, s.ref.Context().Digest(desc.Digest.String()))
+		d, err := s.conn.puller.Get(ctx, s.ref.Context().Digest(desc.Digest.String()))
 		if err != nil {
 			return nil, s.explain(err)
 		}
@@ -245,7 +269,7 @@ func (s *remoteSource) Stat(ctx context.Context, desc ocispec.Descriptor) (int64
 		return 0, err
 	}
 	if isManifestDescriptor(desc) {
-		d, err := s.puller.Head(ctx, s.ref.Context().Digest(desc.Digest.String()))
+		d, err := s.conn.puller.Head(ctx, s.ref.Context().Digest(desc.Digest.String()))
 		if err != nil {
 			return 0, s.explain(err)
 		}
@@ -274,7 +298,7 @@ func (s *remoteSource) blobRequest(ctx context.Context, method string, d digest.
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.client.Do(req)
+	resp, err := s.conn.client.Do(req)
 	if err != nil {
 		return nil, s.explain(fmt.Errorf("%s blob %s: %w", method, d, err))
 	}
@@ -290,12 +314,17 @@ func (s *remoteSource) blobRequest(ctx context.Context, method string, d digest.
 }
 
 func (s *remoteSource) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.client != nil {
-		s.client.CloseIdleConnections()
-	}
+	s.conn.closeIdle()
 	return nil
+}
+
+// closeIdle closes the connections to the registry that are idle.
+func (c *remoteConn) closeIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.client != nil {
+		c.client.CloseIdleConnections()
+	}
 }
 
 // retryable reports the errors worth another try: what ggcr's transport
