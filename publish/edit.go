@@ -81,6 +81,34 @@ func (p *Publisher) Tag(ctx context.Context, name, tag string, newTags ...string
 	return d, nil
 }
 
+// SetTag points tag of repository name at manifest d, which the repository
+// must list already (tagged or not), in one edit of the repository. It
+// writes nothing when the tag names d already. A manifest the tag named
+// before stays listed, untagged. A missing repository or manifest is
+// ErrNotFound.
+func (p *Publisher) SetTag(ctx context.Context, name, tag string, d digest.Digest) error {
+	if err := CheckTree(ctx, p.sink); err != nil {
+		return err
+	}
+	if err := layout.ValidateTag(tag); err != nil {
+		return err
+	}
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("digest %q: %w", d, err)
+	}
+	touch := &touchKeys{}
+	touch.add(layout.TagKind, tag)
+	touch.add(layout.ManifestKind, string(d))
+	_, err := p.editRepository(ctx, name, false, touch, func(r *layout.Repository) error {
+		if _, ok := r.Manifests[d]; !ok {
+			return fmt.Errorf("manifest %s: %w", d, ErrNotFound)
+		}
+		r.Tags[tag] = d
+		return nil
+	})
+	return err
+}
+
 // removeChunk bounds how many repository locks RemoveRepositories holds at
 // once (each is an open file).
 const removeChunk = 64

@@ -160,6 +160,10 @@ type publishOpts struct {
 	// their files are written. RunBatch publishes without, and updates
 	// the catalog once, at the end.
 	updateCatalog bool
+	// untagged accepts targets with an empty Tag: the image is listed in
+	// the repository, tagged nothing (a pull by digest of the
+	// pull-through cache, Puller.PullDigest).
+	untagged bool
 }
 
 // publishOpts returns what Publish publishes with: the publisher's options.
@@ -169,7 +173,7 @@ func (p *Publisher) publishOpts() publishOpts {
 
 // publish is Publish with opts rather than the publisher's options.
 func (p *Publisher) publish(ctx context.Context, src source.Source, targets []Target, opts publishOpts) (_ *Result, err error) {
-	byRepo, names, err := groupTargets(targets)
+	byRepo, names, err := groupTargets(targets, opts.untagged)
 	if err != nil {
 		return nil, err
 	}
@@ -260,20 +264,29 @@ func (p *Publisher) publish(ctx context.Context, src source.Source, targets []Ta
 	return res, nil
 }
 
-func groupTargets(targets []Target) (map[string][]string, []string, error) {
+// groupTargets validates targets and returns their tags by repository,
+// and the repositories, sorted. With untagged, a target may have no tag.
+func groupTargets(targets []Target, untagged bool) (map[string][]string, []string, error) {
 	if len(targets) == 0 {
 		return nil, nil, ErrNoTargets
 	}
 	byRepo := map[string][]string{}
 	var names []string
 	for _, t := range targets {
-		if err := t.Validate(); err != nil {
+		if untagged && t.Tag == "" {
+			if err := layout.ValidateRepository(t.Repository); err != nil {
+				return nil, nil, fmt.Errorf("target %q: %w", t.Repository, err)
+			}
+		} else if err := t.Validate(); err != nil {
 			return nil, nil, err
 		}
 		if _, ok := byRepo[t.Repository]; !ok {
 			names = append(names, t.Repository)
+			byRepo[t.Repository] = nil
 		}
-		byRepo[t.Repository] = append(byRepo[t.Repository], t.Tag)
+		if t.Tag != "" {
+			byRepo[t.Repository] = append(byRepo[t.Repository], t.Tag)
+		}
 	}
 	sort.Strings(names)
 	return byRepo, names, nil

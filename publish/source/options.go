@@ -61,6 +61,16 @@ func WithRetry(first time.Duration, tries int) Option {
 	}
 }
 
+// WithTransport sets the transport a registry source sends its requests
+// through, below the retries and authentication it adds: sources of many
+// repositories of a registry may share one pool of connections. The
+// default is a transport of their own, like ggcr's remote.DefaultTransport
+// (whose TLS settings WithInsecure relaxes; with WithTransport, that is
+// the transport's business).
+func WithTransport(rt http.RoundTripper) Option {
+	return func(o *options) { o.base = rt }
+}
+
 // WithUserAgent sets the User-Agent a registry source sends (ggcr adds its
 // own after it).
 func WithUserAgent(ua string) Option {
