@@ -23,6 +23,10 @@ import (
 //     the flags' names (cache-size: 0);
 //  4. the flag's default.
 //
+// A flag that can be given several times (--pull-through) takes a list in
+// the file (a YAML sequence) and comma-separated values in the
+// environment; the first of the places that has it gives all its values.
+//
 // A key of the file that is not a flag of the command is an error, so that
 // a misspelt setting is not silently ignored. Variables of the environment
 // are not checked that way: it is shared with other programs.
@@ -63,6 +67,7 @@ func applyConfig(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) error
 	}
 	type assignment struct {
 		name, value, from string
+		list              []string // a YAML sequence, for a slice flag
 	}
 	var todo []assignment
 	fs.VisitAll(func(f *pflag.Flag) {
@@ -70,13 +75,19 @@ func applyConfig(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) error
 			return
 		}
 		if v, ok := env(f.Name); ok {
-			todo = append(todo, assignment{f.Name, v, envName(f.Name)})
+			todo = append(todo, assignment{name: f.Name, value: v, from: envName(f.Name)})
 		} else if s, ok := file[f.Name]; ok {
-			todo = append(todo, assignment{f.Name, s.value, s.where})
+			todo = append(todo, assignment{name: f.Name, value: s.value, from: s.where, list: s.list})
 		}
 	})
 	var errs []error
 	for _, a := range todo {
+		if a.list != nil {
+			if err := fs.Lookup(a.name).Value.(pflag.SliceValue).Replace(a.list); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", a.from, err))
+			}
+			continue
+		}
 		if err := fs.Set(a.name, a.value); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", a.from, err))
 		}
@@ -84,14 +95,17 @@ func applyConfig(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) error
 	return errors.Join(errs...)
 }
 
-// setting is one key of a configuration file: its value, and where it is
-// for messages ("FILE:LINE: KEY").
+// setting is one key of a configuration file: its value (or values, for a
+// slice flag given a YAML sequence), and where it is for messages
+// ("FILE:LINE: KEY").
 type setting struct {
 	value, where string
+	list         []string
 }
 
-// readConfigFile reads a YAML mapping of flag names of fs to single values.
-// An empty file sets nothing.
+// readConfigFile reads a YAML mapping of flag names of fs to single values,
+// or to sequences of single values for the flags that take several. An
+// empty file sets nothing.
 func readConfigFile(path string, fs *pflag.FlagSet) (map[string]setting, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -130,6 +144,17 @@ func readConfigFile(path string, fs *pflag.FlagSet) (map[string]setting, error) 
 		}
 		if _, dup := out[k.Value]; dup {
 			return nil, fmt.Errorf("%s: set twice", where)
+		}
+		if _, slice := fs.Lookup(k.Value).Value.(pflag.SliceValue); slice && v.Kind == yaml.SequenceNode {
+			list := []string{}
+			for _, item := range v.Content {
+				if item.Kind != yaml.ScalarNode || item.Tag == "!!null" {
+					return nil, fmt.Errorf("config %s:%d: %s: want a list of single values", path, item.Line, k.Value)
+				}
+				list = append(list, item.Value)
+			}
+			out[k.Value] = setting{where: where, list: list}
+			continue
 		}
 		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
 			return nil, fmt.Errorf("%s: want a single value", where)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 
 	"github.com/heron-registry/heron/publish"
@@ -14,6 +15,7 @@ func newCmdServe() *cobra.Command {
 	var (
 		root                treeRoot
 		logFormat, logLevel string
+		pullThrough         []string
 		c                   httpd.Config
 	)
 	cmd := &cobra.Command{
@@ -52,6 +54,13 @@ bucket signs (presigned, valid --presign-expiry; reused while half of that
 remains); --serve-blobs streams them through the server instead, verified.
 See docs/deploy.md.
 
+With --pull-through PREFIX=URL (repeatable), the repositories under PREFIX/
+are a cache of the registry at URL: a pull of PREFIX/NAME:TAG publishes
+NAME:TAG of that registry into the tree on_demand, and checks it there again
+at most once per --pull-through-ttl; blobs are fetched when first asked for.
+containerd's mirror requests (?ns=HOST) use the cache whose PREFIX is HOST.
+See docs/mirror.md.
+
 Operations: GET /healthz (liveness), /readyz (the tree is readable and of a
 layout version this heron reads) and /metrics (Prometheus) are answered on
 --addr, or on --metrics-addr alone when it is set. One log line per request
@@ -75,6 +84,12 @@ environment, which wins over the file. See docs/operating.md.`,
 			if err != nil {
 				return err
 			}
+			if c.PullThrough, err = parsePullThrough(pullThrough); err != nil {
+				return err
+			}
+			if len(c.PullThrough) > 0 && c.ReadOnly {
+				return errors.New("--pull-through writes what it fetches into the tree: it cannot be used with --read-only")
+			}
 			c.Logger = logger
 			st, err := root.open(cmd.Context())
 			if err != nil {
@@ -92,6 +107,9 @@ environment, which wins over the file. See docs/operating.md.`,
 			// (not with --read-only).
 			pub := publish.New(st, publish.WithLogger(logger))
 			c.Filler = publish.NewFiller(pub, source.WithUserAgent("heron"))
+			// Pull-through caches publish what clients ask for
+			// on_demand, with the same publisher and credentials.
+			c.Puller = pullerAdapter{publish.NewPuller(pub, source.WithUserAgent("heron"))}
 			return httpd.Run(cmd.Context(), root.root, c)
 		},
 	}
@@ -99,6 +117,8 @@ environment, which wins over the file. See docs/operating.md.`,
 	f.String(configFlag, "", "read settings from this YAML file (keys are the flags' names; the command line and HERON_* variables win)")
 	root.addFlags(f, "the tree to serve (required)")
 	f.BoolVar(&c.ReadOnly, "read-only", false, "never write the tree: blobs an on_demand publish left upstream are fetched, verified and streamed to the client, but not stored")
+	f.StringSliceVar(&pullThrough, "pull-through", nil, "PREFIX=URL: make the repositories under PREFIX/ a cache of the registry at URL (https://HOST[:PORT], or http:// for plain HTTP); repeatable, comma-separated in HERON_PULL_THROUGH, a list in the config file")
+	f.DurationVar(&c.PullThroughTTL, "pull-through-ttl", redirector.DefaultPullThroughTTL, "how long a tag of a pull-through cache is served from the tree before the upstream is asked again")
 	f.BoolVar(&c.ServeBlobs, "serve-blobs", false, "with an s3:// root: stream blobs through the server (verified) rather than redirect to presigned URLs")
 	f.DurationVar(&c.PresignExpiry, "presign-expiry", redirector.DefaultPresignExpiry, "with an s3:// root: how long a presigned blob URL is valid")
 	f.DurationVar(&c.RevalidateAfter, "revalidate-after", redirector.DefaultRevalidateAfter, "with an s3:// root: how long a cached repository file is trusted before a conditional GET checks it (0: every request)")

@@ -93,6 +93,12 @@ type Config struct {
 	ServeBlobs      bool
 	PresignExpiry   time.Duration
 	RevalidateAfter time.Duration
+	// PullThrough, when not empty, are the pull-through caches, which
+	// Puller brings into the tree, each tag checked upstream at most once
+	// per PullThroughTTL (0: the default) ([redirector.WithPullThrough]).
+	PullThrough    []redirector.PullThrough
+	PullThroughTTL time.Duration
+	Puller         redirector.Puller
 	// MemoryLimit is the Go runtime's soft memory limit while Run runs, in
 	// bytes: 0 is [redirector.MemoryLimit](CacheBytes), unless GOMEMLIMIT
 	// is set, which then stands; -1 sets none. Run puts back the limit it
@@ -155,6 +161,12 @@ func Run(ctx context.Context, root string, cfg Config) error {
 	}
 	if cfg.Filler != nil {
 		opts = append(opts, redirector.WithFiller(cfg.Filler, cfg.ReadOnly))
+	}
+	if len(cfg.PullThrough) > 0 {
+		if cfg.Puller == nil {
+			return errors.New("--pull-through: no puller to fill the caches with")
+		}
+		opts = append(opts, redirector.WithPullThrough(cfg.Puller, cfg.PullThrough, cfg.PullThroughTTL))
 	}
 	var (
 		h   *redirector.Server
