@@ -323,6 +323,18 @@ func (p *Publisher) checkTree(ctx context.Context) (needInit bool, err error) {
 	return true, nil
 }
 
+// Init makes the root a heron tree, empty, unless it is one: a missing or
+// empty root gets its heron-layout.json; a root holding something else,
+// or a tree of another layout version, is an error. heron serve calls it
+// for a pull-through cache, which may start from nothing.
+func (p *Publisher) Init(ctx context.Context) error {
+	needInit, err := p.checkTree(ctx)
+	if err != nil || !needInit {
+		return err
+	}
+	return p.initTree(ctx)
+}
+
 // initTree writes heron-layout.json into a tree that checkTree found
 // must be initialised.
 func (p *Publisher) initTree(ctx context.Context) error {

@@ -7,6 +7,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -193,8 +194,8 @@ func TestServePullThrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, _ := img.Digest()
-	root := t.TempDir()
-	writeLayoutFile(t, root, layout.EncodeLayoutFile())
+	// A cache starts from nothing: a root that does not exist yet.
+	root := filepath.Join(t.TempDir(), "mirror")
 	s := startServe(t, "--root", root, "--addr", "127.0.0.1:0", "--pull-through", "up="+up.URL)
 
 	for _, u := range []string{

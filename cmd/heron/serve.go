@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/heron-registry/heron/publish"
@@ -110,6 +111,13 @@ environment, which wins over the file. See docs/operating.md.`,
 			// Pull-through caches publish what clients ask for
 			// on_demand, with the same publisher and credentials.
 			c.Puller = pullerAdapter{publish.NewPuller(pub, source.WithUserAgent("heron"))}
+			if len(c.PullThrough) > 0 {
+				// A cache may start from nothing: an empty or new
+				// root becomes an empty tree.
+				if err := pub.Init(cmd.Context()); err != nil {
+					return fmt.Errorf("%s: %w", root.root, err)
+				}
+			}
 			return httpd.Run(cmd.Context(), root.root, c)
 		},
 	}
