@@ -73,10 +73,24 @@ type mode struct {
 	// bucket is set when heron serves a tree in a bucket and redirects
 	// blobs to the bucket's presigned URLs (bucket_test.go).
 	bucket *presigned
+	// prefix, when set, is a pull-through cache's: clients pull every
+	// fixture as PREFIX/<repository> (ondemand_test.go).
+	prefix string
+	// only, when set, are the clients that pull in this mode.
+	only []string
 }
 
 // host is the registry host clients pull from.
 func (m *mode) host() string { return m.tap.addr() }
+
+// base is where the mode's repositories are: host, and the pull-through
+// cache's prefix.
+func (m *mode) base() string {
+	if m.prefix != "" {
+		return m.host() + "/" + m.prefix
+	}
+	return m.host()
+}
 
 // results counts the leaf subtests (client × fixture × mode) for the
 // summary line.

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,15 +28,7 @@ import (
 // upstream twice, however many clients pull it, and the tree ends up whole
 // for what was pulled.
 func TestOnDemandPull(t *testing.T) {
-	var upstream *mode
-	for _, m := range suite.modes {
-		if m.cdn == nil && m.bucket == nil {
-			upstream = m
-		}
-	}
-	if upstream == nil {
-		t.Fatal("no direct mode to use as the upstream")
-	}
+	upstream := directMode(t)
 	root := filepath.Join(t.TempDir(), "tree")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -82,23 +75,7 @@ func TestOnDemandPull(t *testing.T) {
 	upstream.tap.quiet()
 	mark := upstream.tap.mark()
 	pullAll(t, []*mode{md})
-	upstream.tap.quiet()
-	fetched := map[string]int{}
-	for _, e := range upstream.tap.since(mark) {
-		if e.Method == "GET" {
-			if m := blobPathRE.FindStringSubmatch(strings.SplitN(e.URI, "?", 2)[0]); m != nil {
-				fetched[m[2]+":"+m[3]]++
-			}
-		}
-	}
-	if len(fetched) == 0 {
-		t.Errorf("no blob was fetched from the upstream")
-	}
-	for d, n := range fetched {
-		if n > 1 {
-			t.Errorf("blob %s was fetched from the upstream %d times", d, n)
-		}
-	}
+	fetched := checkFetchedOnce(t, upstream, mark)
 	left := lazyBlobs(t, root)
 	t.Logf("on-demand: %d blobs listed as not stored after the publishes; %d fetched from the upstream by the pulls, each once; %d still not stored (no client asked for them)", deferred, len(fetched), left)
 	if left >= deferred {
@@ -135,4 +112,99 @@ func lazyBlobs(t *testing.T, root string) int {
 		}
 	}
 	return n
+}
+
+// TestPullThroughPull is the pull-through cache end to end: heron serve
+// of a new, empty root with --pull-through up=http://UPSTREAM (the
+// suite's own heron serve in direct mode, behind its tap) is pulled from
+// by skopeo, crane and podman as up/<repository>; it must publish each
+// manifest on_demand when first asked for and fetch each blob once. Then
+// a containerd mirror request (?ns=up on the plain path) is answered from
+// the same cache.
+func TestPullThroughPull(t *testing.T) {
+	upstream := directMode(t)
+	root := filepath.Join(t.TempDir(), "mirror")
+	command := func(args ...string) *exec.Cmd { return exec.Command(suite.heron, args...) }
+	p, err := heronproc.StartServe("heron serve (pull-through)", command, root, 30*time.Second,
+		"--pull-through", "up=http://"+upstream.host())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	tp, err := startTap(p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tp.close() })
+	md := &mode{name: "pull-through", heron: p, tap: tp, prefix: "up", only: []string{"skopeo", "crane", "podman"}}
+
+	upstream.tap.quiet()
+	mark := upstream.tap.mark()
+	pullAll(t, []*mode{md})
+	checkFetchedOnce(t, upstream, mark)
+
+	// containerd asks its mirror for docker.io/…-style names on the plain
+	// path, naming the registry in ?ns=.
+	var f *fixtures.Fixture
+	for i := range suite.fixtures.Fixtures {
+		if suite.fixtures.Fixtures[i].Name == fixtures.NameOCIImage {
+			f = &suite.fixtures.Fixtures[i]
+		}
+	}
+	req, err := http.NewRequest(http.MethodGet, "http://"+p.Addr+"/v2/"+targetFor(f).repo+"/manifests/latest?ns=up", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", f.MediaType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != f.Digest.String() {
+		t.Errorf("GET …/manifests/latest?ns=up: %d, digest %q; want 200, %s", resp.StatusCode, resp.Header.Get("Docker-Content-Digest"), f.Digest)
+	}
+	if out, err := exec.Command(suite.heron, "verify", "--root", root, "--deep").CombinedOutput(); err != nil {
+		t.Errorf("heron verify --deep of the cache: %v\n%s", err, out)
+	}
+}
+
+// directMode is the suite's mode in which heron serve sends blobs itself.
+func directMode(t *testing.T) *mode {
+	t.Helper()
+	for _, m := range suite.modes {
+		if m.cdn == nil && m.bucket == nil {
+			return m
+		}
+	}
+	t.Fatal("no direct mode")
+	return nil
+}
+
+// checkFetchedOnce checks that the upstream's tap saw, since mark, at
+// least one blob GET, and none twice.
+func checkFetchedOnce(t *testing.T, upstream *mode, mark int) map[string]int {
+	t.Helper()
+	upstream.tap.quiet()
+	fetched := map[string]int{}
+	for _, e := range upstream.tap.since(mark) {
+		if e.Method == "GET" {
+			if m := blobPathRE.FindStringSubmatch(strings.SplitN(e.URI, "?", 2)[0]); m != nil {
+				fetched[m[2]+":"+m[3]]++
+			}
+		}
+	}
+	if len(fetched) == 0 {
+		t.Errorf("no blob was fetched from the upstream")
+	}
+	for d, n := range fetched {
+		if n > 1 {
+			t.Errorf("blob %s was fetched from the upstream %d times", d, n)
+		}
+	}
+	return fetched
 }
