@@ -359,7 +359,6 @@ func (f *blobFetch) run() {
 	clients := f.clients
 	f.mu.Unlock()
 	f.release()
-	fl.results[result].Add(1)
 
 	attrs := []any{"repository", f.name, "digest", f.d.String(), "size", f.size,
 		"duration", fetched, "clients", clients, "result", fillResults[result]}
@@ -371,6 +370,8 @@ func (f *blobFetch) run() {
 	default:
 		fl.log.Info("on-demand fetch", attrs...)
 	}
+	// Counted last: tests wait for the count, then read the log.
+	fl.results[result].Add(1)
 }
 
 // copyUpstream copies the blob from the upstream into the spool file,

@@ -30,6 +30,7 @@ import (
 	"github.com/heron-registry/heron/store"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // upstream is a registry started in the test (go-containerregistry's
@@ -421,7 +422,8 @@ func (e *odEnv) clients() int {
 func TestOnDemandFirstPull(t *testing.T) {
 	for _, mode := range odModes {
 		t.Run(mode.name, func(t *testing.T) {
-			e := newODEnv(t, mode, 1<<20+17, false)
+			reg := prometheus.NewRegistry()
+			e := newODEnv(t, mode, 1<<20+17, false, WithMetrics(reg))
 			// HEAD answers from the repository file, fetching nothing.
 			resp, _ := fetch(t, e.srv, http.MethodHead, blobURL("lazy/app", e.d), nil)
 			if resp.StatusCode != 200 || resp.ContentLength != int64(len(e.layer)) {
@@ -432,8 +434,11 @@ func TestOnDemandFirstPull(t *testing.T) {
 			if inTree, listed := e.stored(t, "lazy/app"); !inTree || !listed {
 				t.Errorf("after the first pull: in the tree %v, listed as stored %v", inTree, listed)
 			}
-			if got := e.result(resultStored); got != 1 {
-				t.Errorf("%d fetches stored, want 1", got)
+			if got := value(t, reg, metricFetches, map[string]string{labelResult: "stored"}); got != 1 {
+				t.Errorf("%s{result=stored} = %v, want 1", metricFetches, got)
+			}
+			if got := value(t, reg, metricFetchedBytes, nil); got != float64(len(e.layer)) {
+				t.Errorf("%s = %v, want %d", metricFetchedBytes, got, len(e.layer))
 			}
 			log := e.logs.take()
 			if !strings.Contains(log, "on-demand fetch") || !strings.Contains(log, "result=stored") || !strings.Contains(log, e.d.String()) {
