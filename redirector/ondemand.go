@@ -133,6 +133,8 @@ type filling struct {
 
 	mu       sync.Mutex
 	inflight map[digest.Digest]*blobFetch
+	// spools counts the spool files open.
+	spools atomic.Int64
 
 	// Counts for the metrics, by result (see fillResults).
 	results [len(fillResults)]atomic.Int64
@@ -243,6 +245,7 @@ func (fl *filling) join(name string, d digest.Digest, size int64) (*blobFetch, e
 	// Unlinked at once where the system allows it (not on Windows):
 	// nothing is left behind by a server that dies mid-fetch.
 	named := os.Remove(file.Name()) != nil
+	fl.spools.Add(1)
 	f := &blobFetch{
 		fl: fl, name: name, d: d, size: size, file: file, named: named, began: time.Now(),
 		progress: make(chan struct{}), refs: 2, names: []string{name}, clients: 1,
@@ -275,6 +278,7 @@ func (f *blobFetch) release() {
 		if f.named {
 			os.Remove(f.file.Name())
 		}
+		f.fl.spools.Add(-1)
 	}
 }
 
@@ -486,6 +490,11 @@ func (s *Server) serveOnDemand(w http.ResponseWriter, r *http.Request, name stri
 		}
 	}
 	defer f.release()
+	if f.size != size {
+		// Two repositories list the digest with other sizes: one of
+		// them is wrong, and the fetch checks the size it started with.
+		return fmt.Errorf("blob %s: repository %s lists %d bytes, a fetch of it in flight %d", d, name, size, f.size)
+	}
 
 	if wantsWhole(r) {
 		// A part, or a precondition: answered from the whole, once
@@ -516,6 +525,12 @@ func (s *Server) serveOnDemand(w http.ResponseWriter, r *http.Request, name stri
 			// Send what is written before waiting for more.
 			_ = rc.Flush()
 			if avail, err = f.wait(ctx, pos); err != nil {
+				break
+			}
+			if avail <= pos {
+				// Done, and shorter than listed: cannot be, as the
+				// fetch checks the size; never loop on it.
+				err = fmt.Errorf("blob %s: fetch ended at byte %d of %d", d, avail, size)
 				break
 			}
 		}

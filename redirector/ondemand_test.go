@@ -313,6 +313,9 @@ func newODEnv(t *testing.T, mode odMode, size int, readOnly bool, opts ...Option
 		if left, _ := os.ReadDir(e.spool); len(left) > 0 {
 			t.Errorf("spool files left: %v", left)
 		}
+		if n := e.s.fill.spools.Load(); n != 0 {
+			t.Errorf("%d spool files open after Close", n)
+		}
 	})
 	return e
 }
@@ -880,5 +883,40 @@ func TestSpoolDir(t *testing.T) {
 			s.Close()
 			t.Errorf("spool folder %s accepted", dir)
 		}
+	}
+}
+
+// TestOnDemandOtherSize: a repository that lists a digest in flight with
+// another size is answered with an error, not bytes of the wrong length
+// (nor a hang).
+func TestOnDemandOtherSize(t *testing.T) {
+	e := newODEnv(t, odModes[1], 500_000, false)
+	gate := make(chan struct{})
+	e.up.set("", gate)
+	resp := e.get(t, "lazy/app", nil)
+	defer resp.Body.Close()
+	if _, err := io.ReadFull(resp.Body, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.filler.read(context.Background(), "lazy/other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := r.Blobs[e.d]
+	b.Size++
+	r.Blobs[e.d] = b
+	data, _ := r.Encode()
+	key, _ := layout.RepositoryKey("lazy/other")
+	if err := e.st.Put(context.Background(), key, bytes.NewReader(data), store.Want{}); err != nil {
+		t.Fatal(err)
+	}
+	other := e.get(t, "lazy/other", nil)
+	other.Body.Close()
+	if other.StatusCode != http.StatusInternalServerError {
+		t.Errorf("GET through the repository listing another size: %d", other.StatusCode)
+	}
+	close(gate)
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Errorf("GET through the repository listing the right size: %v", err)
 	}
 }
