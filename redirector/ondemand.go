@@ -58,6 +58,18 @@ import (
 //   - A fetch that fails before a client was sent anything is answered
 //     502 (504 for a timeout) with a reason of the server's own words; the
 //     upstream's error is logged, never sent.
+//   - Fetches are keyed by digest alone: a request through another
+//     repository that lists the same digest (and size) joins the fetch in
+//     flight, which reads from the upstream of the repository that
+//     started it (the bytes are verified against the digest either way).
+//     StoreBlob is called for each repository whose requests joined, the
+//     first one's failure being the store's.
+//   - The spool holds a whole blob on the file system of WithSpoolDir:
+//     point it at a disk with room for the largest blobs in flight
+//     together, not at a RAM-backed /tmp.
+//   - One line is logged per fetch (repository, digest, size, duration,
+//     clients, result); heron_ondemand_fetches_total{result} and
+//     heron_ondemand_fetched_bytes_total count them (metrics.go).
 
 const (
 	// spoolChunk is the size of the buffers a fetch and each of its
