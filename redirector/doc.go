@@ -31,6 +31,13 @@
 // docs/signed-urls.md). Manifests are served directly, verified
 // against their digest, unless [WithRedirectManifests] asks for redirects.
 //
+// A blob that an on_demand publish listed as not stored is fetched from
+// the repository's upstream when a client asks for it, if the server has
+// a [Filler] ([WithFiller]; ondemand.go): once however many clients ask,
+// streamed to all of them from a spool file as it arrives ([WithSpoolDir]),
+// its last byte sent only once the whole is verified, then stored through
+// the Filler unless the server is read-only.
+//
 // [New] reads a tree in a folder of this machine (tree.go). [NewFromStore]
 // reads one through a store.Store, such as an S3 bucket (storetree.go): the
 // same answers, with repository files validated by the store's version of

@@ -69,6 +69,17 @@ var (
 	// ErrPaginationNumberInvalid: the "n" query parameter is not a
 	// non-negative integer (400).
 	ErrPaginationNumberInvalid = &Error{Code: CodePaginationNumberInvalid, Status: http.StatusBadRequest, Message: "invalid number of results requested"}
+	// ErrUpstream: a blob the repository lists but the tree does not
+	// hold yet could not be fetched from the repository's upstream
+	// (502, see WithFiller); the detail says why in the server's words,
+	// the upstream's own error is logged.
+	ErrUpstream = &Error{Code: CodeUnknown, Status: http.StatusBadGateway, Message: "the blob is not stored here and could not be fetched from the upstream registry"}
+	// ErrUpstreamTimeout: the same, because the upstream stopped sending
+	// (504).
+	ErrUpstreamTimeout = &Error{Code: CodeUnknown, Status: http.StatusGatewayTimeout, Message: "the blob is not stored here and the upstream registry did not send it in time"}
+	// ErrShuttingDown: the server is closing and starts no more work
+	// (503).
+	ErrShuttingDown = &Error{Code: CodeUnknown, Status: http.StatusServiceUnavailable, Message: "the server is shutting down"}
 	// ErrInternal is what a client sees of any other failure (500); the
 	// cause is logged, never sent.
 	ErrInternal = &Error{Code: CodeUnknown, Status: http.StatusInternalServerError, Message: "internal server error"}

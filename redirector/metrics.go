@@ -24,6 +24,8 @@ const (
 	metricCacheRequests = "heron_cache_requests_total"
 	metricCacheEntries  = "heron_cache_entries"
 	metricCacheWeight   = "heron_cache_weight_bytes"
+	metricFetches       = "heron_ondemand_fetches_total"
+	metricFetchedBytes  = "heron_ondemand_fetched_bytes_total"
 	labelRoute          = "route"
 	labelMethod         = "method"
 	labelCode           = "code"
@@ -165,7 +167,11 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	}
 	m.children.Store(&map[requestKey]prometheus.Counter{})
 	m.reg = reg
-	for _, c := range []prometheus.Collector{m.requests, inFlight, duration, bytes, content, newCacheCollector(s)} {
+	collectors := []prometheus.Collector{m.requests, inFlight, duration, bytes, content, newCacheCollector(s)}
+	if s.fill != nil {
+		collectors = append(collectors, newFillCollector(s.fill))
+	}
+	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
 			return nil, err
@@ -273,4 +279,36 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(n.entries), l.cache)
 		ch <- prometheus.MustNewConstMetric(c.weightDsc, prometheus.GaugeValue, float64(n.weight), l.cache)
 	}
+}
+
+// fillCollector reports the fetches of blobs on demand (ondemand.go) from
+// the counters the server keeps anyway, at scrape time.
+type fillCollector struct {
+	fl             *filling
+	fetches, bytes *prometheus.Desc
+}
+
+func newFillCollector(fl *filling) *fillCollector {
+	return &fillCollector{
+		fl: fl,
+		fetches: prometheus.NewDesc(metricFetches,
+			"Blobs listed but not stored that were fetched from an upstream, by result: stored; verified (a read-only server stores nothing); store_failed (verified, not stored); failed (the upstream failed, or sent other bytes: nothing stored).",
+			[]string{labelResult}, nil),
+		bytes: prometheus.NewDesc(metricFetchedBytes,
+			"Bytes received from upstreams by on-demand fetches, verified or not.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *fillCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.fetches
+	ch <- c.bytes
+}
+
+// Collect implements prometheus.Collector.
+func (c *fillCollector) Collect(ch chan<- prometheus.Metric) {
+	for i, result := range fillResults {
+		ch <- prometheus.MustNewConstMetric(c.fetches, prometheus.CounterValue, float64(c.fl.results[i].Load()), result)
+	}
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(c.fl.bytes.Load()))
 }

@@ -40,6 +40,9 @@ type Server struct {
 	ops               http.Handler // nil without WithOpsEndpoints
 	readiness         atomic.Int32 // the last /readyz answer, to log changes
 	protectedSeen     atomic.Bool  // a protected repository was asked for (logged once)
+	// fill fetches blobs listed but not stored (ondemand.go); nil
+	// without WithFiller.
+	fill *filling
 
 	// afterCatalogIndex, when set (by tests only), runs after the catalog
 	// index is read and before its shards are, to reproduce a publish that
@@ -69,6 +72,7 @@ type options struct {
 	// Blobs listed but not stored yet (WithFiller).
 	filler       Filler
 	fillReadOnly bool
+	spoolDir     string
 	// Pull-through caches (WithPullThrough).
 	puller      Puller
 	pullThrough []PullThrough
@@ -214,6 +218,14 @@ func (s *Server) finish(o options) (*Server, error) {
 	if o.ops {
 		s.ops = s.OpsHandler(o.opsMetrics)
 	}
+	if o.filler != nil {
+		fill, err := newFilling(o)
+		if err != nil {
+			s.files.close()
+			return nil, err
+		}
+		s.fill = fill
+	}
 	if o.metrics != nil {
 		m, err := newMetrics(o.metrics, s)
 		if err != nil {
@@ -239,9 +251,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.serveObserved(w, r)
 }
 
-// Close releases the tree and unregisters the metrics. Requests served
+// Close cancels the blobs being fetched on demand (and waits for them to
+// stop), releases the tree and unregisters the metrics. Requests served
 // after Close fail.
 func (s *Server) Close() error {
+	if s.fill != nil {
+		s.fill.close()
+	}
 	if s.metrics != nil {
 		s.metrics.unregister()
 	}

@@ -179,7 +179,8 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, name, ref
 // (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-blobs):
 // only for a digest the repository lists as a blob or a manifest, by a 307
 // to the blob base URL if there is one, or with the bytes and Range
-// support otherwise.
+// support otherwise. A blob listed as not stored is fetched on demand
+// (ondemand.go) when the server has a Filler.
 func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, name, ref string) error {
 	d, err := layout.ParseDigest(ref)
 	if err != nil {
@@ -228,7 +229,10 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, name, ref str
 			w.WriteHeader(http.StatusOK)
 			return nil
 		}
-		s.log.WarnContext(r.Context(), "blob is listed but not stored; on-demand fetching is not implemented",
+		if s.fill != nil {
+			return s.serveOnDemand(w, r, name, repo, d, size)
+		}
+		s.log.WarnContext(r.Context(), "blob is listed but not stored, and this server fetches nothing (no filler)",
 			"repository", name, "digest", d.String())
 		return ErrBlobUnknown.WithDetail(map[string]string{"name": name, "digest": d.String()})
 	}
