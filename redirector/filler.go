@@ -25,7 +25,10 @@ type Filler interface {
 	OpenBlob(ctx context.Context, name string, d digest.Digest, size int64) (io.ReadCloser, error)
 	// StoreBlob writes blob d, read from content (verified again as it
 	// is written), into the tree, and marks it stored in repository
-	// name. A blob the tree holds already is not written again.
+	// name. A blob the tree holds already is not written again, and
+	// content is then not read: the server also calls StoreBlob to mark
+	// a blob stored in a repository that lists it as not stored when
+	// another repository's request has fetched it.
 	StoreBlob(ctx context.Context, name string, d digest.Digest, size int64, content io.Reader) error
 }
 

@@ -145,6 +145,9 @@ type filling struct {
 
 	mu       sync.Mutex
 	inflight map[digest.Digest]*blobFetch
+	// marking are the repositories and blobs being marked stored (see
+	// markStored), by repository name and digest.
+	marking map[string]bool
 	// spools counts the spool files open.
 	spools atomic.Int64
 
@@ -186,7 +189,51 @@ func newFilling(o options) (*filling, error) {
 		ctx: ctx, cancel: cancel,
 		idleTimeout: defaultIdleTimeout, storeTimeout: defaultStoreTimeout,
 		inflight: map[digest.Digest]*blobFetch{},
+		marking:  map[string]bool{},
 	}, nil
+}
+
+// markStored has the filler mark blob d stored in repository name, which
+// lists it as not stored although the tree holds it (another repository's
+// request fetched it), in the background and once at a time per
+// repository and blob, so that the next request of that repository is
+// answered as for any stored blob. StoreBlob reads no content for a blob
+// the tree holds: it is given a reader that fails if read.
+func (fl *filling) markStored(name string, d digest.Digest, size int64) {
+	if fl.readOnly {
+		return
+	}
+	key := name + "@" + string(d)
+	fl.mu.Lock()
+	if fl.marking[key] || fl.ctx.Err() != nil {
+		fl.mu.Unlock()
+		return
+	}
+	fl.marking[key] = true
+	fl.wg.Add(1)
+	fl.mu.Unlock()
+	go func() {
+		defer fl.wg.Done()
+		defer func() {
+			fl.mu.Lock()
+			delete(fl.marking, key)
+			fl.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(fl.ctx, fl.storeTimeout)
+		defer cancel()
+		if err := fl.filler.StoreBlob(ctx, name, d, size, inTreeReader{}); err != nil {
+			fl.log.WarnContext(ctx, "marking a blob the tree holds as stored failed; it is served all the same",
+				"repository", name, "digest", d.String(), "err", err)
+		}
+	}()
+}
+
+// inTreeReader is the content given to StoreBlob for a blob the tree
+// holds: reading it is an error (the blob was deleted meanwhile).
+type inTreeReader struct{}
+
+func (inTreeReader) Read([]byte) (int, error) {
+	return 0, errors.New("the blob was in the tree a moment ago and is gone: not stored")
 }
 
 // close cancels the fetches in flight and waits for their goroutines.
@@ -490,6 +537,7 @@ func (s *Server) serveOnDemand(w http.ResponseWriter, r *http.Request, name stri
 		err := s.files.statBlob(ctx, d, size)
 		switch {
 		case err == nil:
+			s.fill.markStored(name, d, size)
 			if err := s.blobRedirect(ctx, r.Method, repo, d); err != nil {
 				return err
 			}
