@@ -5,17 +5,24 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/heron-registry/heron/internal/fixtures"
 	"github.com/heron-registry/heron/internal/heronproc"
+	"github.com/heron-registry/heron/layout"
+	"github.com/opencontainers/go-digest"
 )
 
 // TestOnDemandPull is lazy sync end to end: every fixture is published
@@ -207,4 +214,137 @@ func checkFetchedOnce(t *testing.T, upstream *mode, mark int) map[string]int {
 		}
 	}
 	return fetched
+}
+
+// slowBody sends a blob's bytes slowly, so that a fetch through it lasts
+// long enough to be killed in the middle.
+type slowBody struct {
+	io.ReadCloser
+	slow *atomic.Bool
+}
+
+func (b slowBody) Read(p []byte) (int, error) {
+	if b.slow.Load() {
+		time.Sleep(10 * time.Millisecond)
+		p = p[:min(len(p), 8<<10)]
+	}
+	return b.ReadCloser.Read(p)
+}
+
+// TestOnDemandKilledMidFetch SIGKILLs heron serve while it fetches a blob
+// from a slow upstream: the client's transfer fails, no blob is in the
+// tree, and a new server fetches it again, whole and right.
+func TestOnDemandKilledMidFetch(t *testing.T) {
+	upstream := directMode(t)
+	target, err := url.Parse("http://" + upstream.host())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var throttle atomic.Bool
+	throttle.Store(true)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.Method == http.MethodGet && blobPathRE.MatchString(resp.Request.URL.Path) {
+			resp.Body = slowBody{resp.Body, &throttle}
+		}
+		return nil
+	}
+	slow := httptest.NewServer(rp)
+	defer slow.Close()
+	slowHost := strings.TrimPrefix(slow.URL, "http://")
+
+	var f *fixtures.Fixture
+	for i := range suite.fixtures.Fixtures {
+		if suite.fixtures.Fixtures[i].Name == fixtures.NameLargeImage {
+			f = &suite.fixtures.Fixtures[i]
+		}
+	}
+	if f == nil {
+		t.Skip("no large-image fixture")
+	}
+	root := filepath.Join(t.TempDir(), "tree")
+	tg := targetFor(f)
+	if out, err := exec.Command(suite.heron, "publish", "docker://"+slowHost+"/"+tg.repo+":"+tg.tag, "--insecure", "--policy", "on_demand",
+		"--root", root, "--to", tg.repo+":"+tg.tag).CombinedOutput(); err != nil {
+		t.Fatalf("heron publish --policy on_demand: %v\n%s", err, out)
+	}
+	// The largest blob the repository lists as not stored.
+	rk, _ := layout.RepositoryKey(tg.repo)
+	data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(rk)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var repo layout.Repository
+	if err := json.Unmarshal(data, &repo); err != nil {
+		t.Fatal(err)
+	}
+	var d digest.Digest
+	var size int64
+	for bd, b := range repo.Blobs {
+		if !b.IsStored() && b.Size > size {
+			d, size = bd, b.Size
+		}
+	}
+	if d == "" {
+		t.Fatal("no blob left upstream")
+	}
+	blobURL := func(s *heronproc.Server) string { return s.Base() + "/v2/" + tg.repo + "/blobs/" + d.String() }
+	command := func(args ...string) *exec.Cmd { return exec.Command(suite.heron, args...) }
+
+	s1, err := heronproc.StartServe("heron serve (killed)", command, root, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(blobURL(s1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Read a little, then kill the server in the middle of the fetch.
+	got, _ := io.ReadFull(resp.Body, make([]byte, min(size/4, 64<<10)))
+	if err := s1.Cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	rest, rerr := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if rerr == nil && int64(got+len(rest)) == size {
+		t.Fatalf("the client got all %d bytes although the server was killed in the middle", size)
+	}
+	_ = s1.Stop() // reaps it; it had exited (killed)
+	bk, _ := layout.BlobKey(d)
+	if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(bk))); err == nil {
+		t.Fatalf("%s is in the tree after a fetch killed in the middle", bk)
+	}
+	if out, err := exec.Command(suite.heron, "verify", "--root", root).CombinedOutput(); err != nil {
+		t.Errorf("heron verify after the kill: %v\n%s", err, out)
+	}
+
+	// A new server fetches it again, whole (from an upstream at full
+	// speed now).
+	throttle.Store(false)
+	s2, err := heronproc.StartServe("heron serve (after the kill)", command, root, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Stop()
+	resp, err = http.Get(blobURL(s2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || digest.FromBytes(body) != d {
+		t.Fatalf("GET after the kill: %d, %d bytes, %v; want 200 and %s", resp.StatusCode, len(body), err, d)
+	}
+	// And stores it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(bk))); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not stored 10s after a whole fetch", bk)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("killed mid-fetch after %d of %d bytes; nothing stored; fetched again whole by a new server", got, size)
 }

@@ -143,6 +143,19 @@ func TestPullThrough(t *testing.T) {
 	if n := p.calls.Load() - before; n != 1 {
 		t.Errorf("%d calls for an unknown tag asked 3 times, want 1", n)
 	}
+	// No open proxy: a blob no manifest of the repository lists is a 404,
+	// and nobody is asked for it.
+	before = p.calls.Load()
+	if w := get(s, http.MethodGet, "/v2/docker.io/library/alpine/blobs/"+digest.FromString("not listed").String()); w.Code != http.StatusNotFound {
+		t.Fatalf("a blob no manifest lists: %d", w.Code)
+	}
+	if p.calls.Load() != before {
+		t.Errorf("the puller was asked for a blob no manifest lists")
+	}
+	// The empty layer is answered locally, listed or not.
+	if w := get(s, http.MethodGet, "/v2/docker.io/library/alpine/blobs/sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"); w.Code != http.StatusOK {
+		t.Errorf("the empty layer: %d", w.Code)
+	}
 	// A name outside every cache is the tree's alone.
 	before = p.calls.Load()
 	if code, _ := digestOf("/v2/other/library/alpine/manifests/3.20"); code != http.StatusNotFound {
