@@ -23,6 +23,17 @@
 // shows it, and TestSignedRedirectsEdgeFunction runs the edge function of
 // docs/signed-urls.md under Node.js.
 //
+// Content at request time (docs/mirror.md), with the suite's own heron
+// serve (direct mode) as the upstream registry: TestOnDemandPull publishes
+// every fixture --policy on_demand from it and pulls them all with every
+// client from a second heron serve, which fetches each blob once and
+// stores it; TestPullThroughPull pulls every fixture with skopeo, crane
+// and podman from a pull-through cache (--pull-through up=…) that starts
+// from an empty folder, and sends a containerd ?ns= request;
+// TestOnDemandKilledMidFetch SIGKILLs a server in the middle of a fetch
+// from a slow upstream: nothing is stored, and a new server fetches the
+// blob whole.
+//
 // The tests are behind the e2e build tag, so that `go test ./...` stays
 // fast; run them with `make e2e` (or `go test -tags e2e ./e2e/...`) after
 // `make tools`. They print one summary line, "e2e: N passed, N failed,
