@@ -55,6 +55,16 @@ bucket signs (presigned, valid --presign-expiry; reused while half of that
 remains); --serve-blobs streams them through the server instead, verified.
 See docs/deploy.md.
 
+Content at request time (docs/mirror.md): a blob that an on_demand publish
+listed but did not store is fetched from the repository's upstream when
+first asked for (with this process's docker credentials), streamed to the
+client verified, once for any number of clients, and stored (not with
+--read-only). --pull-through PREFIX=URL makes the repositories under
+PREFIX/ a cache of the registry at URL: a tag is published on_demand when
+first pulled and checked upstream at most once per --pull-through-ttl;
+containerd's ?ns=HOST mirror requests are answered from the cache whose
+PREFIX is HOST.
+
 With --pull-through PREFIX=URL (repeatable), the repositories under PREFIX/
 are a cache of the registry at URL: a pull of PREFIX/NAME:TAG publishes
 NAME:TAG of that registry into the tree on_demand, and checks it there again
