@@ -267,3 +267,52 @@ func TestBucketObjectHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestBucketFiller: the blobs of an on_demand publish into a bucket are
+// fetched and stored by the Filler (heron serve's writer), and marked
+// stored with a conditional write.
+func TestBucketFiller(t *testing.T) {
+	_, st := openBucket(t)
+	u := newUpstream(t, false)
+	img := ociImage(t, 400, 2)
+	u.push("upstream/lazy:v1", img)
+	p := publish.New(st, publish.WithPolicy(publish.PolicyOnDemand))
+	if _, err := publishWith(t, p, "docker://"+u.host+"/upstream/lazy:v1", fast(), "app:v1"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	f := publish.NewFiller(publish.New(st), fast()...)
+	r, err := publish.ReadRepository(ctx, st, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lazy := 0
+	for d, b := range r.Blobs {
+		if b.IsStored() {
+			continue
+		}
+		lazy++
+		rc, err := f.OpenBlob(ctx, "app", d, b.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = f.StoreBlob(ctx, "app", d, b.Size, rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lazy == 0 {
+		t.Fatal("nothing was left upstream: the test tests nothing")
+	}
+	r, err = publish.ReadRepository(ctx, st, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d, b := range r.Blobs {
+		if !b.IsStored() {
+			t.Errorf("blob %s still listed as not stored", d)
+		}
+	}
+	verifyBucket(t, st)
+}
