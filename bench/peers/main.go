@@ -17,7 +17,11 @@
 //     manifest requests and presigned 307s of heron serve --root s3://…
 //     next to the same tree on the file system, and heron publish of a
 //     1 GiB image to the bucket next to a plain multipart upload of the
-//     same bytes with the AWS SDK alone (bench/s3upload).
+//     same bytes with the AWS SDK alone (bench/s3upload);
+//   - blobs fetched on demand from an upstream registry:2 (ondemand.go):
+//     time to last byte of a first pull of a 256 MiB layer through heron
+//     next to the same GET straight from the registry, and heron's RSS
+//     while 20 clients pull a 1 GiB layer at once (one upstream GET).
 //
 // It installs nothing (bench/install.sh does), starts every server itself
 // on a free loopback port, stops each one by its PID, and writes a
@@ -60,6 +64,9 @@ type config struct {
 	s3          bool
 	s3Only      bool
 	s3Publish   s3PublishConfig
+	ondemand    ondemandConfig
+	odOn        bool
+	odOnly      bool
 	peerRepos   int
 	startups    int
 	keep        bool
@@ -91,6 +98,9 @@ func main() {
 	flag.BoolVar(&cfg.s3, "s3", true, "measure a tree in a bucket (versitygw): serve and publish (-s3=false skips it)")
 	flag.BoolVar(&cfg.s3Only, "s3-only", false, "measure a tree in a bucket only (no peers, no tree sizes, no tags, no profiles)")
 	cfg.s3Publish.addFlags()
+	flag.BoolVar(&cfg.odOn, "ondemand", true, "measure blobs fetched on demand from an upstream registry:2 (-ondemand=false skips it)")
+	flag.BoolVar(&cfg.odOnly, "ondemand-only", false, "measure blobs fetched on demand only (no peers, no tree sizes, no tags, no bucket, no profiles)")
+	cfg.ondemand.addFlags()
 	flag.IntVar(&cfg.peerRepos, "peer-repos", 1000, "repositories of the tree the servers are compared on")
 	flag.IntVar(&cfg.startups, "startups", 5, "start-ups measured per tree size")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the run folder (server logs, configurations)")
@@ -134,11 +144,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "peers: -tags-only needs -tag-sizes")
 		os.Exit(2)
 	}
-	if cfg.tagsOnly && cfg.s3Only {
-		fmt.Fprintln(os.Stderr, "peers: -tags-only and -s3-only exclude each other")
+	if n := btoi(cfg.tagsOnly) + btoi(cfg.s3Only) + btoi(cfg.odOnly); n > 1 {
+		fmt.Fprintln(os.Stderr, "peers: -tags-only, -s3-only and -ondemand-only exclude each other")
 		os.Exit(2)
 	}
 	if err := cfg.s3Publish.check(); err != nil {
+		fmt.Fprintln(os.Stderr, "peers:", err)
+		os.Exit(2)
+	}
+	if err := cfg.ondemand.check(); err != nil {
 		fmt.Fprintln(os.Stderr, "peers:", err)
 		os.Exit(2)
 	}
@@ -151,6 +165,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "peers:", err)
 		os.Exit(1)
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func logf(format string, args ...any) {
@@ -188,13 +209,13 @@ func run(ctx context.Context, cfg *config) (err error) {
 	rep := &report{cfg: cfg, began: began}
 	rep.machine = machineInfo(heron)
 
-	only := cfg.tagsOnly || cfg.s3Only
+	only := cfg.tagsOnly || cfg.s3Only || cfg.odOnly
 	if !only {
 		if err := measurePeersAndSizes(ctx, cfg, fx, runDir, rep); err != nil {
 			return err
 		}
 	}
-	if len(cfg.tagSizes) > 0 && !cfg.s3Only {
+	if len(cfg.tagSizes) > 0 && !cfg.s3Only && !cfg.odOnly {
 		rep.tags = &tagsResult{}
 		tree, err := ensureTagsTree(ctx, cfg.cacheDir, img, cfg.tagSizes, rep.tags)
 		if err != nil {
@@ -206,6 +227,11 @@ func run(ctx context.Context, cfg *config) (err error) {
 	}
 	if (cfg.s3 && !only) || cfg.s3Only {
 		if rep.s3, err = measureS3(ctx, cfg, fx, runDir); err != nil {
+			return err
+		}
+	}
+	if (cfg.odOn && !only) || cfg.odOnly {
+		if rep.ondemand, err = measureOndemand(ctx, cfg, runDir); err != nil {
 			return err
 		}
 	}

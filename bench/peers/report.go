@@ -170,6 +170,7 @@ type report struct {
 	sizes      []*sizeResult
 	tags       *tagsResult
 	s3         *s3Result
+	ondemand   *ondemandResult
 	profiles   []profileResult
 }
 
@@ -204,6 +205,9 @@ func (r *report) markdown() string {
 	}
 	if r.s3 != nil {
 		r.s3.markdown(&b, cfg)
+	}
+	if r.ondemand != nil {
+		r.ondemand.markdown(&b)
 	}
 	b.WriteString("\n### Targets\n\n| target | measured | met |\n| --- | --- | --- |\n")
 	for _, t := range r.targets() {
@@ -341,6 +345,9 @@ func (r *report) targets() [][3]string {
 	}
 	if r.s3 != nil {
 		out = append(out, r.s3.targets(yes)...)
+	}
+	if r.ondemand != nil {
+		out = append(out, r.ondemand.targets(yes)...)
 	}
 	return out
 }
