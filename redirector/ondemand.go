@@ -74,7 +74,7 @@ import (
 const (
 	// spoolChunk is the size of the buffers a fetch and each of its
 	// clients copy through.
-	spoolChunk = 64 << 10
+	spoolChunk = 256 << 10
 	// defaultIdleTimeout bounds the wait for each read from the upstream.
 	defaultIdleTimeout = 30 * time.Second
 	// defaultStoreTimeout bounds Filler.StoreBlob.

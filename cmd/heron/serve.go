@@ -134,6 +134,7 @@ environment, which wins over the file. See docs/operating.md.`,
 	f := cmd.Flags()
 	f.String(configFlag, "", "read settings from this YAML file (keys are the flags' names; the command line and HERON_* variables win)")
 	root.addFlags(f, "the tree to serve (required)")
+	f.StringVar(&c.SpoolDir, "spool-dir", "", "where blobs fetched on demand are spooled while they are fetched and verified: a folder on a disk with room for the largest blobs in flight together, not a RAM-backed /tmp (default: the system's temporary folder)")
 	f.BoolVar(&c.ReadOnly, "read-only", false, "never write the tree: blobs an on_demand publish left upstream are fetched, verified and streamed to the client, but not stored")
 	f.StringSliceVar(&pullThrough, "pull-through", nil, "PREFIX=URL: make the repositories under PREFIX/ a cache of the registry at URL (https://HOST[:PORT], or http:// for plain HTTP); repeatable, comma-separated in HERON_PULL_THROUGH, a list in the config file")
 	f.DurationVar(&c.PullThroughTTL, "pull-through-ttl", redirector.DefaultPullThroughTTL, "how long a tag of a pull-through cache is served from the tree before the upstream is asked again")

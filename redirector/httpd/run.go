@@ -88,8 +88,11 @@ type Config struct {
 	// Filler, when set, fetches the blobs repositories list as not
 	// stored ([redirector.WithFiller]); with ReadOnly they are streamed
 	// but never stored.
-	Filler          redirector.Filler
-	ReadOnly        bool
+	Filler   redirector.Filler
+	ReadOnly bool
+	// SpoolDir is where blobs fetched on demand are spooled
+	// ([redirector.WithSpoolDir]); empty: the system's temporary folder.
+	SpoolDir        string
 	ServeBlobs      bool
 	PresignExpiry   time.Duration
 	RevalidateAfter time.Duration
@@ -161,6 +164,9 @@ func Run(ctx context.Context, root string, cfg Config) error {
 	}
 	if cfg.Filler != nil {
 		opts = append(opts, redirector.WithFiller(cfg.Filler, cfg.ReadOnly))
+		if cfg.SpoolDir != "" {
+			opts = append(opts, redirector.WithSpoolDir(cfg.SpoolDir))
+		}
 	}
 	if len(cfg.PullThrough) > 0 {
 		if cfg.Puller == nil {
