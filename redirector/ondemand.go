@@ -75,6 +75,8 @@ const (
 	// spoolChunk is the size of the buffers a fetch and each of its
 	// clients copy through.
 	spoolChunk = 256 << 10
+	// hashBuffers is how many chunks a fetch reads ahead of its hashing.
+	hashBuffers = 4
 	// defaultIdleTimeout bounds the wait for each read from the upstream.
 	defaultIdleTimeout = 30 * time.Second
 	// defaultStoreTimeout bounds Filler.StoreBlob.
@@ -459,10 +461,36 @@ func (f *blobFetch) copyUpstream() error {
 		return fail(err)
 	}
 	defer rc.Close()
+	// The bytes are hashed by a goroutine of their own, on the other
+	// core, while the next ones are read and the clients are sent what
+	// is written (they never get the last byte before the digest is
+	// checked): a few buffers go round between the two.
 	h := f.d.Algorithm().Hash()
-	buf := make([]byte, spoolChunk)
+	free := make(chan []byte, hashBuffers)
+	for range hashBuffers {
+		free <- make([]byte, spoolChunk)
+	}
+	toHash := make(chan []byte, hashBuffers)
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		for b := range toHash {
+			h.Write(b)
+			free <- b[:cap(b)]
+		}
+	}()
+	hashing := true
+	stopHashing := func() {
+		if hashing {
+			hashing = false
+			close(toHash)
+			<-hashed
+		}
+	}
+	defer stopHashing()
 	var n int64
 	for {
+		buf := <-free
 		// One byte more than listed is enough to tell an overrun.
 		m, rerr := rc.Read(buf[:min(int64(len(buf)), f.size+1-n)])
 		if m > 0 {
@@ -473,13 +501,15 @@ func (f *blobFetch) copyUpstream() error {
 			if _, werr := f.file.WriteAt(buf[:m], n); werr != nil {
 				return &fetchError{kind: failSpool, err: werr}
 			}
-			h.Write(buf[:m])
+			toHash <- buf[:m]
 			n += int64(m)
 			fl.bytes.Add(int64(m))
 			f.mu.Lock()
 			f.written = n
 			f.broadcast()
 			f.mu.Unlock()
+		} else {
+			free <- buf
 		}
 		if errors.Is(rerr, io.EOF) {
 			break
@@ -491,6 +521,7 @@ func (f *blobFetch) copyUpstream() error {
 	if n < f.size {
 		return &fetchError{kind: failShort, err: fmt.Errorf("%d bytes, the repository lists %d", n, f.size)}
 	}
+	stopHashing()
 	if got := digest.NewDigest(f.d.Algorithm(), h); got != f.d {
 		return &fetchError{kind: failMismatch, err: fmt.Errorf("content has digest %s", got)}
 	}
