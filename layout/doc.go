@@ -12,6 +12,7 @@
 //	  catalog/shards/<hex>.json    sorted runs of repository names, content addressed
 //	  .heron/locks/<hex>.lock      writers' lock files; readers ignore them
 //	  .heron/changes               the change counter (ChangesKey); servers may map it
+//	  .heron/uploads/<id>/…        blob upload sessions (push); never served
 //
 // Keys use "/" whatever the operating system: they are also object-store keys
 // and URL suffixes (a CDN serving the tree's blobs/ folder answers
@@ -28,6 +29,8 @@
 //	catalogShard:    catalog/shards/<hex>.json               CatalogShardKey(id)
 //	writerState:     .heron                                  WriterStateDirKey()
 //	lock:            .heron/locks/<sha256 hex of key>.lock   LockKey(key)
+//	uploadState:     .heron/uploads/<id>/state.json          UploadStateKey(id)
+//	uploadChunk:     .heron/uploads/<id>/<offset, 20 digits> UploadChunkKey(id, offset)
 //
 // Manifests are blobs: they live under blobs/ like any other content, so
 // ManifestKey(d) is BlobKey(d).
