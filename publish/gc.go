@@ -74,6 +74,10 @@ type GCResult struct {
 	// with DryRun): repository files a publish killed before its catalog
 	// step left unlisted.
 	Listed []string `json:"listed"`
+	// Uploads counts the blob upload sessions deleted (or that would be)
+	// because nothing was written to them within the grace period (see
+	// [Publisher.ExpireUploads]).
+	Uploads int `json:"uploads"`
 }
 
 // GC deletes what no repository file references, by mark and sweep:
@@ -88,7 +92,9 @@ type GCResult struct {
 //     deleted;
 //  3. sweep: every blob under blobs/ that is not marked, and every
 //     writer's temporary file anywhere in the tree but the writer's private
-//     .heron/ folder, is deleted.
+//     .heron/ folder, is deleted;
+//  4. uploads: the blob upload sessions nothing was written to since the
+//     cutoff are deleted ([Publisher.ExpireUploads]).
 //
 // Nothing is deleted that was written or touched less than opts.Grace
 // before gc started. The sink must be a [ListSink] and an [ExpireSink]
@@ -196,9 +202,22 @@ func (p *Publisher) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 			return res, err
 		}
 	}
+	if res.Uploads, err = p.gcUploads(ctx, cutoff, opts.DryRun); err != nil {
+		return res, fmt.Errorf("gc: %w", err)
+	}
 	sort.Slice(res.Deleted, func(i, j int) bool { return res.Deleted[i].Key < res.Deleted[j].Key })
-	p.log.DebugContext(ctx, "gc", "deleted", res.Files, "bytes", res.Bytes, "young", res.Young, "dryRun", opts.DryRun)
+	p.log.DebugContext(ctx, "gc", "deleted", res.Files, "uploads", res.Uploads, "bytes", res.Bytes, "young", res.Young, "dryRun", opts.DryRun)
 	return res, nil
+}
+
+// gcUploads expires the upload sessions idle since cutoff (with dryRun,
+// only counts them). The sweep above skips .heron/, where they live.
+func (p *Publisher) gcUploads(ctx context.Context, cutoff time.Time, dryRun bool) (int, error) {
+	if dryRun {
+		ids, err := p.staleUploads(ctx, cutoff)
+		return len(ids), err
+	}
+	return p.ExpireUploads(ctx, cutoff)
 }
 
 // expire deletes item unless it was touched since cutoff, and records it.

@@ -1,0 +1,419 @@
+package publish_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heron-registry/heron/internal/s3test"
+	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/publish"
+	s3store "github.com/heron-registry/heron/store/s3"
+	"github.com/opencontainers/go-digest"
+)
+
+// uploadCase is one scenario of blob upload sessions, run on a fresh tree
+// of every kind of store.
+type uploadCase struct {
+	name string
+	run  func(t *testing.T, u *uploadEnv)
+}
+
+// uploadEnv is a fresh tree and a publisher writing it.
+type uploadEnv struct {
+	ctx context.Context
+	st  publish.Sink
+	p   *publish.Publisher
+}
+
+// newTree initialises an empty tree in st.
+func newTree(t *testing.T, st publish.Sink) *uploadEnv {
+	t.Helper()
+	ctx := context.Background()
+	if err := st.Put(ctx, layout.LayoutFileKey(), bytes.NewReader(layout.EncodeLayoutFile()), publish.Want{}); err != nil {
+		t.Fatal(err)
+	}
+	return &uploadEnv{ctx: ctx, st: st, p: publish.New(st)}
+}
+
+func (u *uploadEnv) start(t *testing.T, name string) string {
+	t.Helper()
+	id, err := u.p.StartUpload(u.ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := layout.ValidateUploadID(id); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func (u *uploadEnv) append(t *testing.T, name, id string, off int64, data string, want int64) {
+	t.Helper()
+	got, err := u.p.AppendUpload(u.ctx, name, id, off, strings.NewReader(data), 0)
+	if err != nil || got != want {
+		t.Fatalf("append %q at %d: %d, %v; want %d", data, off, got, err, want)
+	}
+}
+
+func (u *uploadEnv) status(t *testing.T, name, id string, want int64) {
+	t.Helper()
+	got, err := u.p.UploadStatus(u.ctx, name, id)
+	if err != nil || got != want {
+		t.Fatalf("status: %d, %v; want %d", got, err, want)
+	}
+}
+
+func (u *uploadEnv) finish(t *testing.T, name, id, last, content string) {
+	t.Helper()
+	var r io.Reader
+	if last != "" {
+		r = strings.NewReader(last)
+	}
+	d := digest.FromString(content)
+	got, err := u.p.FinishUpload(u.ctx, name, id, d, r, 0)
+	if err != nil || got != int64(len(content)) {
+		t.Fatalf("finish: %d, %v; want %d", got, err, len(content))
+	}
+	u.blobIs(t, d, content)
+	u.unknown(t, name, id)
+}
+
+// blobIs checks that the tree holds the blob d with content.
+func (u *uploadEnv) blobIs(t *testing.T, d digest.Digest, content string) {
+	t.Helper()
+	key, _ := layout.BlobKey(d)
+	b, err := u.st.ReadFile(u.ctx, key, 1<<20)
+	if err != nil || string(b) != content {
+		t.Fatalf("blob %s: %q, %v; want %q", d, b, err, content)
+	}
+}
+
+// noBlob checks that the tree does not hold the blob d.
+func (u *uploadEnv) noBlob(t *testing.T, d digest.Digest) {
+	t.Helper()
+	key, _ := layout.BlobKey(d)
+	if b, err := u.st.ReadFile(u.ctx, key, 1<<20); !errors.Is(err, publish.ErrNotFound) {
+		t.Fatalf("blob %s is visible: %q, %v", d, b, err)
+	}
+}
+
+// unknown checks that every operation on the session id of name fails
+// with ErrUploadUnknown.
+func (u *uploadEnv) unknown(t *testing.T, name, id string) {
+	t.Helper()
+	if _, err := u.p.UploadStatus(u.ctx, name, id); !errors.Is(err, publish.ErrUploadUnknown) {
+		t.Errorf("status: %v, want ErrUploadUnknown", err)
+	}
+	if _, err := u.p.AppendUpload(u.ctx, name, id, 0, strings.NewReader("x"), 0); !errors.Is(err, publish.ErrUploadUnknown) {
+		t.Errorf("append: %v, want ErrUploadUnknown", err)
+	}
+	if _, err := u.p.FinishUpload(u.ctx, name, id, digest.FromString("x"), strings.NewReader("x"), 0); !errors.Is(err, publish.ErrUploadUnknown) {
+		t.Errorf("finish: %v, want ErrUploadUnknown", err)
+	}
+	if err := u.p.CancelUpload(u.ctx, name, id); !errors.Is(err, publish.ErrUploadUnknown) {
+		t.Errorf("cancel: %v, want ErrUploadUnknown", err)
+	}
+}
+
+// uploadKeys lists what the tree holds under .heron/uploads.
+func (u *uploadEnv) uploadKeys(t *testing.T) []string {
+	t.Helper()
+	var keys []string
+	if err := u.st.(publish.ListSink).List(u.ctx, layout.UploadsDirKey(), func(key string, _ publish.Info) error {
+		keys = append(keys, key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+func (u *uploadEnv) noUploads(t *testing.T) {
+	t.Helper()
+	if keys := u.uploadKeys(t); len(keys) != 0 {
+		t.Fatalf("left under %s: %v", layout.UploadsDirKey(), keys)
+	}
+}
+
+// putChunk stores a chunk object as a writer that died before it
+// rewrote the state would have left it.
+func (u *uploadEnv) putChunk(t *testing.T, id string, off int64, data string) {
+	t.Helper()
+	key, err := layout.UploadChunkKey(id, off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.st.Put(u.ctx, key, strings.NewReader(data), publish.Want{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var uploadCases = []uploadCase{
+	{"monolithic", func(t *testing.T, u *uploadEnv) {
+		id := u.start(t, "team/app")
+		u.status(t, "team/app", id, 0)
+		u.finish(t, "team/app", id, "a whole blob", "a whole blob")
+		u.noUploads(t)
+	}},
+	{"empty blob", func(t *testing.T, u *uploadEnv) {
+		id := u.start(t, "app")
+		u.finish(t, "app", id, "", "")
+		u.noUploads(t)
+	}},
+	{"chunked", func(t *testing.T, u *uploadEnv) {
+		id := u.start(t, "app")
+		u.append(t, "app", id, 0, "first ", 6)
+		u.append(t, "app", id, 6, "second ", 13)
+		u.append(t, "app", id, 13, "", 13) // an empty PATCH changes nothing
+		u.append(t, "app", id, 13, "third", 18)
+		u.status(t, "app", id, 18)
+		u.finish(t, "app", id, "", "first second third")
+		u.noUploads(t)
+	}},
+	{"chunked with a last chunk", func(t *testing.T, u *uploadEnv) {
+		id := u.start(t, "app")
+		u.append(t, "app", id, 0, "one ", 4)
+		u.append(t, "app", id, 4, "two ", 8)
+		u.finish(t, "app", id, "three", "one two three")
+		u.noUploads(t)
+	}},
+	{"out of order", func(t *testing.T, u *uploadEnv) {
+		id := u.start(t, "app")
+		u.append(t, "app", id, 0, "12345", 5)
+		for _, off := range []int64{0, 3, 6, 100, -1} {
+			size, err := u.p.AppendUpload(u.ctx, "app", id, off, strings.NewReader("xyz"), 0)
+			if !errors.Is(err, publish.ErrUploadRange) || size != 5 {
+				t.Errorf("append at %d: %d, %v; want 5, ErrUploadRange", off, size, err)
+			}
+		}
+		u.status(t, "app", id, 5)
+		u.finish(t, "app", id, "678", "12345678")
+	}},
+	{"over max", func(t *testing.T, u *uploadEnv) {
+		id := u.start(t, "app")
+		if n, err := u.p.AppendUpload(u.ctx, "app", id, 0, strings.NewReader("12345"), 8); err != nil || n != 5 {
+			t.Fatalf("append: %d, %v", n, err)
+		}
+		if n, err := u.p.AppendUpload(u.ctx, "app", id, 5, strings.NewReader("6789"), 8); !errors.Is(err, publish.ErrUploadTooLarge) || n != 5 {
+			t.Fatalf("append past max: %d, %v; want ErrUploadTooLarge", n, err)
+		}
+		u.status(t, "app", id, 5)
+		if n, err := u.p.AppendUpload(u.ctx, "app", id, 5, strings.NewReader("678"), 8); err != nil || n != 8 {
+			t.Fatalf("append up to max: %d, %v", n, err)
+		}
+		if _, err := u.p.FinishUpload(u.ctx, "app", id, digest.FromString("123456789"), strings.NewReader("9"), 8); !errors.Is(err, publish.ErrUploadTooLarge) {
+			t.Fatalf("finish past max: %v; want ErrUploadTooLarge", err)
+		}
+		u.noBlob(t, digest.FromString("123456789"))
+		if n, err := u.p.FinishUpload(u.ctx, "app", id, digest.FromString("12345678"), nil, 8); err != nil || n != 8 {
+			t.Fatalf("finish: %d, %v", n, err)
+		}
+		u.blobIs(t, digest.FromString("12345678"), "12345678")
+		// Monolithic, too large at once.
+		id = u.start(t, "app")
+		if _, err := u.p.FinishUpload(u.ctx, "app", id, digest.FromString("too large"), strings.NewReader("too large"), 8); !errors.Is(err, publish.ErrUploadTooLarge) {
+			t.Fatalf("monolithic past max: %v; want ErrUploadTooLarge", err)
+		}
+		u.status(t, "app", id, 0)
+		if err := u.p.CancelUpload(u.ctx, "app", id); err != nil {
+			t.Fatal(err)
+		}
+		u.noUploads(t)
+	}},
+	{"wrong digest", func(t *testing.T, u *uploadEnv) {
+		id := u.start(t, "app")
+		u.append(t, "app", id, 0, "some ", 5)
+		same := digest.FromString("other")    // same size: the digest is wrong
+		longer := digest.FromString("longer") // the size is wrong, too
+		if _, err := u.p.FinishUpload(u.ctx, "app", id, same, strings.NewReader("bytes"), 0); !errors.Is(err, publish.ErrDigestMismatch) {
+			t.Fatalf("finish with a wrong digest: %v; want ErrDigestMismatch", err)
+		}
+		if _, err := u.p.FinishUpload(u.ctx, "app", id, longer, nil, 0); !errors.Is(err, publish.ErrDigestMismatch) {
+			t.Fatalf("finish with a digest of other content: %v; want ErrDigestMismatch", err)
+		}
+		if _, err := u.p.FinishUpload(u.ctx, "app", id, "sha256:nope", nil, 0); !errors.Is(err, layout.ErrInvalidDigest) {
+			t.Fatalf("finish with an invalid digest: %v; want ErrInvalidDigest", err)
+		}
+		u.noBlob(t, same)
+		u.noBlob(t, longer)
+		u.noBlob(t, digest.FromString("some bytes"))
+		u.status(t, "app", id, 10)
+		if err := u.p.CancelUpload(u.ctx, "app", id); err != nil {
+			t.Fatal(err)
+		}
+		u.unknown(t, "app", id)
+		u.noUploads(t)
+	}},
+	{"blob already present", func(t *testing.T, u *uploadEnv) {
+		id := u.start(t, "a")
+		u.finish(t, "a", id, "shared layer", "shared layer")
+		id = u.start(t, "b")
+		u.append(t, "b", id, 0, "shared ", 7)
+		u.finish(t, "b", id, "layer", "shared layer")
+		// Present, but the bytes sent are not the blob's: refused.
+		id = u.start(t, "c")
+		if _, err := u.p.FinishUpload(u.ctx, "c", id, digest.FromString("shared layer"), strings.NewReader("shared LAYER"), 0); !errors.Is(err, publish.ErrDigestMismatch) {
+			t.Fatalf("finish with other bytes of a present blob: %v; want ErrDigestMismatch", err)
+		}
+		u.blobIs(t, digest.FromString("shared layer"), "shared layer")
+		u.status(t, "c", id, 12)
+	}},
+	{"resume after a crash", func(t *testing.T, u *uploadEnv) {
+		id := u.start(t, "app")
+		u.append(t, "app", id, 0, "before ", 7)
+		// The next chunk was stored, the state not rewritten.
+		u.putChunk(t, id, 7, "GARBAGE FROM A DEAD WRITER")
+		u.status(t, "app", id, 7)
+		u.append(t, "app", id, 7, "after", 12)
+		u.finish(t, "app", id, "", "before after")
+		u.noUploads(t)
+		// An orphan chunk that is never overwritten is ignored, and
+		// removed with its session.
+		id = u.start(t, "app")
+		u.append(t, "app", id, 0, "only", 4)
+		u.putChunk(t, id, 4, "orphan")
+		u.finish(t, "app", id, "", "only")
+		u.noUploads(t)
+	}},
+	{"cancel", func(t *testing.T, u *uploadEnv) {
+		id := u.start(t, "app")
+		u.append(t, "app", id, 0, "abc", 3)
+		u.putChunk(t, id, 3, "orphan")
+		keep := u.start(t, "app")
+		if err := u.p.CancelUpload(u.ctx, "app", id); err != nil {
+			t.Fatal(err)
+		}
+		u.unknown(t, "app", id)
+		u.status(t, "app", keep, 0)
+		if keys := u.uploadKeys(t); len(keys) != 1 || !strings.Contains(keys[0], keep) {
+			t.Fatalf("after cancel: %v; want the other session's state only", keys)
+		}
+	}},
+	{"expire", func(t *testing.T, u *uploadEnv) {
+		a := u.start(t, "app")
+		u.append(t, "app", a, 0, "abc", 3)
+		b := u.start(t, "other")
+		// An orphan folder: a removal cut short after the state.
+		u.putChunk(t, strings.Repeat("Z", 26), 0, "orphan")
+		if n, err := u.p.ExpireUploads(u.ctx, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+			t.Fatalf("expire of nothing old: %d, %v", n, err)
+		}
+		u.status(t, "app", a, 3)
+		u.status(t, "other", b, 0)
+		// Every file written before this cutoff is older than it.
+		if n, err := u.p.ExpireUploads(u.ctx, time.Now().Add(time.Hour)); err != nil || n != 3 {
+			t.Fatalf("expire: %d, %v; want 3", n, err)
+		}
+		u.unknown(t, "app", a)
+		u.unknown(t, "other", b)
+		u.noUploads(t)
+	}},
+	{"unknown id", func(t *testing.T, u *uploadEnv) {
+		for _, id := range []string{strings.Repeat("A", 26), "", "short", "../../../heron-layout.json", "AAAAAAAAAAAAAAAAAAAAAA/../../x"} {
+			u.unknown(t, "app", id)
+		}
+	}},
+	{"another repository", func(t *testing.T, u *uploadEnv) {
+		id := u.start(t, "mine")
+		u.append(t, "mine", id, 0, "abc", 3)
+		u.unknown(t, "yours", id)
+		u.status(t, "mine", id, 3)
+		u.finish(t, "mine", id, "", "abc")
+	}},
+	{"invalid repository", func(t *testing.T, u *uploadEnv) {
+		if _, err := u.p.StartUpload(u.ctx, "../x"); !errors.Is(err, layout.ErrInvalidName) {
+			t.Fatalf("start in ../x: %v; want ErrInvalidName", err)
+		}
+	}},
+}
+
+func runUploadCases(t *testing.T, open func(t *testing.T, i int) publish.Sink) {
+	for i, tc := range uploadCases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.run(t, newTree(t, open(t, i)))
+		})
+	}
+}
+
+func TestUploadFS(t *testing.T) {
+	runUploadCases(t, func(t *testing.T, _ int) publish.Sink {
+		return publish.NewFSSink(layout.Root(t.TempDir()))
+	})
+}
+
+func TestUploadBucket(t *testing.T) {
+	srv := s3test.Start(t)
+	runUploadCases(t, func(t *testing.T, i int) publish.Sink {
+		st, err := s3store.Open(context.Background(), srv.URL(fmt.Sprintf("tree%d", i)), s3store.Options{
+			Endpoint:    srv.Endpoint,
+			Region:      s3test.Region,
+			Credentials: srv.Credentials(),
+			PartSize:    s3store.MinPartSize,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	})
+}
+
+// TestUploadFSLeavesNoLocks checks that a finished or cancelled session
+// leaves no lock file behind: lock files are otherwise never removed, and
+// a busy registry starts many sessions.
+func TestUploadFSLeavesNoLocks(t *testing.T) {
+	root := t.TempDir()
+	u := newTree(t, publish.NewFSSink(layout.Root(root)))
+	a := u.start(t, "app")
+	u.append(t, "app", a, 0, "abc", 3)
+	u.finish(t, "app", a, "def", "abcdef")
+	b := u.start(t, "app")
+	u.append(t, "app", b, 0, "abc", 3)
+	if err := u.p.CancelUpload(u.ctx, "app", b); err != nil {
+		t.Fatal(err)
+	}
+	locks, err := os.ReadDir(layout.Root(root).Path(".heron/locks"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	if len(locks) != 0 {
+		t.Fatalf("%d lock files left", len(locks))
+	}
+	if ents, err := os.ReadDir(layout.Root(root).Path(layout.UploadsDirKey())); err != nil || len(ents) != 0 {
+		t.Fatalf("uploads folder: %d entries, %v", len(ents), err)
+	}
+}
+
+// TestUploadGC checks that gc removes the sessions idle for longer than
+// its grace period, and only those.
+func TestUploadGC(t *testing.T) {
+	root := t.TempDir()
+	u := newTree(t, publish.NewFSSink(layout.Root(root)))
+	old := u.start(t, "app")
+	u.append(t, "app", old, 0, "abc", 3)
+	past := time.Now().Add(-2 * time.Hour)
+	for _, name := range []string{"state.json", "00000000000000000000"} {
+		if err := os.Chtimes(layout.Root(root).Path(layout.UploadsDirKey()+"/"+old+"/"+name), past, past); err != nil {
+			t.Fatal(err)
+		}
+	}
+	young := u.start(t, "app")
+	u.append(t, "app", young, 0, "abc", 3)
+	res, err := u.p.GC(u.ctx, publish.GCOptions{Grace: time.Hour, DryRun: true})
+	if err != nil || res.Uploads != 1 {
+		t.Fatalf("gc --dry-run: %+v, %v; want 1 upload", res, err)
+	}
+	u.status(t, "app", old, 3)
+	res, err = u.p.GC(u.ctx, publish.GCOptions{Grace: time.Hour})
+	if err != nil || res.Uploads != 1 {
+		t.Fatalf("gc: %+v, %v; want 1 upload", res, err)
+	}
+	u.unknown(t, "app", old)
+	u.status(t, "app", young, 3)
+}
