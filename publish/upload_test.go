@@ -89,9 +89,9 @@ func (u *uploadEnv) finish(t *testing.T, name, id, last, content string) {
 func (u *uploadEnv) blobIs(t *testing.T, d digest.Digest, content string) {
 	t.Helper()
 	key, _ := layout.BlobKey(d)
-	b, err := u.st.ReadFile(u.ctx, key, 1<<20)
+	b, err := u.st.ReadFile(u.ctx, key, 64<<20)
 	if err != nil || string(b) != content {
-		t.Fatalf("blob %s: %q, %v; want %q", d, b, err, content)
+		t.Fatalf("blob %s: %d bytes, %v; want %d", d, len(b), err, len(content))
 	}
 }
 
@@ -182,6 +182,15 @@ var uploadCases = []uploadCase{
 		u.append(t, "app", id, 0, "one ", 4)
 		u.append(t, "app", id, 4, "two ", 8)
 		u.finish(t, "app", id, "three", "one two three")
+		u.noUploads(t)
+	}},
+	{"chunks larger than a part", func(t *testing.T, u *uploadEnv) {
+		// On a bucket, chunks and the blob are multipart uploads.
+		a := strings.Repeat("a", 6<<20+1)
+		b := strings.Repeat("b", 6<<20+3)
+		id := u.start(t, "big")
+		u.append(t, "big", id, 0, a, int64(len(a)))
+		u.finish(t, "big", id, b, a+b)
 		u.noUploads(t)
 	}},
 	{"out of order", func(t *testing.T, u *uploadEnv) {
@@ -313,6 +322,64 @@ var uploadCases = []uploadCase{
 		}
 		u.unknown(t, "app", a)
 		u.unknown(t, "other", b)
+		u.noUploads(t)
+	}},
+	{"another publisher goes on", func(t *testing.T, u *uploadEnv) {
+		// A session lives in the tree: each step through a publisher of
+		// its own, as through servers that share the tree.
+		id := u.start(t, "app")
+		u.p = publish.New(u.st)
+		u.append(t, "app", id, 0, "from one ", 9)
+		u.p = publish.New(u.st)
+		u.status(t, "app", id, 9)
+		u.finish(t, "app", id, "to another", "from one to another")
+	}},
+	{"racing appends", func(t *testing.T, u *uploadEnv) {
+		id := u.start(t, "app")
+		u.append(t, "app", id, 0, "head ", 5)
+		const n = 4
+		errs := make(chan error, n)
+		for i := range n {
+			go func() {
+				_, err := u.p.AppendUpload(u.ctx, "app", id, 5, strings.NewReader(fmt.Sprintf("racer%d", i)), 0)
+				errs <- err
+			}()
+		}
+		won := 0
+		for range n {
+			switch err := <-errs; {
+			case err == nil:
+				won++
+			case !errors.Is(err, publish.ErrUploadRange):
+				t.Errorf("a losing append: %v; want ErrUploadRange", err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("%d appends at the same offset won, want 1", won)
+		}
+		u.status(t, "app", id, 11)
+		// On a bucket, a loser may have overwritten the winner's chunk:
+		// finishing then fails, and nothing is visible. Either way the
+		// session ends cleanly.
+		finished := false
+		for i := range n {
+			_, err := u.p.FinishUpload(u.ctx, "app", id, digest.FromString(fmt.Sprintf("head racer%d", i)), nil, 0)
+			if err == nil {
+				finished = true
+				break
+			}
+			if !errors.Is(err, publish.ErrDigestMismatch) {
+				t.Fatal(err)
+			}
+		}
+		if _, locks := u.st.(publish.LockSink); locks && !finished {
+			t.Fatal("the session holds none of the racers' chunks")
+		}
+		if !finished {
+			if err := u.p.CancelUpload(u.ctx, "app", id); err != nil {
+				t.Fatal(err)
+			}
+		}
 		u.noUploads(t)
 	}},
 	{"unknown id", func(t *testing.T, u *uploadEnv) {
