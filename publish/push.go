@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -377,4 +378,114 @@ func (p *Publisher) keepReferenced(ctx context.Context, root *manifestNode, muta
 		}
 		return nil
 	}
+}
+
+// ErrManifestInUse is returned by DeleteManifest for a manifest a listed
+// index lists, and ErrBlobInUse by UnlinkBlob for a blob a listed manifest
+// references: the repository file may not name content it does not list.
+var (
+	ErrManifestInUse = errors.New("manifest is listed by an index of the repository")
+	ErrBlobInUse     = errors.New("blob is referenced by a manifest of the repository")
+)
+
+// DeleteManifest deletes reference from repository name (the DELETE of
+// /v2/<name>/manifests/<reference>): a tag is removed (the manifest stays,
+// pullable by digest); a digest removes the manifest, every tag naming
+// it, and its entry among the referrers of its subject. Its blobs stay
+// listed (pullable from the repository, as in a registry) until UnlinkBlob
+// drops them (a client deletes them); the bytes stay in blobs/ for gc. A manifest an index of the repository lists is ErrManifestInUse;
+// a missing repository, tag or manifest is ErrNotFound. It edits the
+// repository file as Publish does (its lock, or a conditional write).
+func (p *Publisher) DeleteManifest(ctx context.Context, name, reference string) error {
+	if err := CheckTree(ctx, p.sink); err != nil {
+		return err
+	}
+	if !strings.Contains(reference, ":") {
+		if err := layout.ValidateTag(reference); err != nil {
+			return err
+		}
+		touch := &touchKeys{}
+		touch.add(layout.TagKind, reference)
+		_, err := p.editRepository(ctx, name, false, touch, func(r *layout.Repository) error {
+			if _, ok := r.Tags[reference]; !ok {
+				return fmt.Errorf("tag %q: %w", reference, ErrNotFound)
+			}
+			delete(r.Tags, reference)
+			return nil
+		})
+		return err
+	}
+	d, err := layout.ParseDigest(reference)
+	if err != nil {
+		return err
+	}
+	_, err = p.editRepository(ctx, name, false, nil, func(r *layout.Repository) error {
+		return deleteManifest(r, d)
+	})
+	return err
+}
+
+// deleteManifest removes manifest d from r, as DeleteManifest describes.
+// It is a pure function of r (read whole).
+func deleteManifest(r *layout.Repository, d digest.Digest) error {
+	m, ok := r.Manifests[d]
+	if !ok {
+		return fmt.Errorf("manifest %s: %w", d, ErrNotFound)
+	}
+	for od, om := range r.Manifests {
+		if od != d && slices.Contains(om.Children, d) {
+			return fmt.Errorf("%w: %s lists %s; delete the index first", ErrManifestInUse, od, d)
+		}
+	}
+	delete(r.Manifests, d)
+	for t, td := range r.Tags {
+		if td == d {
+			delete(r.Tags, t)
+		}
+	}
+	if m.Subject != "" {
+		refs := r.Referrers[m.Subject]
+		kept := make([]ocispec.Descriptor, 0, len(refs))
+		for _, ref := range refs {
+			if ref.Digest != d {
+				kept = append(kept, ref)
+			}
+		}
+		if len(kept) == 0 {
+			delete(r.Referrers, m.Subject)
+		} else {
+			r.Referrers[m.Subject] = kept
+		}
+		if len(r.Referrers) == 0 {
+			r.Referrers = nil
+		}
+	}
+	return nil
+}
+
+// UnlinkBlob drops blob d from the listing of repository name (the DELETE
+// of /v2/<name>/blobs/<digest>), so that gc may delete its bytes once no
+// repository lists it. A blob a listed manifest references is
+// ErrBlobInUse; a missing repository or blob is ErrNotFound.
+func (p *Publisher) UnlinkBlob(ctx context.Context, name string, d digest.Digest) error {
+	if err := CheckTree(ctx, p.sink); err != nil {
+		return err
+	}
+	d, err := layout.ParseDigest(string(d))
+	if err != nil {
+		return err
+	}
+	_, err = p.editRepository(ctx, name, false, nil, func(r *layout.Repository) error {
+		if _, ok := r.Blobs[d]; !ok {
+			return fmt.Errorf("blob %s: %w", d, ErrNotFound)
+		}
+		for md, m := range r.Manifests {
+			if slices.Contains(m.Blobs, d) {
+				return fmt.Errorf("%w: manifest %s references %s; delete it first", ErrBlobInUse, md, d)
+			}
+		}
+		delete(r.Blobs, d)
+		return nil
+	})
+	return err
 }

@@ -602,3 +602,100 @@ func TestPutManifestRacingDeleteOfItself(t *testing.T) {
 	}
 	verifyFS(t, root)
 }
+
+func TestDeleteManifestAndUnlinkBlob(t *testing.T) {
+	ctx := context.Background()
+	root, sink, p := pushTree(t)
+	img := pushImage(t, sink, "del")
+	di, err := p.PutManifest(ctx, "app", "v1", ocispec.MediaTypeImageManifest, img, "v1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := putBlob(t, sink, "application/vnd.oci.empty.v1+json", []byte("{}"))
+	sig := putBlob(t, sink, "application/vnd.example.signature", []byte("sig"))
+	subject := descOf(ocispec.MediaTypeImageManifest, img)
+	ref := imageManifest(t, ocispec.MediaTypeImageManifest, cfg, []ocispec.Descriptor{sig}, &subject, "application/vnd.example.sig")
+	dr, err := p.PutManifest(ctx, "app", digest.FromBytes(ref).String(), ocispec.MediaTypeImageManifest, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := indexOf(t, subject)
+	dx, err := p.PutManifest(ctx, "app", "multi", ocispec.MediaTypeImageIndex, idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var layer digest.Digest
+	{
+		var m ocispec.Manifest
+		if err := json.Unmarshal(img, &m); err != nil {
+			t.Fatal(err)
+		}
+		layer = m.Layers[0].Digest
+	}
+
+	tests := []struct {
+		name    string
+		do      func() error
+		wantErr error
+		check   func(r *layout.Repository) bool
+	}{
+		{"missing tag", func() error { return p.DeleteManifest(ctx, "app", "nope") }, publish.ErrNotFound, nil},
+		{"missing repository", func() error { return p.DeleteManifest(ctx, "none", "v1") }, publish.ErrNotFound, nil},
+		{"missing manifest", func() error { return p.DeleteManifest(ctx, "app", digest.FromString("x").String()) }, publish.ErrNotFound, nil},
+		{"child of a listed index", func() error { return p.DeleteManifest(ctx, "app", di.String()) }, publish.ErrManifestInUse, nil},
+		{"blob in use", func() error { return p.UnlinkBlob(ctx, "app", layer) }, publish.ErrBlobInUse, nil},
+		{"unlisted blob", func() error { return p.UnlinkBlob(ctx, "app", digest.FromString("y")) }, publish.ErrNotFound, nil},
+		{"tag", func() error { return p.DeleteManifest(ctx, "app", "v1") }, nil, func(r *layout.Repository) bool {
+			_, listed := r.Manifests[di]
+			return r.Tags["v1"] == "" && r.Tags["v1.0"] == di && listed
+		}},
+		{"index by digest", func() error { return p.DeleteManifest(ctx, "app", dx.String()) }, nil, func(r *layout.Repository) bool {
+			_, listed := r.Manifests[dx]
+			return !listed && r.Tags["multi"] == ""
+		}},
+		{"referrer by digest", func() error { return p.DeleteManifest(ctx, "app", dr.String()) }, nil, func(r *layout.Repository) bool {
+			_, listed := r.Manifests[dr]
+			_, sigListed := r.Blobs[sig.Digest]
+			return !listed && r.Referrers == nil && sigListed
+		}},
+		{"image by digest", func() error { return p.DeleteManifest(ctx, "app", di.String()) }, nil, func(r *layout.Repository) bool {
+			return len(r.Manifests) == 0 && len(r.Tags) == 0 && len(r.Blobs) == 5
+		}},
+		{"unused blob", func() error { return p.UnlinkBlob(ctx, "app", layer) }, nil, func(r *layout.Repository) bool {
+			_, listed := r.Blobs[layer]
+			return !listed && len(r.Blobs) == 4
+		}},
+		{"unlinked blob", func() error { return p.UnlinkBlob(ctx, "app", layer) }, publish.ErrNotFound, nil},
+	}
+	for _, tt := range tests {
+		before := snapshot(t, root, false)
+		err := tt.do()
+		if tt.wantErr != nil {
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("%s: err = %v, want %v", tt.name, err, tt.wantErr)
+			}
+			if diff := diffSnapshots(withoutLocks(before), withoutLocks(snapshot(t, root, false))); len(diff) > 0 {
+				t.Errorf("%s: changed the tree: %v", tt.name, diff)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if r := readRepo(t, root, "app"); !tt.check(r) {
+			t.Errorf("%s: repository after: tags %v manifests %v blobs %v referrers %v", tt.name, r.Tags, r.Manifests, r.Blobs, r.Referrers)
+		}
+		verifyFS(t, root)
+	}
+}
+
+// withoutLocks drops the lock files from a snapshot: taking a lock
+// creates its file.
+func withoutLocks(s map[string]string) map[string]string {
+	for k := range s {
+		if strings.HasPrefix(k, ".heron") {
+			delete(s, k)
+		}
+	}
+	return s
+}
