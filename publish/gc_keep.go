@@ -117,15 +117,7 @@ func (p *Publisher) touchAdded(ctx context.Context, mutate func(*layout.Reposito
 		return mutate
 	}
 	return func(r *layout.Repository) error {
-		had := make(map[digest.Digest]bool, len(r.Manifests)+len(r.Blobs))
-		for d := range r.Manifests {
-			had[d] = true
-		}
-		for d, b := range r.Blobs {
-			if b.IsStored() {
-				had[d] = true
-			}
-		}
+		had := listedContent(r)
 		if err := mutate(r); err != nil {
 			return err
 		}
@@ -156,4 +148,19 @@ func (p *Publisher) touchAdded(ctx context.Context, mutate func(*layout.Reposito
 		}
 		return nil
 	}
+}
+
+// listedContent returns the digests of the manifests and stored blobs r
+// lists: what gc keeps for it.
+func listedContent(r *layout.Repository) map[digest.Digest]bool {
+	had := make(map[digest.Digest]bool, len(r.Manifests)+len(r.Blobs))
+	for d := range r.Manifests {
+		had[d] = true
+	}
+	for d, b := range r.Blobs {
+		if b.IsStored() {
+			had[d] = true
+		}
+	}
+	return had
 }

@@ -85,13 +85,11 @@ const statJobs = 8
 // (present says which it holds) is in the source with the size its
 // descriptor states. Nothing is written.
 func buildPlan(ctx context.Context, src source.Source, root ocispec.Descriptor, present func(context.Context, ocispec.Descriptor) (bool, error)) (*plan, error) {
-	pl := &plan{
-		blobSet:  map[digest.Digest]int{},
-		seen:     map[digest.Digest]*manifestNode{},
-		visiting: map[digest.Digest]bool{},
-		present:  map[digest.Digest]bool{},
+	pl := newPlan()
+	read := func(ctx context.Context, desc ocispec.Descriptor) ([]byte, error) {
+		return readManifest(ctx, src, desc)
 	}
-	n, err := pl.walk(ctx, src, root, 0)
+	n, err := pl.walk(ctx, read, root, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +178,25 @@ func validDescriptor(d ocispec.Descriptor) error {
 	return nil
 }
 
-func (pl *plan) walk(ctx context.Context, src source.Source, desc ocispec.Descriptor, depth int) (*manifestNode, error) {
+// readFunc reads a manifest whole and checks it against its descriptor:
+// from a source for a publish (readManifest), from the request and the
+// tree for a push (push.go).
+type readFunc func(context.Context, ocispec.Descriptor) ([]byte, error)
+
+// newPlan returns an empty plan.
+func newPlan() *plan {
+	return &plan{
+		blobSet:  map[digest.Digest]int{},
+		seen:     map[digest.Digest]*manifestNode{},
+		visiting: map[digest.Digest]bool{},
+		present:  map[digest.Digest]bool{},
+	}
+}
+
+// walk reads the manifest of desc with read, and the manifests it lists
+// (an index's children) recursively, adding each to pl with the blobs it
+// references (not looked up: the caller checks them).
+func (pl *plan) walk(ctx context.Context, read readFunc, desc ocispec.Descriptor, depth int) (*manifestNode, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -196,7 +212,7 @@ func (pl *plan) walk(ctx context.Context, src source.Source, desc ocispec.Descri
 	pl.visiting[desc.Digest] = true
 	defer delete(pl.visiting, desc.Digest)
 
-	raw, err := readManifest(ctx, src, desc)
+	raw, err := read(ctx, desc)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +239,7 @@ func (pl *plan) walk(ctx context.Context, src source.Source, desc ocispec.Descri
 	}
 	if n.index {
 		for _, c := range m.Manifests {
-			child, err := pl.walk(ctx, src, c, depth+1)
+			child, err := pl.walk(ctx, read, c, depth+1)
 			if err != nil {
 				return nil, fmt.Errorf("index %s: %w", desc.Digest, err)
 			}
