@@ -88,5 +88,8 @@ func printGC(out, errOut io.Writer, root *treeRoot, grace time.Duration, output 
 	}
 	fmt.Fprintf(errOut, "%s %d file(s), %d bytes; %d repository file(s) reference %d manifests and blobs; %d unreferenced file(s) (%d bytes) are younger than %s and kept\n",
 		total, res.Files, res.Bytes, res.Repositories, res.Referenced, res.Young, res.YoungBytes, grace)
+	if res.Uploads > 0 {
+		fmt.Fprintf(errOut, "%s %d blob upload(s) idle for longer than %s\n", total, res.Uploads, grace)
+	}
 	return nil
 }
