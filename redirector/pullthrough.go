@@ -60,6 +60,7 @@ type pullThrough struct {
 type pullCheck struct {
 	at      time.Time
 	unknown bool // the upstream did not know it
+	failed  bool // the upstream could not be asked
 }
 
 type pullFlight struct {
@@ -123,11 +124,16 @@ func (s *Server) refresh(ctx context.Context, c PullThrough, upstream, name, ref
 	chk, checked := pt.checks[key]
 	pt.mu.Unlock()
 	if checked {
-		if chk.unknown && now.Sub(chk.at) < min(negativeTTL, pt.ttl) && !have {
-			return ErrManifestUnknown.WithDetail(map[string]string{"name": name, "reference": ref, "upstream": c.URL})
-		}
-		if !chk.unknown && now.Sub(chk.at) < pt.ttl && (have || isDigest) {
+		age := now.Sub(chk.at)
+		switch {
+		case have && age < pt.ttl:
+			// Asked within the TTL, whatever the answer was: the
+			// tree's copy stands until the next check.
 			return nil
+		case !have && chk.unknown && age < min(negativeTTL, pt.ttl):
+			return ErrManifestUnknown.WithDetail(map[string]string{"name": name, "reference": ref, "upstream": c.URL})
+		case !have && chk.failed && age < min(negativeTTL, pt.ttl):
+			return ErrUpstreamUnavailable.WithDetail(c.URL + ": failed a moment ago; not asked again yet")
 		}
 	}
 	err := pt.call(key, func() error {
@@ -138,7 +144,8 @@ func (s *Server) refresh(ctx context.Context, c PullThrough, upstream, name, ref
 		}
 		return pt.puller.PullTag(cctx, c, upstream, name, ref)
 	})
-	pt.record(key, pullCheck{at: now, unknown: errors.Is(err, ErrUpstreamUnknown)})
+	unknown := errors.Is(err, ErrUpstreamUnknown)
+	pt.record(key, pullCheck{at: now, unknown: unknown, failed: err != nil && !unknown})
 	switch {
 	case err == nil:
 		// What the Puller wrote is seen by the next read of the file.

@@ -126,15 +126,38 @@ func TestPullThrough(t *testing.T) {
 	if code, d := digestOf("/v2/docker.io/library/alpine/manifests/3.20"); code != 200 || d != d2.Digest.String() {
 		t.Fatalf("upstream down with a copy: %d %s", code, d)
 	}
-	// Upstream down without a copy: 502, at once.
-	if code, _ := digestOf("/v2/docker.io/library/busybox/manifests/1"); code != http.StatusBadGateway {
-		t.Fatalf("upstream down without a copy: %d, want 502", code)
+	// Upstream down without a copy: 502, at once, and not asked again
+	// for a while.
+	before := p.calls.Load()
+	for range 3 {
+		if code, _ := digestOf("/v2/docker.io/library/busybox/manifests/1"); code != http.StatusBadGateway {
+			t.Fatalf("upstream down without a copy: %d, want 502", code)
+		}
+	}
+	if n := p.calls.Load() - before; n != 1 {
+		t.Errorf("%d calls for a down upstream asked 3 times, want 1", n)
+	}
+	// The tag gone upstream while the tree has it: the copy is served,
+	// and the upstream asked once per TTL.
+	p.mu.Lock()
+	p.down = false
+	delete(p.tags, "library/alpine:3.20")
+	p.mu.Unlock()
+	now = now.Add(61 * time.Second)
+	before = p.calls.Load()
+	for range 3 {
+		if code, d := digestOf("/v2/docker.io/library/alpine/manifests/3.20"); code != 200 || d != d2.Digest.String() {
+			t.Fatalf("tag gone upstream with a copy: %d %s", code, d)
+		}
+	}
+	if n := p.calls.Load() - before; n != 1 {
+		t.Errorf("%d calls for a tag gone upstream asked 3 times, want 1", n)
 	}
 	// Unknown upstream: 404, remembered for a while.
 	p.mu.Lock()
 	p.down = false
 	p.mu.Unlock()
-	before := p.calls.Load()
+	before = p.calls.Load()
 	for range 3 {
 		if code, _ := digestOf("/v2/docker.io/library/nope/manifests/1"); code != http.StatusNotFound {
 			t.Fatalf("unknown upstream: %d", code)
