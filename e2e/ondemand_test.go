@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +21,7 @@ import (
 	"github.com/heron-registry/heron/internal/fixtures"
 	"github.com/heron-registry/heron/internal/heronproc"
 	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/publish"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -62,22 +62,7 @@ func TestOnDemandPull(t *testing.T) {
 		t.Fatal("the on_demand publishes left no blob upstream: the test tests nothing")
 	}
 
-	command := func(args ...string) *exec.Cmd { return exec.Command(suite.heron, args...) }
-	p, err := heronproc.StartServe("heron serve (on-demand)", command, root, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Stop(); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
-	tp, err := startTap(p.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tp.close() })
-	md := &mode{name: "on-demand", heron: p, tap: tp}
+	md := startTappedMode(t, "on-demand", root)
 
 	upstream.tap.quiet()
 	mark := upstream.tap.mark()
@@ -93,32 +78,63 @@ func TestOnDemandPull(t *testing.T) {
 	}
 }
 
-// lazyBlobs counts the blobs the repository files of the tree at root list
-// as not stored (heron verify's JSON report does not say; the files do).
+// lazyBlobs counts the blobs the fixtures' repositories in the tree at
+// root list as not stored, read with heron's own reader (shards
+// included).
 func lazyBlobs(t *testing.T, root string) int {
 	t.Helper()
+	sink := publish.NewFSSink(layout.Root(root))
+	seen := map[string]bool{}
 	n := 0
-	matches, _ := filepath.Glob(filepath.Join(root, "repositories", "e2e", "*.json"))
-	for _, m := range matches {
-		out, err := os.ReadFile(m)
+	for i := range suite.fixtures.Fixtures {
+		name := targetFor(&suite.fixtures.Fixtures[i]).repo
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		r, err := publish.ReadRepository(context.Background(), sink, name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r struct {
-			Blobs map[string]struct {
-				Stored *bool `json:"stored"`
-			} `json:"blobs"`
-		}
-		if err := json.Unmarshal(out, &r); err != nil {
-			t.Fatalf("%s: %v", m, err)
-		}
 		for _, b := range r.Blobs {
-			if b.Stored != nil && !*b.Stored {
+			if !b.IsStored() {
 				n++
 			}
 		}
 	}
 	return n
+}
+
+// fixtureNamed returns the suite's fixture of that name, or nil.
+func fixtureNamed(name string) *fixtures.Fixture {
+	for i := range suite.fixtures.Fixtures {
+		if suite.fixtures.Fixtures[i].Name == name {
+			return &suite.fixtures.Fixtures[i]
+		}
+	}
+	return nil
+}
+
+// startTappedMode starts heron serve --root root extra... with a tap of
+// its own in front, both stopped when the test ends.
+func startTappedMode(t *testing.T, name, root string, extra ...string) *mode {
+	t.Helper()
+	command := func(args ...string) *exec.Cmd { return exec.Command(suite.heron, args...) }
+	p, err := heronproc.StartServe("heron serve ("+name+")", command, root, 30*time.Second, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			t.Errorf("stop %s: %v", name, err)
+		}
+	})
+	tp, err := startTap(p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tp.close() })
+	return &mode{name: name, heron: p, tap: tp}
 }
 
 // TestPullThroughPull is the pull-through cache end to end: heron serve
@@ -131,23 +147,8 @@ func lazyBlobs(t *testing.T, root string) int {
 func TestPullThroughPull(t *testing.T) {
 	upstream := directMode(t)
 	root := filepath.Join(t.TempDir(), "mirror")
-	command := func(args ...string) *exec.Cmd { return exec.Command(suite.heron, args...) }
-	p, err := heronproc.StartServe("heron serve (pull-through)", command, root, 30*time.Second,
-		"--pull-through", "up=http://"+upstream.host())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Stop(); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
-	tp, err := startTap(p.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tp.close() })
-	md := &mode{name: "pull-through", heron: p, tap: tp, prefix: "up", only: []string{"skopeo", "crane", "podman"}}
+	md := startTappedMode(t, "pull-through", root, "--pull-through", "up=http://"+upstream.host())
+	md.prefix, md.only = "up", []string{"skopeo", "crane", "podman"}
 
 	upstream.tap.quiet()
 	mark := upstream.tap.mark()
@@ -156,13 +157,11 @@ func TestPullThroughPull(t *testing.T) {
 
 	// containerd asks its mirror for docker.io/…-style names on the plain
 	// path, naming the registry in ?ns=.
-	var f *fixtures.Fixture
-	for i := range suite.fixtures.Fixtures {
-		if suite.fixtures.Fixtures[i].Name == fixtures.NameOCIImage {
-			f = &suite.fixtures.Fixtures[i]
-		}
+	f := fixtureNamed(fixtures.NameOCIImage)
+	if f == nil {
+		t.Fatal("no oci-image fixture")
 	}
-	req, err := http.NewRequest(http.MethodGet, "http://"+p.Addr+"/v2/"+targetFor(f).repo+"/manifests/latest?ns=up", nil)
+	req, err := http.NewRequest(http.MethodGet, md.heron.Base()+"/v2/"+targetFor(f).repo+"/manifests/latest?ns=up", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,12 +252,7 @@ func TestOnDemandKilledMidFetch(t *testing.T) {
 	defer slow.Close()
 	slowHost := strings.TrimPrefix(slow.URL, "http://")
 
-	var f *fixtures.Fixture
-	for i := range suite.fixtures.Fixtures {
-		if suite.fixtures.Fixtures[i].Name == fixtures.NameLargeImage {
-			f = &suite.fixtures.Fixtures[i]
-		}
-	}
+	f := fixtureNamed(fixtures.NameLargeImage)
 	if f == nil {
 		t.Skip("no large-image fixture")
 	}
@@ -269,13 +263,8 @@ func TestOnDemandKilledMidFetch(t *testing.T) {
 		t.Fatalf("heron publish --policy on_demand: %v\n%s", err, out)
 	}
 	// The largest blob the repository lists as not stored.
-	rk, _ := layout.RepositoryKey(tg.repo)
-	data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(rk)))
+	repo, err := publish.ReadRepository(context.Background(), publish.NewFSSink(layout.Root(root)), tg.repo)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var repo layout.Repository
-	if err := json.Unmarshal(data, &repo); err != nil {
 		t.Fatal(err)
 	}
 	var d digest.Digest
@@ -311,7 +300,7 @@ func TestOnDemandKilledMidFetch(t *testing.T) {
 	}
 	_ = s1.Stop() // reaps it; it had exited (killed)
 	bk, _ := layout.BlobKey(d)
-	if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(bk))); err == nil {
+	if _, err := os.Stat(layout.Root(root).Path(bk)); err == nil {
 		t.Fatalf("%s is in the tree after a fetch killed in the middle", bk)
 	}
 	if out, err := exec.Command(suite.heron, "verify", "--root", root).CombinedOutput(); err != nil {
@@ -338,7 +327,7 @@ func TestOnDemandKilledMidFetch(t *testing.T) {
 	// And stores it.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(bk))); err == nil {
+		if _, err := os.Stat(layout.Root(root).Path(bk)); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
