@@ -42,9 +42,17 @@ func (p *Publisher) StoreBlob(ctx context.Context, name string, d digest.Digest,
 		}
 		p.log.DebugContext(ctx, "write", "key", key, "size", size, "from", "upstream")
 	}
+	return p.MarkStored(ctx, name, d)
+}
+
+// MarkStored marks blob d stored in repository name, if that lists it as
+// not stored, with the usual read-modify-write of the repository file. It
+// does not check that the tree holds the blob: StoreBlob has just
+// written it, or the server found it there.
+func (p *Publisher) MarkStored(ctx context.Context, name string, d digest.Digest) error {
 	touch := &touchKeys{}
 	touch.add(layout.BlobKind, string(d))
-	_, err = p.editRepository(ctx, name, false, touch, func(r *layout.Repository) error {
+	_, err := p.editRepository(ctx, name, false, touch, func(r *layout.Repository) error {
 		if b, ok := r.Blobs[d]; ok && !b.IsStored() {
 			b.Stored = nil
 			r.Blobs[d] = b
@@ -105,6 +113,11 @@ func (f *Filler) OpenBlob(ctx context.Context, name string, d digest.Digest, siz
 // StoreBlob is Publisher.StoreBlob.
 func (f *Filler) StoreBlob(ctx context.Context, name string, d digest.Digest, size int64, content io.Reader) error {
 	return f.p.StoreBlob(ctx, name, d, size, content)
+}
+
+// MarkStored is Publisher.MarkStored.
+func (f *Filler) MarkStored(ctx context.Context, name string, d digest.Digest) error {
+	return f.p.MarkStored(ctx, name, d)
 }
 
 // source returns the source of upstream u, opened once per process (its

@@ -25,11 +25,13 @@ type Filler interface {
 	OpenBlob(ctx context.Context, name string, d digest.Digest, size int64) (io.ReadCloser, error)
 	// StoreBlob writes blob d, read from content (verified again as it
 	// is written), into the tree, and marks it stored in repository
-	// name. A blob the tree holds already is not written again, and
-	// content is then not read: the server also calls StoreBlob to mark
-	// a blob stored in a repository that lists it as not stored when
-	// another repository's request has fetched it.
+	// name (MarkStored). A blob the tree holds already is not written
+	// again.
 	StoreBlob(ctx context.Context, name string, d digest.Digest, size int64, content io.Reader) error
+	// MarkStored marks blob d, which the tree holds, stored in
+	// repository name, if that lists it as not stored: the server calls
+	// it when another repository's request has fetched the blob.
+	MarkStored(ctx context.Context, name string, d digest.Digest) error
 }
 
 // WithFiller makes the server fetch blobs that a repository lists as not

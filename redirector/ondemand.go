@@ -199,9 +199,8 @@ func newFilling(o options) (*filling, error) {
 // lists it as not stored although the tree holds it (another repository's
 // request fetched it), in the background and once at a time per
 // repository and blob, so that the next request of that repository is
-// answered as for any stored blob. StoreBlob reads no content for a blob
-// the tree holds: it is given a reader that fails if read.
-func (fl *filling) markStored(name string, d digest.Digest, size int64) {
+// answered as for any stored blob.
+func (fl *filling) markStored(name string, d digest.Digest) {
 	if fl.readOnly {
 		return
 	}
@@ -223,20 +222,13 @@ func (fl *filling) markStored(name string, d digest.Digest, size int64) {
 		}()
 		ctx, cancel := context.WithTimeout(fl.ctx, fl.storeTimeout)
 		defer cancel()
-		if err := fl.filler.StoreBlob(ctx, name, d, size, inTreeReader{}); err != nil {
+		if err := fl.filler.MarkStored(ctx, name, d); err != nil {
 			fl.log.WarnContext(ctx, "marking a blob the tree holds as stored failed; it is served all the same",
 				"repository", name, "digest", d.String(), "err", err)
 		}
 	}()
 }
 
-// inTreeReader is the content given to StoreBlob for a blob the tree
-// holds: reading it is an error (the blob was deleted meanwhile).
-type inTreeReader struct{}
-
-func (inTreeReader) Read([]byte) (int, error) {
-	return 0, errors.New("the blob was in the tree a moment ago and is gone: not stored")
-}
 
 // close cancels the fetches in flight and waits for their goroutines.
 func (fl *filling) close() {
@@ -568,7 +560,7 @@ func (s *Server) serveOnDemand(w http.ResponseWriter, r *http.Request, name stri
 		err := s.files.statBlob(ctx, d, size)
 		switch {
 		case err == nil:
-			s.fill.markStored(name, d, size)
+			s.fill.markStored(name, d)
 			if err := s.blobRedirect(ctx, r.Method, repo, d); err != nil {
 				return err
 			}

@@ -79,6 +79,8 @@ func (f *genFiller) StoreBlob(context.Context, string, digest.Digest, int64, io.
 	return nil
 }
 
+func (f *genFiller) MarkStored(context.Context, string, digest.Digest) error { return nil }
+
 // BenchmarkOnDemandClients: 20 clients GET one blob listed as not stored
 // at the same time, from a read-only server (each iteration fetches it
 // again). It reports the peak of the Go heap above what it was before,

@@ -152,12 +152,12 @@ func (u *upstream) push(repo string, data []byte) {
 // verification: the server's is what is tested), and stores it with the
 // store's verified, atomic Put and a rewrite of the repository file.
 type testFiller struct {
-	st             store.Store
-	opens, stores  atomic.Int64
-	storeErr       error
-	storeStarted   chan struct{} // when not nil, StoreBlob signals it and waits for storeContinue
-	storeContinue  chan struct{}
-	storeStartOnce sync.Once
+	st                   store.Store
+	opens, stores, marks atomic.Int64
+	storeErr             error
+	storeStarted         chan struct{} // when not nil, StoreBlob signals it and waits for storeContinue
+	storeContinue        chan struct{}
+	storeStartOnce       sync.Once
 }
 
 func (f *testFiller) OpenBlob(ctx context.Context, name string, d digest.Digest, size int64) (io.ReadCloser, error) {
@@ -201,6 +201,11 @@ func (f *testFiller) StoreBlob(ctx context.Context, name string, d digest.Digest
 	if err := f.st.Put(ctx, key, content, store.Want{Digest: d, Size: size}); err != nil {
 		return err
 	}
+	return f.MarkStored(ctx, name, d)
+}
+
+func (f *testFiller) MarkStored(ctx context.Context, name string, d digest.Digest) error {
+	f.marks.Add(1)
 	repo, err := f.read(ctx, name)
 	if err != nil {
 		return err
@@ -457,6 +462,18 @@ func TestOnDemandFirstPull(t *testing.T) {
 			}
 			if got := e.filler.opens.Load(); got != 1 {
 				t.Errorf("%d OpenBlob calls, want 1", got)
+			}
+			// The other repository, served from the tree, is marked
+			// stored in the background.
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				if _, listed := e.stored(t, "lazy/other"); listed {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("lazy/other still lists the blob as not stored (%d MarkStored calls)", e.filler.marks.Load())
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
 		})
 	}
