@@ -229,7 +229,6 @@ func (fl *filling) markStored(name string, d digest.Digest) {
 	}()
 }
 
-
 // close cancels the fetches in flight and waits for their goroutines.
 func (fl *filling) close() {
 	fl.cancel()
