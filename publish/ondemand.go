@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish/source"
@@ -71,18 +70,15 @@ func (p *Publisher) MarkStored(ctx context.Context, name string, d digest.Digest
 // (the docker config, as heron publish docker:// reads it), and stores
 // them with a Publisher. It has the methods of redirector.Filler.
 type Filler struct {
-	p    *Publisher
-	opts []source.Option
-
-	mu      sync.Mutex
-	sources map[layout.Upstream]source.Source
+	p         *Publisher
+	upstreams *upstreams
 }
 
 // NewFiller returns a Filler storing with p and opening upstream
 // registries with opts (source.WithUserAgent, and source.WithInsecure is
 // taken from each repository's upstream).
 func NewFiller(p *Publisher, opts ...source.Option) *Filler {
-	return &Filler{p: p, opts: opts, sources: map[layout.Upstream]source.Source{}}
+	return &Filler{p: p, upstreams: newUpstreams(opts)}
 }
 
 // OpenBlob opens blob d of repository name at the upstream its repository
@@ -99,7 +95,14 @@ func (f *Filler) OpenBlob(ctx context.Context, name string, d digest.Digest, siz
 	if r.Upstream == nil {
 		return nil, fmt.Errorf("repository %s lists blob %s as not stored but names no upstream to fetch it from", name, d)
 	}
-	src, err := f.source(*r.Upstream)
+	u := r.Upstream
+	rr, err := f.upstreams.get(u.Registry, u.Insecure, u.Repository)
+	if err != nil {
+		return nil, err
+	}
+	// A source of the repository (named by the blob's digest: only its
+	// repository matters to a blob's fetch).
+	src, err := rr.Source(d.String())
 	if err != nil {
 		return nil, err
 	}
@@ -118,21 +121,4 @@ func (f *Filler) StoreBlob(ctx context.Context, name string, d digest.Digest, si
 // MarkStored is Publisher.MarkStored.
 func (f *Filler) MarkStored(ctx context.Context, name string, d digest.Digest) error {
 	return f.p.MarkStored(ctx, name, d)
-}
-
-// source returns the source of upstream u, opened once per process (its
-// authentication is reused).
-func (f *Filler) source(u layout.Upstream) (source.Source, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if s, ok := f.sources[u]; ok {
-		return s, nil
-	}
-	opts := append([]source.Option{source.WithInsecure(u.Insecure)}, f.opts...)
-	s, err := source.ParseWith(source.TransportDocker+"://"+u.Registry+"/"+u.Repository, opts...)
-	if err != nil {
-		return nil, err
-	}
-	f.sources[u] = s
-	return s, nil
 }

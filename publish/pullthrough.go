@@ -44,32 +44,44 @@ const maxPullerRepositories = 256
 // second finds nothing to do, or writes the same), so heron serve makes
 // them one.
 type Puller struct {
-	p    *Publisher
+	p         *Publisher
+	upstreams *upstreams
+}
+
+// upstreams are the upstream repositories a Puller or a Filler has
+// opened: each opened (and authenticated) once and kept while it is among
+// the maxPullerRepositories most recently used, all of a kind (TLS or
+// plain HTTP) sharing one connection pool.
+type upstreams struct {
 	opts []source.Option
 
 	mu         sync.Mutex
-	repos      map[pullKey]*list.Element // of *pullEntry, most recent first
+	repos      map[upstreamKey]*list.Element // of *upstreamEntry, most recent first
 	lru        *list.List
 	transports map[bool]http.RoundTripper // by insecure
 }
 
-// pullKey is one upstream repository.
-type pullKey struct {
+// upstreamKey is one upstream repository.
+type upstreamKey struct {
 	host       string
 	insecure   bool
 	repository string
 }
 
-type pullEntry struct {
-	key  pullKey
+type upstreamEntry struct {
+	key  upstreamKey
 	repo *source.RemoteRepository
+}
+
+func newUpstreams(opts []source.Option) *upstreams {
+	return &upstreams{opts: opts, repos: map[upstreamKey]*list.Element{}, lru: list.New(), transports: map[bool]http.RoundTripper{}}
 }
 
 // NewPuller returns a Puller publishing with p (whatever p's policy, the
 // Puller publishes on_demand) and opening upstream registries with opts
 // (source.WithUserAgent; source.WithInsecure is taken from each URL).
 func NewPuller(p *Publisher, opts ...source.Option) *Puller {
-	return &Puller{p: p, opts: opts, repos: map[pullKey]*list.Element{}, lru: list.New(), transports: map[bool]http.RoundTripper{}}
+	return &Puller{p: p, upstreams: newUpstreams(opts)}
 }
 
 // ParseRegistryURL reads the URL of an upstream registry,
@@ -230,42 +242,48 @@ func upstreamError(err error) error {
 	return err
 }
 
-// repository returns the upstream repository, opened once and kept while
-// it is among the most recently used.
+// repository returns the upstream repository of a registry URL.
 func (pl *Puller) repository(registryURL, upstream string) (*source.RemoteRepository, error) {
 	host, insecure, err := ParseRegistryURL(registryURL)
 	if err != nil {
 		return nil, err
 	}
+	return pl.upstreams.get(host, insecure, upstream)
+}
+
+// get returns repository upstream of the registry at host (plain HTTP
+// when insecure), opened once and kept while it is among the most
+// recently used.
+func (us *upstreams) get(host string, insecure bool, upstream string) (*source.RemoteRepository, error) {
 	if err := layout.ValidateRepository(upstream); err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
-	key := pullKey{host: host, insecure: insecure, repository: upstream}
-	pl.mu.Lock()
-	defer pl.mu.Unlock()
-	if el, ok := pl.repos[key]; ok {
-		pl.lru.MoveToFront(el)
-		return el.Value.(*pullEntry).repo, nil
+	key := upstreamKey{host: host, insecure: insecure, repository: upstream}
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	if el, ok := us.repos[key]; ok {
+		us.lru.MoveToFront(el)
+		return el.Value.(*upstreamEntry).repo, nil
 	}
-	rt, ok := pl.transports[insecure]
+	rt, ok := us.transports[insecure]
 	if !ok {
 		t := remote.DefaultTransport.(*http.Transport).Clone()
 		if insecure {
 			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // a plain-HTTP registry, as configured
 		}
 		rt = t
-		pl.transports[insecure] = rt
+		us.transports[insecure] = rt
 	}
-	opts := append([]source.Option{source.WithInsecure(insecure), source.WithTransport(rt)}, pl.opts...)
+	opts := append([]source.Option{source.WithInsecure(insecure), source.WithTransport(rt)}, us.opts...)
 	rr, err := source.NewRemoteRepository(host+"/"+upstream, opts...)
 	if err != nil {
 		return nil, err
 	}
-	pl.repos[key] = pl.lru.PushFront(&pullEntry{key: key, repo: rr})
-	for pl.lru.Len() > maxPullerRepositories {
-		el := pl.lru.Back()
-		pl.lru.Remove(el)
-		delete(pl.repos, el.Value.(*pullEntry).key)
+	us.repos[key] = us.lru.PushFront(&upstreamEntry{key: key, repo: rr})
+	for us.lru.Len() > maxPullerRepositories {
+		el := us.lru.Back()
+		us.lru.Remove(el)
+		delete(us.repos, el.Value.(*upstreamEntry).key)
 	}
 	return rr, nil
 }
