@@ -64,6 +64,10 @@ type ReferenceError struct {
 	// (by a concurrent delete or gc) before the repository file was
 	// written.
 	Deleted bool
+	// NotListed is set when the tree holds the content but the
+	// repository does not list it, and the push required it to
+	// (PushOptions.OnlyListed).
+	NotListed bool
 }
 
 func (e *ReferenceError) Error() string {
@@ -74,6 +78,8 @@ func (e *ReferenceError) Error() string {
 	switch {
 	case e.Deleted:
 		return fmt.Sprintf("%s %s was deleted while the manifest was pushed; nothing was written, push again", what, e.Digest)
+	case e.NotListed:
+		return fmt.Sprintf("%s %s is not in this repository (push or mount it first)", what, e.Digest)
 	case e.GotSize >= 0:
 		return fmt.Sprintf("%s %s is %d bytes in the registry, the manifest states %d", what, e.Digest, e.GotSize, e.Size)
 	}
@@ -124,6 +130,27 @@ func (e *treeReadError) Unwrap() error { return e.err }
 // Publisher.GC) or looked up again; one that is gone fails the push with a
 // *ReferenceError (Deleted set), and nothing is written.
 func (p *Publisher) PutManifest(ctx context.Context, name, reference, mediaType string, data []byte, tags ...string) (digest.Digest, error) {
+	return p.PutManifestWith(ctx, name, reference, mediaType, data, PushOptions{Tags: tags})
+}
+
+// PushOptions are the options of PutManifestWith.
+type PushOptions struct {
+	// Tags are more tags to point at the manifest in the same edit (the
+	// ?tag= of a push by digest).
+	Tags []string
+	// OnlyListed requires every blob and child manifest the manifest
+	// references to be listed by the repository already (uploaded or
+	// mounted into it, or pushed to it), not merely held by the tree:
+	// what a server that keeps some repositories from some callers
+	// needs, so that knowing a digest is not a way to read content.
+	// Content missing from the listing is a *ReferenceError
+	// (NotListed) matching ErrManifestBlobUnknown or ErrManifestUnknown.
+	OnlyListed bool
+}
+
+// PutManifestWith is PutManifest with options.
+func (p *Publisher) PutManifestWith(ctx context.Context, name, reference, mediaType string, data []byte, o PushOptions) (digest.Digest, error) {
+	tags := o.Tags
 	if p.optErr != nil {
 		return "", p.optErr
 	}
@@ -170,7 +197,7 @@ func (p *Publisher) PutManifest(ctx context.Context, name, reference, mediaType 
 		return "", err
 	}
 	protected := false
-	apply := p.keepReferenced(ctx, pl.root, applyImage(pl, tags, p.blobBaseURL))
+	apply := p.keepReferenced(ctx, pl.root, o.OnlyListed, applyImage(pl, tags, p.blobBaseURL))
 	_, err = p.updateRepository(ctx, name, touchOf(pl, tags), func(r *layout.Repository) error {
 		err := apply(r)
 		protected = r.Protected
@@ -329,7 +356,10 @@ func (p *Publisher) storeManifest(ctx context.Context, m *manifestNode) error {
 // but the pushed manifest, root, which is written again.
 // It runs holding the file's lock, or just before the conditional write,
 // and is idempotent, so mutate stays safe to apply again.
-func (p *Publisher) keepReferenced(ctx context.Context, root *manifestNode, mutate func(*layout.Repository) error) func(*layout.Repository) error {
+//
+// With onlyListed, content other than root that the file did not list
+// before fails the mutation with a *ReferenceError (NotListed).
+func (p *Publisher) keepReferenced(ctx context.Context, root *manifestNode, onlyListed bool, mutate func(*layout.Repository) error) func(*layout.Repository) error {
 	ts, touches := p.sink.(TouchSink)
 	return func(r *layout.Repository) error {
 		had := listedContent(r)
@@ -339,6 +369,9 @@ func (p *Publisher) keepReferenced(ctx context.Context, root *manifestNode, muta
 		check := func(d digest.Digest, size int64, manifest bool) error {
 			if had[d] {
 				return nil
+			}
+			if onlyListed && d != root.desc.Digest {
+				return &ReferenceError{Digest: d, Size: size, Manifest: manifest, GotSize: -1, NotListed: true}
 			}
 			key, err := layout.BlobKey(d)
 			if err != nil {

@@ -21,6 +21,12 @@ type Code string
 // code for an internal error (the table does not constrain 5xx bodies).
 const (
 	CodeBlobUnknown             Code = "BLOB_UNKNOWN"
+	CodeBlobUploadInvalid       Code = "BLOB_UPLOAD_INVALID"
+	CodeBlobUploadUnknown       Code = "BLOB_UPLOAD_UNKNOWN"
+	CodeManifestBlobUnknown     Code = "MANIFEST_BLOB_UNKNOWN"
+	CodeSizeInvalid             Code = "SIZE_INVALID"
+	CodeUnauthorized            Code = "UNAUTHORIZED"
+	CodeDenied                  Code = "DENIED"
 	CodeDigestInvalid           Code = "DIGEST_INVALID"
 	CodeManifestInvalid         Code = "MANIFEST_INVALID"
 	CodeManifestUnknown         Code = "MANIFEST_UNKNOWN"

@@ -242,20 +242,26 @@ func (s *Server) serveReferrers(w http.ResponseWriter, r *http.Request, name, re
 	if err != nil {
 		return ErrDigestInvalid.WithDetail(err.Error())
 	}
+	// A repository that does not exist (or that the caller may not
+	// read) has no referrers: the answer is an empty list, as the
+	// conformance suite expects of a repository nothing was pushed to.
+	var refs []v1.Descriptor
 	repo, err := s.repository(r.Context(), name)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrNameUnknown):
+	case err != nil:
 		return err
+	default:
+		h, ok, err := s.holder(r.Context(), name, repo, layout.ReferrerKind, string(d))
+		if err != nil {
+			return err
+		}
+		if ok {
+			refs = h.Referrers(d)
+		}
 	}
 	artifactType := r.URL.Query().Get("artifactType")
 	manifests := []v1.Descriptor{}
-	h, ok, err := s.holder(r.Context(), name, repo, layout.ReferrerKind, string(d))
-	if err != nil {
-		return err
-	}
-	var refs []v1.Descriptor
-	if ok {
-		refs = h.Referrers(d)
-	}
 	for _, desc := range refs {
 		if artifactType == "" || desc.ArtifactType == artifactType {
 			manifests = append(manifests, desc)

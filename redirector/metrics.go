@@ -61,6 +61,7 @@ var routeNames = [...]string{
 	endpointManifest:  "manifest",
 	endpointBlob:      "blob",
 	endpointReferrers: "referrers",
+	endpointUpload:    "upload",
 }
 
 // routeIndex is e's index in routeNames; an endpoint added to routes.go

@@ -23,6 +23,7 @@ type Server struct {
 	// redirects with a 307 to a presigned URL of the store.
 	presign *presigner
 	pull    *pullThrough // nil without WithPullThrough
+	push    *pushing     // nil without WithPusher
 	// What the handlers read the tree through (lookups.go): the tree
 	// itself, or a cache wrapping it (cache.go).
 	repos             repositories
@@ -77,6 +78,9 @@ type options struct {
 	puller      Puller
 	pullThrough []PullThrough
 	pullTTL     time.Duration
+	// Pushes (WithPusher).
+	pusher Pusher
+	push   PushOptions
 	// For a tree in a store (NewFromStore).
 	serveBlobs      bool
 	presignExpiry   time.Duration
@@ -212,6 +216,9 @@ func (s *Server) finish(o options) (*Server, error) {
 	s.signer = o.signer
 	if o.puller != nil && len(o.pullThrough) > 0 {
 		s.pull = newPullThrough(o.puller, o.pullThrough, o.pullTTL)
+	}
+	if o.pusher != nil {
+		s.push = &pushing{p: o.push, w: o.pusher}
 	}
 	s.router = s.routes()
 	s.accessLog = o.accessLog

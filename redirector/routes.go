@@ -21,6 +21,7 @@ const (
 	endpointManifest           // /v2/<name>/manifests/<reference>
 	endpointBlob               // /v2/<name>/blobs/<digest>
 	endpointReferrers          // /v2/<name>/referrers/<digest>
+	endpointUpload             // /v2/<name>/blobs/uploads/[<id>]
 )
 
 // route is a parsed /v2/ path: the endpoint, and the repository name and
@@ -49,6 +50,9 @@ func parsePath(rest string) route {
 	i := strings.LastIndexByte(rest, '/')
 	if i < 0 {
 		return route{}
+	}
+	if name, ok := strings.CutSuffix(rest[:i], "/"+uploadsSegment); ok {
+		return route{endpoint: endpointUpload, name: name, ref: rest[i+1:]}
 	}
 	head, ref := rest[:i], rest[i+1:]
 	name, kind := "", head
@@ -94,7 +98,10 @@ func (s *Server) routes() http.Handler {
 	base := func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
 		s.respond(w, req, s.serveBase(w, req))
 	}
-	write := func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
+	write := func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) {
+		s.respond(w, req, s.serveWrite(w, req, strings.TrimPrefix(ps.ByName("path"), "/")))
+	}
+	writeBase := func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
 		w.Header().Set("Allow", "GET, HEAD")
 		s.respond(w, req, ErrUnsupported)
 	}
@@ -103,7 +110,7 @@ func (s *Server) routes() http.Handler {
 		r.Handle(m, "/v2/*path", read)
 	}
 	for _, m := range []string{http.MethodPut, http.MethodPost, http.MethodPatch, http.MethodDelete} {
-		r.Handle(m, "/v2", write)
+		r.Handle(m, "/v2", writeBase)
 		r.Handle(m, "/v2/*path", write)
 	}
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -123,18 +130,8 @@ func (s *Server) routes() http.Handler {
 
 // serveV2 answers a GET or HEAD under /v2/.
 func (s *Server) serveV2(w http.ResponseWriter, r *http.Request, rest string) error {
-	// An encoded slash would let a client make one segment of what the
-	// router splits as two (or the reverse); no name, tag or digest
-	// contains one, so the whole path is refused.
-	if p := r.URL.EscapedPath(); strings.IndexByte(p, '%') >= 0 && strings.Contains(strings.ToLower(p), "%2f") {
-		return ErrNameInvalid.WithDetail("encoded slash in path")
-	}
-	// Dot segments are refused wherever they are, so that every such path
-	// gets the same answer whether or not it parses as an endpoint.
-	for seg := range strings.SplitSeq(rest, "/") {
-		if seg == "." || seg == ".." {
-			return ErrNameInvalid.WithDetail("dot segment in path")
-		}
+	if err := checkPath(r, rest); err != nil {
+		return err
 	}
 	rt := parsePath(rest)
 	switch rt.endpoint {
@@ -167,6 +164,24 @@ func (s *Server) serveV2(w http.ResponseWriter, r *http.Request, rest string) er
 	return err
 }
 
+// checkPath refuses the paths no endpoint answers whatever they parse as.
+func checkPath(r *http.Request, rest string) error {
+	// An encoded slash would let a client make one segment of what the
+	// router splits as two (or the reverse); no name, tag or digest
+	// contains one, so the whole path is refused.
+	if p := r.URL.EscapedPath(); strings.IndexByte(p, '%') >= 0 && strings.Contains(strings.ToLower(p), "%2f") {
+		return ErrNameInvalid.WithDetail("encoded slash in path")
+	}
+	// Dot segments are refused wherever they are, so that every such path
+	// gets the same answer whether or not it parses as an endpoint.
+	for seg := range strings.SplitSeq(rest, "/") {
+		if seg == "." || seg == ".." {
+			return ErrNameInvalid.WithDetail("dot segment in path")
+		}
+	}
+	return nil
+}
+
 // serveRepository answers a request for the repository of rt.
 func (s *Server) serveRepository(w http.ResponseWriter, r *http.Request, rt route) error {
 	switch rt.endpoint {
@@ -178,6 +193,11 @@ func (s *Server) serveRepository(w http.ResponseWriter, r *http.Request, rt rout
 		return s.serveBlob(w, r, rt.name, rt.ref)
 	case endpointReferrers:
 		return s.serveReferrers(w, r, rt.name, rt.ref)
+	case endpointUpload:
+		if rt.ref == "" || r.Method != http.MethodGet {
+			return ErrNotFound
+		}
+		return s.serveUploadStatus(w, r, rt.name, rt.ref)
 	}
 	return ErrNotFound
 }

@@ -190,7 +190,9 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, name, ref str
 	if err != nil {
 		return err
 	}
-	if content, ok := wellKnownBlobs[d]; ok {
+	// Where clients may delete blobs, the listing is the truth: a
+	// deleted well-known blob is gone too.
+	if content, ok := wellKnownBlobs[d]; ok && (s.push == nil || !s.push.p.Delete) {
 		serveContent(w, r, d, bytes.NewReader(content))
 		return nil
 	}

@@ -18,6 +18,7 @@ func newCmdServe() *cobra.Command {
 		logFormat, logLevel string
 		pullThrough         []string
 		c                   httpd.Config
+		push                pushFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --root DIR|s3://BUCKET/PREFIX",
@@ -121,9 +122,12 @@ environment, which wins over the file. See docs/operating.md.`,
 			// Pull-through caches publish what clients ask for
 			// on_demand, with the same publisher and credentials.
 			c.Puller = pullerAdapter{publish.NewPuller(pub, source.WithUserAgent("heron"))}
-			if len(c.PullThrough) > 0 {
-				// A cache may start from nothing: an empty or new
-				// root becomes an empty tree.
+			if err := push.configure(&c, pub); err != nil {
+				return err
+			}
+			if len(c.PullThrough) > 0 || c.Pusher != nil {
+				// A cache, or a registry pushed to, may start from
+				// nothing: an empty or new root becomes an empty tree.
 				if err := pub.Init(cmd.Context()); err != nil {
 					return fmt.Errorf("%s: %w", root.root, err)
 				}
@@ -159,6 +163,7 @@ environment, which wins over the file. See docs/operating.md.`,
 	f.DurationVar(&c.IdleTimeout, "idle-timeout", httpd.DefaultIdleTimeout, "time an idle keep-alive connection is kept open")
 	f.DurationVar(&c.WriteTimeout, "write-timeout", 0, "time to send a whole response, blobs included (0: no limit; set it only when blobs are redirected)")
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", httpd.DefaultShutdownTimeout, "on SIGTERM, time given to the requests in flight before their connections are closed")
+	push.addFlags(f)
 	_ = cmd.MarkFlagRequired("root")
 	return cmd
 }

@@ -102,6 +102,10 @@ type Config struct {
 	PullThrough    []redirector.PullThrough
 	PullThroughTTL time.Duration
 	Puller         redirector.Puller
+	// Pusher, when set, takes pushes (and deletes, per Push)
+	// ([redirector.WithPusher]).
+	Pusher redirector.Pusher
+	Push   redirector.PushOptions
 	// MemoryLimit is the Go runtime's soft memory limit while Run runs, in
 	// bytes: 0 is [redirector.MemoryLimit](CacheBytes), unless GOMEMLIMIT
 	// is set, which then stands; -1 sets none. Run puts back the limit it
@@ -174,6 +178,9 @@ func Run(ctx context.Context, root string, cfg Config) error {
 		}
 		opts = append(opts, redirector.WithPullThrough(cfg.Puller, cfg.PullThrough, cfg.PullThroughTTL))
 	}
+	if cfg.Pusher != nil {
+		opts = append(opts, redirector.WithPusher(cfg.Pusher, cfg.Push))
+	}
 	var (
 		h   *redirector.Server
 		err error
@@ -201,6 +208,12 @@ func Run(ctx context.Context, root string, cfg Config) error {
 	}
 	logger.Info("serving", "root", root, "url", servers[0].url, "ops", servers[len(servers)-1].url, "memoryLimit", debug.SetMemoryLimit(-1))
 	return serveUntilDone(ctx, logger, cfg.ShutdownTimeout, servers)
+}
+
+// AuthConfigured reports whether c authenticates callers (passwords,
+// tokens or client certificates).
+func (c Config) AuthConfigured() bool {
+	return false
 }
 
 // memoryLimit is the soft memory limit Run sets, or 0 to leave the one the
