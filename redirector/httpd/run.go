@@ -122,6 +122,15 @@ type Config struct {
 	// ShutdownTimeout is the time the requests in flight are given once
 	// ctx ends, before their connections are closed.
 	ShutdownTimeout time.Duration
+	// TLSCert and TLSKey, when set (both or neither), are the PEM files of
+	// the certificate (its chain after it) and private key the registry is
+	// served with over HTTPS, by net/http over HTTP/1.1 or HTTP/2 (the
+	// loop, FastPath, serves plain HTTP only); TLS 1.2 at least. They are
+	// reloaded when they change (docs/operating.md, "TLS"). TLSClientCA,
+	// when set, is a PEM bundle of the CAs client certificates are
+	// verified with: a client may send one (r.TLS.VerifiedChains) or none.
+	// MetricsAddr stays plain HTTP.
+	TLSCert, TLSKey, TLSClientCA string
 }
 
 // Run serves the tree at root with a [redirector.Server] over HTTP, as heron
@@ -145,6 +154,10 @@ func Run(ctx context.Context, root string, cfg Config) error {
 	}
 	if cfg.MaxConnections < 0 {
 		return fmt.Errorf("--max-connections %d: want 0 (no limit) or more", cfg.MaxConnections)
+	}
+	tlsFiles, err := newTLSFiles(cfg, logger)
+	if err != nil {
+		return err
 	}
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	if limit := cfg.memoryLimit(); limit > 0 {
@@ -174,10 +187,7 @@ func Run(ctx context.Context, root string, cfg Config) error {
 		}
 		opts = append(opts, redirector.WithPullThrough(cfg.Puller, cfg.PullThrough, cfg.PullThroughTTL))
 	}
-	var (
-		h   *redirector.Server
-		err error
-	)
+	var h *redirector.Server
 	if cfg.Store != nil {
 		opts = append(opts, redirector.WithServeBlobs(cfg.ServeBlobs))
 		if cfg.PresignExpiry != 0 {
@@ -195,9 +205,14 @@ func Run(ctx context.Context, root string, cfg Config) error {
 	}
 	defer h.Close()
 
-	servers, err := cfg.listen(ctx, h, metrics, errorLog, &open)
+	servers, err := cfg.listen(ctx, h, h.OpsHandler(metrics), tlsFiles, errorLog, &open)
 	if err != nil {
 		return err
+	}
+	if tlsFiles != nil {
+		wctx, cancel := context.WithCancel(ctx)
+		defer tlsFiles.watch(wctx)()
+		defer cancel()
 	}
 	logger.Info("serving", "root", root, "url", servers[0].url, "ops", servers[len(servers)-1].url, "memoryLimit", debug.SetMemoryLimit(-1))
 	return serveUntilDone(ctx, logger, cfg.ShutdownTimeout, servers)
@@ -273,14 +288,15 @@ type server struct {
 		Close() error
 	}
 	ln  net.Listener
-	url string // http:// and the address listened on
+	url string // http:// or https:// and the address listened on
 }
 
 // listen listens on c.Addr, and on c.MetricsAddr when it is set, and
-// returns the servers to run on them: the registry first, the operations
-// endpoints last (the registry too, when they share its listener). open
+// returns the servers to run on them: the registry first, serving h (over
+// TLS with tlsFiles' certificate when not nil), the operations endpoints
+// (ops) last (the registry too, when they share its listener). open
 // counts the registry's connections.
-func (c Config) listen(ctx context.Context, h *redirector.Server, metrics http.Handler, errorLog *log.Logger, open *atomic.Int64) ([]server, error) {
+func (c Config) listen(ctx context.Context, h, ops http.Handler, tlsFiles *tlsFiles, errorLog *log.Logger, open *atomic.Int64) ([]server, error) {
 	lc := &net.ListenConfig{}
 	ln, err := lc.Listen(ctx, "tcp", c.Addr)
 	if err != nil {
@@ -301,18 +317,32 @@ func (c Config) listen(ctx context.Context, h *redirector.Server, metrics http.H
 			}
 		},
 	}
-	// The connection limit is kept by the loop (h1.Server.MaxConnections)
-	// for both ways of serving: a limiting net.Listener would wrap the
-	// connections and hide the ReadFrom that sends files with sendfile.
-	fast := redirector.IsAPITarget
-	if !c.FastPath {
-		fast = h1.NoFastPath
+	var servers []server
+	if tlsFiles != nil {
+		// Over TLS there is no sendfile to hide: a limiting listener
+		// keeps the connection limit, under the TLS one, so that
+		// net/http sees *tls.Conn (r.TLS, HTTP/2 by ALPN).
+		registry.TLSConfig = tlsFiles.config()
+		servers = append(servers, server{
+			srv: tlsServer{registry},
+			ln:  newLimitListener(ln, c.MaxConnections),
+			url: "https://" + ln.Addr().String(),
+		})
+	} else {
+		// The connection limit is kept by the loop
+		// (h1.Server.MaxConnections) for both ways of serving: a
+		// limiting net.Listener would wrap the connections and hide the
+		// ReadFrom that sends files with sendfile.
+		fast := redirector.IsAPITarget
+		if !c.FastPath {
+			fast = h1.NoFastPath
+		}
+		servers = append(servers, server{
+			srv: &h1.Server{HTTP: registry, FastPath: fast, MaxConnections: c.MaxConnections},
+			ln:  ln,
+			url: "http://" + ln.Addr().String(),
+		})
 	}
-	servers := []server{{
-		srv: &h1.Server{HTTP: registry, FastPath: fast, MaxConnections: c.MaxConnections},
-		ln:  ln,
-		url: "http://" + ln.Addr().String(),
-	}}
 	if c.MetricsAddr == "" {
 		return servers, nil
 	}
@@ -323,7 +353,7 @@ func (c Config) listen(ctx context.Context, h *redirector.Server, metrics http.H
 	}
 	return append(servers, server{
 		srv: &http.Server{
-			Handler:           h.OpsHandler(metrics),
+			Handler:           ops,
 			ReadHeaderTimeout: c.ReadHeaderTimeout,
 			IdleTimeout:       c.IdleTimeout,
 			WriteTimeout:      opsWriteTimeout,
