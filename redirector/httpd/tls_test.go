@@ -2,17 +2,11 @@ package httpd
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -23,104 +17,13 @@ import (
 	"time"
 
 	"github.com/heron-registry/heron/internal/heronproc"
+	"github.com/heron-registry/heron/internal/tlstest"
 )
-
-// testCA is a certificate authority made for a test: ECDSA P-256.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-var serials atomic.Int64
-
-func newTestCA(t testing.TB, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serials.Add(1)),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a certificate for cn signed by ca, in PEM with its key:
-// a server's for 127.0.0.1, or a client's.
-func (ca *testCA) issue(t testing.TB, cn string, server bool) (certPEM, keyPEM []byte, serial int64) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial = serials.Add(1)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), serial
-}
-
-// clientCert returns ca's certificate for the client cn.
-func (ca *testCA) clientCert(t testing.TB, cn string) tls.Certificate {
-	t.Helper()
-	c, k, _ := ca.issue(t, cn, false)
-	pair, err := tls.X509KeyPair(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pair
-}
-
-// replaceFile writes data next to name and renames it over name, as
-// certbot and cert-manager's tools do.
-func replaceFile(t testing.TB, name string, data []byte) {
-	t.Helper()
-	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // tlsSetup writes a server certificate of a new CA into a folder and
 // returns the Config fields for it.
 type tlsSetup struct {
-	ca               *testCA
+	ca               *tlstest.CA
 	dir              string
 	cert, key        string
 	serial           int64
@@ -129,12 +32,12 @@ type tlsSetup struct {
 
 func newTLSSetup(t testing.TB) *tlsSetup {
 	t.Helper()
-	s := &tlsSetup{ca: newTestCA(t, "heron test CA"), dir: t.TempDir()}
+	s := &tlsSetup{ca: tlstest.NewCA(t, "heron test CA"), dir: t.TempDir()}
 	s.cert, s.key = filepath.Join(s.dir, "tls.crt"), filepath.Join(s.dir, "tls.key")
 	var c, k []byte
-	c, k, s.serial = s.ca.issue(t, "heron", true)
-	replaceFile(t, s.cert, c)
-	replaceFile(t, s.key, k)
+	c, k, s.serial = s.ca.Issue(t, "heron", true)
+	tlstest.ReplaceFile(t, s.cert, c)
+	tlstest.ReplaceFile(t, s.key, k)
 	return s
 }
 
@@ -143,7 +46,7 @@ func newTLSSetup(t testing.TB) *tlsSetup {
 // acceptable CAs do not list its issuer).
 func (s *tlsSetup) client(h2 bool, cert ...tls.Certificate) *http.Client {
 	pool := x509.NewCertPool()
-	pool.AddCert(s.ca.cert)
+	pool.AddCert(s.ca.Cert)
 	tc := &tls.Config{RootCAs: pool}
 	if len(cert) > 0 {
 		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert[0], nil }
@@ -163,7 +66,7 @@ func (s *tlsSetup) client(h2 bool, cert ...tls.Certificate) *http.Client {
 func (s *tlsSetup) servedSerial(t testing.TB, addr string) int64 {
 	t.Helper()
 	pool := x509.NewCertPool()
-	pool.AddCert(s.ca.cert)
+	pool.AddCert(s.ca.Cert)
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: pool})
 	if err != nil {
@@ -270,9 +173,9 @@ func TestRunTLSReload(t *testing.T) {
 	if err := os.Mkdir(v1, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	c, k, k8sSerial := s.ca.issue(t, "heron", true)
-	replaceFile(t, filepath.Join(v1, "tls.crt"), c)
-	replaceFile(t, filepath.Join(v1, "tls.key"), k)
+	c, k, k8sSerial := s.ca.Issue(t, "heron", true)
+	tlstest.ReplaceFile(t, filepath.Join(v1, "tls.crt"), c)
+	tlstest.ReplaceFile(t, filepath.Join(v1, "tls.key"), k)
 	for _, link := range [][2]string{{"..v1", "..data"}, {"..data/tls.crt", "tls.crt"}, {"..data/tls.key", "tls.key"}} {
 		if err := os.Symlink(link[0], filepath.Join(k8s, link[1])); err != nil {
 			t.Fatal(err)
@@ -287,16 +190,16 @@ func TestRunTLSReload(t *testing.T) {
 	}{
 		{"rename", s.cert, s.key, s.serial, func(t *testing.T, cert, key []byte) {
 			// The key first: in between, the pair does not match.
-			replaceFile(t, s.key, key)
-			replaceFile(t, s.cert, cert)
+			tlstest.ReplaceFile(t, s.key, key)
+			tlstest.ReplaceFile(t, s.cert, cert)
 		}},
 		{"symlink swap", filepath.Join(k8s, "tls.crt"), filepath.Join(k8s, "tls.key"), k8sSerial, func(t *testing.T, cert, key []byte) {
 			dir, err := os.MkdirTemp(k8s, "..v")
 			if err != nil {
 				t.Fatal(err)
 			}
-			replaceFile(t, filepath.Join(dir, "tls.crt"), cert)
-			replaceFile(t, filepath.Join(dir, "tls.key"), key)
+			tlstest.ReplaceFile(t, filepath.Join(dir, "tls.crt"), cert)
+			tlstest.ReplaceFile(t, filepath.Join(dir, "tls.key"), key)
 			tmp := filepath.Join(k8s, "..data_tmp")
 			if err := os.Symlink(filepath.Base(dir), tmp); err != nil {
 				t.Fatal(err)
@@ -313,7 +216,7 @@ func TestRunTLSReload(t *testing.T) {
 			if got := s.servedSerial(t, r.Addr); got != tc.serial {
 				t.Fatalf("serving serial %d, want %d", got, tc.serial)
 			}
-			c, k, serial := s.ca.issue(t, "heron", true)
+			c, k, serial := s.ca.Issue(t, "heron", true)
 			tc.replace(t, c, k)
 			s.waitSerial(t, r.Addr, serial)
 			if lines := r.Log.Lines(t, "tls: reloaded the certificate"); len(lines) == 0 || lines[len(lines)-1]["serial"] != fmt.Sprint(serial) {
@@ -322,7 +225,7 @@ func TestRunTLSReload(t *testing.T) {
 
 			// A certificate whose key is not there: logged, the old one
 			// served on.
-			bad, _, _ := s.ca.issue(t, "heron", true)
+			bad, _, _ := s.ca.Issue(t, "heron", true)
 			tc.replace(t, bad, k)
 			deadline := time.Now().Add(10 * time.Second)
 			for len(r.Log.Lines(t, "tls: the new files do not load; still serving the certificate loaded before")) == 0 {
@@ -364,9 +267,9 @@ func TestTLSPoll(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); f.loop(ctx, nil, nil) }()
 	defer func() { cancel(); <-done }()
-	c, k, serial := s.ca.issue(t, "heron", true)
-	replaceFile(t, s.cert, c)
-	replaceFile(t, s.key, k)
+	c, k, serial := s.ca.Issue(t, "heron", true)
+	tlstest.ReplaceFile(t, s.cert, c)
+	tlstest.ReplaceFile(t, s.key, k)
 	for deadline := time.Now().Add(10 * time.Second); f.current.Load().Leaf.SerialNumber.Int64() != serial; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not reloaded by the poll:\n%s", log)
@@ -380,9 +283,9 @@ func TestTLSPoll(t *testing.T) {
 // new CA file is read when it replaces the old one.
 func TestTLSClientCert(t *testing.T) {
 	s := newTLSSetup(t)
-	clients := newTestCA(t, "clients")
+	clients := tlstest.NewCA(t, "clients")
 	s.caFile = filepath.Join(s.dir, "clients.pem")
-	replaceFile(t, s.caFile, clients.pem)
+	tlstest.ReplaceFile(t, s.caFile, clients.PEM)
 	cfg := flagDefaults()
 	cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA = s.cert, s.key, s.caFile
 
@@ -431,10 +334,10 @@ func TestTLSClientCert(t *testing.T) {
 		want  string
 	}{
 		{"no certificate", false, nil, "anonymous"},
-		{"certificate, HTTP/1.1", false, []tls.Certificate{clients.clientCert(t, "ci-bot")}, "user ci-bot"},
-		{"certificate, HTTP/2", true, []tls.Certificate{clients.clientCert(t, "alice")}, "user alice"},
-		{"certificate of another CA", false, []tls.Certificate{newTestCA(t, "other").clientCert(t, "mallory")}, ""},
-		{"the server's CA is not the clients'", false, []tls.Certificate{s.ca.clientCert(t, "eve")}, ""},
+		{"certificate, HTTP/1.1", false, []tls.Certificate{clients.ClientCert(t, "ci-bot")}, "user ci-bot"},
+		{"certificate, HTTP/2", true, []tls.Certificate{clients.ClientCert(t, "alice")}, "user alice"},
+		{"certificate of another CA", false, []tls.Certificate{tlstest.NewCA(t, "other").ClientCert(t, "mallory")}, ""},
+		{"the server's CA is not the clients'", false, []tls.Certificate{s.ca.ClientCert(t, "eve")}, ""},
 	} {
 		got, err := get(s.client(tc.h2, tc.certs...))
 		if tc.want == "" {
@@ -449,9 +352,9 @@ func TestTLSClientCert(t *testing.T) {
 	}
 
 	// A new CA bundle replaces the old one.
-	next := newTestCA(t, "clients 2")
-	replaceFile(t, s.caFile, next.pem)
-	c := s.client(false, next.clientCert(t, "bob"))
+	next := tlstest.NewCA(t, "clients 2")
+	tlstest.ReplaceFile(t, s.caFile, next.PEM)
+	c := s.client(false, next.ClientCert(t, "bob"))
 	var got string
 	for deadline := time.Now().Add(10 * time.Second); got != "user bob"; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -459,7 +362,7 @@ func TestTLSClientCert(t *testing.T) {
 		}
 		got, err = get(c)
 	}
-	if _, err := get(s.client(false, clients.clientCert(t, "ci-bot"))); err == nil {
+	if _, err := get(s.client(false, clients.ClientCert(t, "ci-bot"))); err == nil {
 		t.Error("a certificate of the replaced CA is still accepted")
 	}
 }
@@ -473,7 +376,7 @@ func TestTLSMaxConnections(t *testing.T) {
 	cfg.MaxConnections = 1
 	r := start(t, emptyTree(t), cfg)
 	pool := x509.NewCertPool()
-	pool.AddCert(s.ca.cert)
+	pool.AddCert(s.ca.Cert)
 	first, err := tls.Dial("tcp", r.Addr, &tls.Config{RootCAs: pool})
 	if err != nil {
 		t.Fatal(err)
@@ -506,11 +409,11 @@ func TestTLSMaxConnections(t *testing.T) {
 // load does not start, with an error naming the flag.
 func TestTLSErrors(t *testing.T) {
 	s := newTLSSetup(t)
-	other, _, _ := s.ca.issue(t, "other", true)
+	other, _, _ := s.ca.Issue(t, "other", true)
 	mismatched := filepath.Join(s.dir, "other.crt")
-	replaceFile(t, mismatched, other)
+	tlstest.ReplaceFile(t, mismatched, other)
 	notPEM := filepath.Join(s.dir, "empty.pem")
-	replaceFile(t, notPEM, []byte("not a certificate\n"))
+	tlstest.ReplaceFile(t, notPEM, []byte("not a certificate\n"))
 	missing := filepath.Join(s.dir, "missing.pem")
 	for _, tc := range []struct {
 		name              string
