@@ -1,6 +1,7 @@
 // Package httpd runs heron serve's HTTP servers: a [redirector.Server] for
-// the tree, answered on the [h1] loop with net/http behind it, the
-// operations endpoints and their Prometheus registry, the Go runtime's
+// the tree, answered on the [h1] loop with net/http behind it (over TLS,
+// by net/http alone, with certificates reloaded as they rotate: tls.go),
+// the operations endpoints and their Prometheus registry, the Go runtime's
 // memory limit, and a graceful shutdown when the context ends.
 //
 // It sits above both redirector and h1, neither of which imports the
@@ -133,8 +134,8 @@ type Config struct {
 	TLSCert, TLSKey, TLSClientCA string
 }
 
-// Run serves the tree at root with a [redirector.Server] over HTTP, as heron
-// serve does, until ctx ends or a listener fails, then shuts the server
+// Run serves the tree at root with a [redirector.Server] over HTTP or,
+// with cfg.TLSCert, HTTPS, as heron serve does, until ctx ends or a listener fails, then shuts the server
 // down gracefully: it stops accepting connections, closes the idle ones and
 // waits up to cfg.ShutdownTimeout for the requests in flight before it
 // closes the rest.
@@ -142,7 +143,7 @@ type Config struct {
 // Run registers the server's metrics, the Go runtime's and the process's
 // and heron_http_connections (client connections open now) on a registry
 // of its own, served on /metrics. It logs "serving" with the registry's
-// url once it listens, "shutting down" when ctx ends and "stopped" when it
+// url (https:// over TLS) once it listens, "shutting down" when ctx ends and "stopped" when it
 // is done; operators and the test suites read these lines. It returns nil
 // after a shutdown that ctx asked for, even when the timeout cut requests
 // off, and an error when it could not start (whose message names the flag
