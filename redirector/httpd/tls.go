@@ -28,6 +28,10 @@ const tlsPollInterval = time.Minute
 // others of the same change (certbot and Kubernetes write several files).
 const tlsDebounce = 100 * time.Millisecond
 
+// tlsMaxDelay bounds the time from the first event of a burst to the
+// reload.
+const tlsMaxDelay = time.Second
+
 // tlsFiles serves the certificate of --tls-cert and --tls-key and the
 // client CAs of --tls-client-ca, and reloads them when the files change:
 // certificates are rotated (cert-manager, certbot) while heron runs. A
@@ -235,15 +239,26 @@ func (t *tlsFiles) loop(ctx context.Context, events <-chan fsnotify.Event, errs 
 	defer poll.Stop()
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
+	var first time.Time // of the events not yet acted on (zero: none)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-events:
-			debounce.Reset(tlsDebounce)
+			// Each event postpones the reload, but by no more than
+			// tlsMaxDelay in all: a folder that never stops changing does
+			// not postpone it for ever.
+			now := time.Now()
+			if first.IsZero() {
+				first = now
+			}
+			if now.Sub(first) < tlsMaxDelay {
+				debounce.Reset(tlsDebounce)
+			}
 		case err := <-errs:
 			t.logger.Warn("tls: watching the certificate's files", "err", err)
 		case <-debounce.C:
+			first = time.Time{}
 			t.reload("event")
 		case <-poll.C:
 			if t.changed() {

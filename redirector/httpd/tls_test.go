@@ -351,6 +351,21 @@ func TestTLSClientCert(t *testing.T) {
 		}
 	}
 
+	// A client that resumes its TLS sessions (a new connection per
+	// request).
+	resuming := s.client(false, clients.ClientCert(t, "carol"))
+	resuming.Transport.(*http.Transport).TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	for i := range 2 {
+		resp, err := resuming.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if i == 1 && !resp.TLS.DidResume {
+			t.Error("the session was not resumed; the test below tests nothing")
+		}
+	}
+
 	// A new CA bundle replaces the old one.
 	next := tlstest.NewCA(t, "clients 2")
 	tlstest.ReplaceFile(t, s.caFile, next.PEM)
@@ -364,6 +379,10 @@ func TestTLSClientCert(t *testing.T) {
 	}
 	if _, err := get(s.client(false, clients.ClientCert(t, "ci-bot"))); err == nil {
 		t.Error("a certificate of the replaced CA is still accepted")
+	}
+	// Nor by resuming a session of before.
+	if got, err := get(resuming); err == nil {
+		t.Errorf("a session resumed with a certificate of the replaced CA: %q", got)
 	}
 }
 
