@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -97,6 +98,7 @@ type Auth struct {
 	policy  atomic.Pointer[policy]
 	keys    atomic.Pointer[keySet]
 	creds   *credCache
+	tokens  *ttlCache[*verifiedToken]
 	bcrypts chan struct{} // bounds concurrent bcrypt comparisons
 	log     *slog.Logger
 	watch   *watcher
@@ -135,6 +137,7 @@ func New(o Options) (*Auth, error) {
 	a := &Auth{
 		o:       o,
 		creds:   newCredCache(credCacheSize, credCacheTTL),
+		tokens:  newTTLCache[*verifiedToken](tokenCacheSize, tokenCacheTTL),
 		bcrypts: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 		log:     o.Logger,
 	}
@@ -295,7 +298,25 @@ func (a *Auth) compare(ctx context.Context, hash []byte, pass string) error {
 	return bcrypt.CompareHashAndPassword(hash, []byte(pass))
 }
 
-// checkToken verifies a bearer access token.
+// verifiedToken is what checkToken keeps of a verified access token.
+type verifiedToken struct {
+	kid     string
+	sub     string
+	nbf     time.Time
+	grants  map[string]actionSet // read only once cached
+	catalog bool
+}
+
+// Bounds of the cache of verified tokens.
+const (
+	tokenCacheSize = 4096
+	tokenCacheTTL  = 10 * time.Minute
+)
+
+// checkToken verifies a bearer access token. A verified token is
+// remembered until it expires, so that a client pulling many blobs with
+// one token pays the signature check once; a hit still needs the key that
+// signed it to be one of the current keys.
 func (a *Auth) checkToken(raw string) (*Caller, error) {
 	if raw == "" {
 		return nil, badCredentials("empty bearer token")
@@ -304,25 +325,35 @@ func (a *Auth) checkToken(raw string) (*Caller, error) {
 	if ks == nil {
 		return nil, badCredentials("bearer token, but no token keys")
 	}
-	c, err := ks.parse(raw, a.o.Service, a.o.Service, "", a.o.Now)
-	if err != nil {
-		return nil, badCredentials("token: %v", err)
-	}
-	caller := a.caller(c.Subject, MethodToken)
-	caller.grants = map[string]actionSet{}
-	for _, e := range c.Access {
-		switch {
-		case e.Type == "repository":
-			for _, act := range e.Actions {
-				if act == "*" {
-					caller.grants[e.Name] |= setAll
-				}
-				caller.grants[e.Name] |= actionBit(Action(act))
-			}
-		case e.Type == "registry" && e.Name == "catalog":
-			caller.catalog = true
+	now := a.o.Now()
+	key := sha256.Sum256([]byte(raw))
+	v, ok := a.tokens.get(key, now)
+	if !ok || ks.verify[v.kid] == nil || now.Add(tokenLeeway).Before(v.nbf) {
+		c, kid, err := ks.parse(raw, a.o.Service, a.o.Service, "", a.o.Now)
+		if err != nil {
+			return nil, badCredentials("token: %v", err)
 		}
+		v = &verifiedToken{kid: kid, sub: c.Subject, grants: map[string]actionSet{}}
+		if c.NotBefore != nil {
+			v.nbf = c.NotBefore.Time
+		}
+		for _, e := range c.Access {
+			switch {
+			case e.Type == "repository":
+				for _, act := range e.Actions {
+					if act == "*" {
+						v.grants[e.Name] |= setAll
+					}
+					v.grants[e.Name] |= actionBit(Action(act))
+				}
+			case e.Type == "registry" && e.Name == "catalog":
+				v.catalog = true
+			}
+		}
+		a.tokens.put(key, v, now, c.ExpiresAt.Time.Add(tokenLeeway))
 	}
+	caller := a.caller(v.sub, MethodToken)
+	caller.grants, caller.catalog = v.grants, v.catalog
 	return caller, nil
 }
 

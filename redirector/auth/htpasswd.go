@@ -68,7 +68,15 @@ const (
 // new password (a new hash) is a different key, so nothing needs to be
 // invalidated; and the password is not kept in memory in clear. Failures
 // are not cached.
-type credCache struct {
+type credCache = ttlCache[struct{}]
+
+func newCredCache(size int, ttl time.Duration) *credCache {
+	return newTTLCache[struct{}](size, ttl)
+}
+
+// ttlCache is a bounded map of SHA-256 keys to values that expire, the
+// least recently used entry going first when it is full.
+type ttlCache[V any] struct {
 	mu      sync.Mutex
 	entries map[[32]byte]*list.Element
 	order   *list.List // front = most recently used
@@ -76,13 +84,14 @@ type credCache struct {
 	ttl     time.Duration
 }
 
-type credEntry struct {
+type ttlEntry[V any] struct {
 	key     [32]byte
+	val     V
 	expires time.Time
 }
 
-func newCredCache(size int, ttl time.Duration) *credCache {
-	return &credCache{entries: map[[32]byte]*list.Element{}, order: list.New(), size: size, ttl: ttl}
+func newTTLCache[V any](size int, ttl time.Duration) *ttlCache[V] {
+	return &ttlCache[V]{entries: map[[32]byte]*list.Element{}, order: list.New(), size: size, ttl: ttl}
 }
 
 func credKey(user, password string, hash []byte) [32]byte {
@@ -97,39 +106,55 @@ func credKey(user, password string, hash []byte) [32]byte {
 	return k
 }
 
-func (c *credCache) hit(k [32]byte, now time.Time) bool {
+func (c *ttlCache[V]) get(k [32]byte, now time.Time) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var zero V
 	e, ok := c.entries[k]
 	if !ok {
-		return false
+		return zero, false
 	}
-	if now.After(e.Value.(*credEntry).expires) {
+	te := e.Value.(*ttlEntry[V])
+	if !now.Before(te.expires) {
 		c.order.Remove(e)
 		delete(c.entries, k)
-		return false
+		return zero, false
 	}
 	c.order.MoveToFront(e)
-	return true
+	return te.val, true
 }
 
-func (c *credCache) add(k [32]byte, now time.Time) {
+func (c *ttlCache[V]) hit(k [32]byte, now time.Time) bool {
+	_, ok := c.get(k, now)
+	return ok
+}
+
+// add keeps k until now+ttl.
+func (c *ttlCache[V]) add(k [32]byte, now time.Time) { c.put(k, *new(V), now, time.Time{}) }
+
+// put keeps v until now+ttl, or until the earlier time until when given.
+func (c *ttlCache[V]) put(k [32]byte, v V, now, until time.Time) {
+	expires := now.Add(c.ttl)
+	if !until.IsZero() && until.Before(expires) {
+		expires = until
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.entries[k]; ok {
-		e.Value.(*credEntry).expires = now.Add(c.ttl)
+		te := e.Value.(*ttlEntry[V])
+		te.val, te.expires = v, expires
 		c.order.MoveToFront(e)
 		return
 	}
-	c.entries[k] = c.order.PushFront(&credEntry{key: k, expires: now.Add(c.ttl)})
+	c.entries[k] = c.order.PushFront(&ttlEntry[V]{key: k, val: v, expires: expires})
 	for c.order.Len() > c.size {
 		last := c.order.Back()
 		c.order.Remove(last)
-		delete(c.entries, last.Value.(*credEntry).key)
+		delete(c.entries, last.Value.(*ttlEntry[V]).key)
 	}
 }
 
-func (c *credCache) len() int {
+func (c *ttlCache[V]) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.order.Len()

@@ -131,13 +131,14 @@ var errTokenUse = errors.New("wrong kind of token")
 
 // parse verifies a token's signature with any of the keys and its
 // registered claims (issuer, audience, times) and returns its claims.
-func (ks *keySet) parse(raw, issuer, audience, use string, now func() time.Time) (*tokenClaims, error) {
+func (ks *keySet) parse(raw, issuer, audience, use string, now func() time.Time) (*tokenClaims, string, error) {
 	if ks == nil || len(ks.verify) == 0 {
-		return nil, errors.New("no token keys")
+		return nil, "", errors.New("no token keys")
 	}
 	var c tokenClaims
+	var kid string
 	_, err := jwt.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
+		kid, _ = t.Header["kid"].(string)
 		k, ok := ks.verify[kid]
 		if !ok {
 			return nil, fmt.Errorf("unknown key id %q", kid)
@@ -152,12 +153,12 @@ func (ks *keySet) parse(raw, issuer, audience, use string, now func() time.Time)
 		jwt.WithLeeway(tokenLeeway),
 	)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if c.Use != use {
-		return nil, errTokenUse
+		return nil, "", errTokenUse
 	}
-	return &c, nil
+	return &c, kid, nil
 }
 
 // tokenLeeway tolerates clocks of servers sharing a key that differ a little.

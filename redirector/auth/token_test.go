@@ -265,8 +265,16 @@ func TestTokenKeyReload(t *testing.T) {
 	hp := writeFile(t, filepath.Join(dir, "htpasswd"), htpasswd(t, "alice", "a"))
 	a := newAuth(t, Options{HtpasswdFile: hp, TokenKeyFiles: []string{active}})
 	kid1 := a.keys.Load().signerKID
+	_, old := getToken(t, a, "alice", "a")
+	if _, err := a.Authenticate(bearerReq(old.Token)); err != nil {
+		t.Fatal(err)
+	}
 	replaceFile(t, active, string(mustRead(t, k2)))
 	eventually(t, "the new key signs", func() bool { return a.keys.Load().signerKID != kid1 })
+	// The old key is gone: its tokens are refused, cached or not.
+	if _, err := a.Authenticate(bearerReq(old.Token)); !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("token of a removed key: %v", err)
+	}
 	_, tr := getToken(t, a, "alice", "a")
 	if _, err := a.Authenticate(bearerReq(tr.Token)); err != nil {
 		t.Fatal(err)

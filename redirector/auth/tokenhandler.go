@@ -165,7 +165,7 @@ func (a *Auth) checkRefresh(raw string) (*Caller, error) {
 	if raw == "" {
 		return nil, errors.New("no refresh_token")
 	}
-	c, err := a.keys.Load().parse(raw, a.o.Service, a.o.Service+refreshAudienceSuffix, useRefresh, a.o.Now)
+	c, _, err := a.keys.Load().parse(raw, a.o.Service, a.o.Service+refreshAudienceSuffix, useRefresh, a.o.Now)
 	if err != nil {
 		return nil, err
 	}
