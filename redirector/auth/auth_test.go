@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -390,5 +391,39 @@ func BenchmarkAuthenticateBasicCached(b *testing.B) {
 	}
 	if a.bcryptCalls.Load() != 1 {
 		b.Fatalf("%d bcrypt comparisons", a.bcryptCalls.Load())
+	}
+}
+
+// TestHtpasswdTool reads a file written by Apache's htpasswd -B, as
+// docs/access.md says to make it ($2y$ hashes).
+func TestHtpasswdTool(t *testing.T) {
+	if _, err := exec.LookPath("htpasswd"); err != nil {
+		t.Skip("no htpasswd (apache2-utils)")
+	}
+	dir := t.TempDir()
+	f := filepath.Join(dir, "htpasswd")
+	for _, args := range [][]string{
+		{"-cbB", f, "alice", "s3cret"},
+		{"-bB", "-C", "6", f, "ci", "t0ken"},
+	} {
+		if out, err := exec.Command("htpasswd", args...).CombinedOutput(); err != nil {
+			t.Fatalf("htpasswd %v: %v: %s", args, err, out)
+		}
+	}
+	a := newAuth(t, Options{HtpasswdFile: f})
+	for _, tc := range []struct{ user, pass string }{{"alice", "s3cret"}, {"ci", "t0ken"}} {
+		if c, err := a.Authenticate(basicReq(tc.user, tc.pass)); err != nil || c.Name != tc.user {
+			t.Errorf("%s: %+v %v", tc.user, c, err)
+		}
+		if _, err := a.Authenticate(basicReq(tc.user, tc.pass+"x")); err == nil {
+			t.Errorf("%s: wrong password accepted", tc.user)
+		}
+	}
+	// The default of htpasswd without -B is MD5, refused with the fix.
+	if out, err := exec.Command("htpasswd", "-bm", f, "bob", "pw").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if err := a.Reload(); err == nil || !strings.Contains(err.Error(), "line 3: user bob: only bcrypt hashes are accepted (htpasswd -B)") {
+		t.Errorf("MD5 entry: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -515,5 +516,37 @@ func BenchmarkAuthenticateToken(b *testing.B) {
 		if err != nil || !a.Allowed(c, "library/app", Pull) {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestOpenSSLKeys loads keys made the way docs/access.md says.
+func TestOpenSSLKeys(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("no openssl")
+	}
+	dir := t.TempDir()
+	priv, pub := filepath.Join(dir, "token.pem"), filepath.Join(dir, "token.pub.pem")
+	for _, args := range [][]string{
+		{"genpkey", "-algorithm", "ed25519", "-out", priv},
+		{"pkey", "-in", priv, "-pubout", "-out", pub},
+	} {
+		if out, err := exec.Command("openssl", args...).CombinedOutput(); err != nil {
+			t.Fatalf("openssl %v: %v: %s", args, err, out)
+		}
+	}
+	hp := writeFile(t, filepath.Join(dir, "htpasswd"), htpasswd(t, "alice", "a"))
+	signer := newAuth(t, Options{HtpasswdFile: hp, TokenKeyFiles: []string{priv}})
+	verifier := newAuth(t, Options{TokenKeyFiles: []string{pub}, TokenRealm: "https://127.0.0.1/token"})
+	_, tr := getToken(t, signer, "alice", "a", "repository:x:pull")
+	if c, err := verifier.Authenticate(bearerReq(tr.Token)); err != nil || !verifier.Allowed(c, "x", Pull) {
+		t.Fatalf("%+v %v", c, err)
+	}
+	// An RSA key is refused with the way to make the right one.
+	rsa := filepath.Join(dir, "rsa.pem")
+	if out, err := exec.Command("openssl", "genpkey", "-algorithm", "rsa", "-pkeyopt", "rsa_keygen_bits:1024", "-out", rsa).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if _, err := New(Options{TokenKeyFiles: []string{rsa}, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "not an Ed25519 key") || !strings.Contains(err.Error(), "openssl genpkey -algorithm ed25519") {
+		t.Errorf("RSA key: %v", err)
 	}
 }
