@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -256,7 +257,7 @@ func (a *Auth) Authenticate(r *http.Request) (*Caller, error) {
 func (a *Auth) caller(name, method string) *Caller {
 	c := &Caller{Name: name, Method: method}
 	if name != "" {
-		c.Groups = a.policy.Load().memberOf[name]
+		c.Groups = slices.Clone(a.policy.Load().memberOf[name])
 	}
 	return c
 }

@@ -427,3 +427,20 @@ func TestHtpasswdTool(t *testing.T) {
 		t.Errorf("MD5 entry: %v", err)
 	}
 }
+
+// TestReloadThroughLink: the configured file is a link to a file in
+// another directory, which is changed in place.
+func TestReloadThroughLink(t *testing.T) {
+	conf, secrets := t.TempDir(), t.TempDir()
+	real := writeFile(t, filepath.Join(secrets, "users"), htpasswd(t, "alice", "a"))
+	link := filepath.Join(conf, "htpasswd")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	a := newAuth(t, Options{HtpasswdFile: link})
+	writeFile(t, real, htpasswd(t, "bob", "b"))
+	eventually(t, "bob is a user", func() bool {
+		_, err := a.Authenticate(basicReq("bob", "b"))
+		return err == nil
+	})
+}

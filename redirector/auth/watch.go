@@ -85,6 +85,10 @@ func startWatcher(sources []*source, log *slog.Logger) (*watcher, error) {
 				return wt, err
 			}
 			dirs[filepath.Dir(abs)] = true
+			// A link to a file elsewhere: watch where it leads too.
+			if real, err := filepath.EvalSymlinks(abs); err == nil {
+				dirs[filepath.Dir(real)] = true
+			}
 		}
 	}
 	for d := range dirs {
