@@ -165,6 +165,7 @@ environment, which wins over the file. See docs/operating.md.`,
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", httpd.DefaultShutdownTimeout, "on SIGTERM, time given to the requests in flight before their connections are closed")
 	push.addFlags(f)
 	addTLSFlags(f, &c)
+	addAuthFlags(f, &c)
 	_ = cmd.MarkFlagRequired("root")
 	return cmd
 }

@@ -481,3 +481,9 @@ func quote(s string) string {
 	s = strings.ReplaceAll(s, `\`, `\\`)
 	return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
 }
+
+// Restricted reports whether some callers may not read some repositories
+// beyond what a repository file's protected flag says: an access file, or
+// DenyAnonymous. Without it every authenticated caller may read
+// everything.
+func (a *Auth) Restricted() bool { return a.o.AccessFile != "" || a.o.DenyAnonymous }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/heron-registry/heron/redirector"
+	"github.com/heron-registry/heron/redirector/auth"
 	"github.com/heron-registry/heron/redirector/h1"
 	"github.com/heron-registry/heron/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -136,6 +137,20 @@ type Config struct {
 	// verified with: a client may send one (r.TLS.VerifiedChains) or none.
 	// MetricsAddr stays plain HTTP.
 	TLSCert, TLSKey, TLSClientCA string
+	// Htpasswd, Access, TokenKeys, TokenRealm, TokenService, TokenExpiry
+	// and DenyAnonymous configure authentication and authorization
+	// ([auth.Options]: HtpasswdFile, AccessFile, TokenKeyFiles, …;
+	// docs/access.md); with any of Htpasswd, TokenKeys or TLSClientCA,
+	// every request is authenticated and authorized
+	// ([redirector.WithAuth]). A certificate TLSClientCA verifies names
+	// its user.
+	Htpasswd      string
+	Access        string
+	TokenKeys     []string
+	TokenRealm    string
+	TokenService  string
+	TokenExpiry   time.Duration
+	DenyAnonymous bool
 }
 
 // Run serves the tree at root with a [redirector.Server] over HTTP or,
@@ -195,6 +210,14 @@ func Run(ctx context.Context, root string, cfg Config) error {
 	if cfg.Pusher != nil {
 		opts = append(opts, redirector.WithPusher(cfg.Pusher, cfg.Push))
 	}
+	guard, err := cfg.auth(logger)
+	if err != nil {
+		return err
+	}
+	if guard != nil {
+		defer guard.Close()
+		opts = append(opts, redirector.WithAuth(guard))
+	}
 	var h *redirector.Server
 	if cfg.Store != nil {
 		opts = append(opts, redirector.WithServeBlobs(cfg.ServeBlobs))
@@ -229,7 +252,37 @@ func Run(ctx context.Context, root string, cfg Config) error {
 // AuthConfigured reports whether c authenticates callers (passwords,
 // tokens or client certificates).
 func (c Config) AuthConfigured() bool {
-	return false
+	return c.Htpasswd != "" || len(c.TokenKeys) > 0 || c.TLSClientCA != ""
+}
+
+// auth returns the access control of c, nil when c authenticates nobody
+// (an access file or --deny-anonymous alone is an error: nobody could
+// be given more than anonymous callers).
+func (c Config) auth(logger *slog.Logger) (*auth.Auth, error) {
+	if !c.AuthConfigured() {
+		switch {
+		case c.Access != "":
+			return nil, errors.New("--access needs a way to authenticate callers: --htpasswd, --token-key or --tls-client-ca")
+		case c.DenyAnonymous:
+			return nil, errors.New("--deny-anonymous needs a way to authenticate callers: --htpasswd, --token-key or --tls-client-ca")
+		}
+		return nil, nil
+	}
+	a, err := auth.New(auth.Options{
+		HtpasswdFile:  c.Htpasswd,
+		AccessFile:    c.Access,
+		TokenKeyFiles: c.TokenKeys,
+		TokenRealm:    c.TokenRealm,
+		Service:       c.TokenService,
+		TokenExpiry:   c.TokenExpiry,
+		DenyAnonymous: c.DenyAnonymous,
+		ClientCerts:   c.TLSClientCA != "",
+		Logger:        logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // memoryLimit is the soft memory limit Run sets, or 0 to leave the one the
