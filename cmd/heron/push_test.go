@@ -59,7 +59,7 @@ func (s *pushServer) do(method, path string, body []byte, header ...string) (*ht
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := noRedirects.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -70,6 +70,9 @@ func (s *pushServer) do(method, path string, body []byte, header ...string) (*ht
 	}
 	return resp, b
 }
+
+// noRedirects is a client that shows redirects rather than follow them.
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 // want checks an answer's status, and its OCI error code when code is set.
 func want(t *testing.T, what string, resp *http.Response, body []byte, status int, code redirector.Code) {
