@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"io"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -17,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heron-registry/heron/internal/tlstest"
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
 	"github.com/heron-registry/heron/redirector"
@@ -304,4 +308,58 @@ func b64(s string) string {
 	u, p, _ := strings.Cut(s, ":")
 	req.SetBasicAuth(u, p)
 	return strings.TrimPrefix(req.Header.Get("Authorization"), "Basic ")
+}
+
+// TestServeClientCertPush: heron serve --push over TLS with client
+// certificates as the only way to authenticate: the certificate's common
+// name is the user the access file names; a caller without one may pull
+// public repositories only, and may not push.
+func TestServeClientCertPush(t *testing.T) {
+	dir := t.TempDir()
+	ca, cert, key := writeServerCert(t, t.TempDir())
+	clients := tlstest.NewCA(t, "clients")
+	caFile := filepath.Join(t.TempDir(), "clients.pem")
+	tlstest.ReplaceFile(t, caFile, clients.PEM)
+	access := filepath.Join(t.TempDir(), "access.yaml")
+	tlstest.ReplaceFile(t, access, []byte("rules:\n  - repositories: [\"ci/**\"]\n    users: {ci: [pull, push]}\n"))
+	s := startServe(t, "--root", filepath.Join(dir, "tree"), "--addr", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key,
+		"--tls-client-ca", caFile, "--access", access, "--push")
+	client := func(certs ...tls.Certificate) *http.Client {
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: certs},
+		}}
+	}
+	blob := []byte("pushed over TLS")
+	d := digest.FromBytes(blob)
+	post := func(c *http.Client, name string) int {
+		t.Helper()
+		resp, err := c.Post(s.URL+"/v2/"+name+"/blobs/uploads/?digest="+d.String(), "application/octet-stream", bytes.NewReader(blob))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	ci, other, anonymous := client(clients.ClientCert(t, "ci")), client(clients.ClientCert(t, "intruder")), client()
+	if got := post(ci, "ci/app"); got != http.StatusCreated {
+		t.Fatalf("push as ci: %d", got)
+	}
+	if got := post(other, "ci/app"); got != http.StatusForbidden {
+		t.Fatalf("push as another certificate's user: %d", got)
+	}
+	if got := post(anonymous, "ci/app"); got != http.StatusUnauthorized {
+		t.Fatalf("push without a certificate: %d", got)
+	}
+	resp, err := ci.Get(s.URL + "/v2/ci/app/blobs/" + d.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(b, blob) {
+		t.Fatalf("pull as ci: %d %q", resp.StatusCode, b)
+	}
+	if err := s.Stop(t, 15*time.Second); err != nil {
+		t.Errorf("serve ended with %v", err)
+	}
 }
