@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"log/slog"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -38,6 +39,25 @@ type accessServer struct {
 	*pushServer
 	now func() time.Time
 	adv func(time.Duration)
+	log *syncBuffer // the access log, JSON
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 const testAccess = `groups:
@@ -98,7 +118,9 @@ func newAccessServer(t *testing.T) *accessServer {
 	if err := pub.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	logs := &syncBuffer{}
 	srv, err := redirector.New(root,
+		redirector.WithAccessLog(slog.New(slog.NewJSONHandler(logs, nil))),
 		redirector.WithPusher(pusherAdapter{pub}, redirector.PushOptions{Delete: true}),
 		redirector.WithAuth(a),
 		redirector.WithRedirectBase("https://cdn.example.com/tree"))
@@ -110,6 +132,7 @@ func newAccessServer(t *testing.T) *accessServer {
 	return &accessServer{
 		pushServer: &pushServer{t: t, url: hs.URL, root: root},
 		now:        clock,
+		log:        logs,
 		adv:        func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() },
 	}
 }
@@ -163,6 +186,12 @@ func TestAccess(t *testing.T) {
 	s := newAccessServer(t)
 	teamM, teamLayer := s.pushImage("alice", "team/app", "v1", "team")
 	pubM, pubLayer := s.pushImage("alice", "public/app", "v1", "public")
+
+	// The access log names who pushed.
+	if !strings.Contains(s.log.String(), `"method":"PUT","path":"/v2/team/app/manifests/v1","route":"manifest","repository":"team/app","status":201`) ||
+		!strings.Contains(s.log.String(), `"user":"alice"`) {
+		t.Errorf("access log:\n%s", s.log.String())
+	}
 
 	t.Run("base", func(t *testing.T) {
 		resp, body := s.do("GET", "/v2/", nil)
