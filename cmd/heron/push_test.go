@@ -27,6 +27,7 @@ type pushServer struct {
 	t    *testing.T
 	url  string
 	root string
+	pub  *publish.Publisher
 }
 
 func newPushServer(t *testing.T, o redirector.PushOptions) *pushServer {
@@ -42,7 +43,7 @@ func newPushServer(t *testing.T, o redirector.PushOptions) *pushServer {
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return &pushServer{t: t, url: hs.URL, root: root}
+	return &pushServer{t: t, url: hs.URL, root: root, pub: pub}
 }
 
 // do sends a request and returns the answer with its body read.
@@ -367,4 +368,34 @@ func TestPushRefused(t *testing.T) {
 	want(t, "unknown session", resp, body, http.StatusNotFound, redirector.CodeBlobUploadUnknown)
 	resp, body = s.do("PUT", "/v2/a/tags/list", nil)
 	want(t, "PUT tags/list", resp, body, http.StatusMethodNotAllowed, redirector.CodeUnsupported)
+}
+
+// TestPushAfterGC: a blob a client uploaded, then deleted, and that gc
+// removed, fails the manifest that references it with 400, and nothing
+// is written: the repository does not get the tag.
+func TestPushAfterGC(t *testing.T) {
+	s := newPushServer(t, redirector.PushOptions{Delete: true})
+	m, config, layer, _ := testImage("gc")
+	s.uploadBlob("app", config, ocispec.MediaTypeImageConfig)
+	l := s.uploadBlob("app", layer, ocispec.MediaTypeImageLayerGzip)
+	resp, body := s.do("DELETE", "/v2/app/blobs/"+l.Digest.String(), nil)
+	want(t, "DELETE the layer", resp, body, http.StatusAccepted, "")
+	res, err := s.pub.GC(context.Background(), publish.GCOptions{Grace: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.root, "blobs", "sha256", l.Digest.Encoded())); !os.IsNotExist(err) {
+		t.Fatalf("gc left the unlisted layer (%+v): %v", res, err)
+	}
+	resp, body = s.do("PUT", "/v2/app/manifests/v1", m, "Content-Type", ocispec.MediaTypeImageManifest)
+	want(t, "manifest of a collected layer", resp, body, http.StatusBadRequest, redirector.CodeManifestBlobUnknown)
+	resp, body = s.do("GET", "/v2/app/tags/list", nil)
+	want(t, "tags", resp, body, http.StatusOK, "")
+	if strings.Contains(string(body), "v1") {
+		t.Fatalf("the refused push wrote its tag: %s", body)
+	}
+	// Pushed again, it goes through.
+	s.uploadBlob("app", layer, ocispec.MediaTypeImageLayerGzip)
+	resp, body = s.do("PUT", "/v2/app/manifests/v1", m, "Content-Type", ocispec.MediaTypeImageManifest)
+	want(t, "manifest pushed again", resp, body, http.StatusCreated, "")
 }
