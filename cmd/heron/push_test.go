@@ -399,3 +399,39 @@ func TestPushAfterGC(t *testing.T) {
 	resp, body = s.do("PUT", "/v2/app/manifests/v1", m, "Content-Type", ocispec.MediaTypeImageManifest)
 	want(t, "manifest pushed again", resp, body, http.StatusCreated, "")
 }
+
+// TestPushAcrossServers: an upload begun through one server goes on and
+// ends through another that shares the tree (the session is files of the
+// tree), and the first serves what the second finished.
+func TestPushAcrossServers(t *testing.T) {
+	a := newPushServer(t, redirector.PushOptions{})
+	srv, err := redirector.New(a.root, redirector.WithPusher(pusherAdapter{publish.New(store.NewFS(layout.Root(a.root)))}, redirector.PushOptions{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	b := &pushServer{t: t, url: hs.URL, root: a.root}
+
+	blob := []byte("one half, then the other")
+	d := digest.FromBytes(blob)
+	resp, body := a.do("POST", "/v2/app/blobs/uploads/", nil)
+	want(t, "POST through a", resp, body, http.StatusAccepted, "")
+	loc := resp.Header.Get("Location")
+	resp, body = a.do("PATCH", loc, blob[:8], "Content-Range", "0-7")
+	want(t, "PATCH through a", resp, body, http.StatusAccepted, "")
+	resp, body = b.do("GET", loc, nil)
+	want(t, "status through b", resp, body, http.StatusNoContent, "")
+	if r := resp.Header.Get("Range"); r != "0-7" {
+		t.Fatalf("b sees Range %q", r)
+	}
+	resp, body = b.do("PATCH", loc, blob[8:], "Content-Range", fmt.Sprintf("8-%d", len(blob)-1))
+	want(t, "PATCH through b", resp, body, http.StatusAccepted, "")
+	resp, body = b.do("PUT", loc+"?digest="+d.String(), nil)
+	want(t, "PUT through b", resp, body, http.StatusCreated, "")
+	resp, body = a.do("GET", "/v2/app/blobs/"+d.String(), nil)
+	want(t, "GET through a", resp, body, http.StatusOK, "")
+	if !bytes.Equal(body, blob) {
+		t.Fatalf("a serves %q", body)
+	}
+}
