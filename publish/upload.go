@@ -32,7 +32,10 @@ import (
 //
 // FinishUpload streams the chunks, in order, into the blob's key with the
 // store's verification: nothing is visible under the digest unless every
-// byte matches it. It does not touch any repository file: a manifest that
+// byte matches it. The one chunk of a session that has one is moved
+// instead, on a store that can ([store.Mover]: renamed on a file system,
+// after it is read once to verify it), so that its bytes are not written
+// twice; a crash leaves it in the session or under the digest. It does not touch any repository file: a manifest that
 // lists the blob does. Sessions nobody finishes are removed by
 // ExpireUploads (heron gc).
 //
@@ -352,7 +355,8 @@ func (l *limitReader) Read(p []byte) (int, error) {
 // FinishUpload completes the session id of repository name as the blob d:
 // it appends last (when not nil; max bounds the session as for
 // AppendUpload), then streams the session's chunks, in order, into the
-// blob's key, verified against d and the session's size. On a mismatch
+// blob's key (or moves its one chunk there, see [store.Mover]), verified
+// against d and the session's size. On a mismatch
 // nothing is written (the error wraps ErrDigestMismatch or
 // ErrSizeMismatch) and the session stays, to be cancelled. When the tree
 // already holds the blob, the chunks are verified and not written again
@@ -391,14 +395,23 @@ func (p *Publisher) FinishUpload(ctx context.Context, name, id string, d digest.
 	if err != nil {
 		return 0, fmt.Errorf("upload %s: %w", id, err)
 	}
-	if present {
+	mover, moves := p.sink.(store.Mover)
+	switch {
+	case present:
 		_, err = store.CopyVerified(ctx, blobKey, io.Discard, chunks, want)
 		if err == nil {
 			if ts, ok := p.sink.(TouchSink); ok {
 				err = ts.Touch(ctx, blobKey)
 			}
 		}
-	} else {
+	case moves && len(u.state.Chunks) == 1:
+		// One chunk (a client that PATCHes the whole blob, as most
+		// do): verified and renamed, not written a second time.
+		var chunkKey string
+		if chunkKey, err = layout.UploadChunkKey(id, u.state.Chunks[0].Offset); err == nil {
+			err = mover.Move(ctx, chunkKey, blobKey, want)
+		}
+	default:
 		err = p.sink.Put(ctx, blobKey, chunks, want)
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -260,6 +261,21 @@ var uploadCases = []uploadCase{
 		u.unknown(t, "app", id)
 		u.noUploads(t)
 	}},
+	{"one chunk, wrong digest first", func(t *testing.T, u *uploadEnv) {
+		// The chunk is moved on a file system: a mismatch must leave
+		// it in the session, whole.
+		id := u.start(t, "app")
+		u.append(t, "app", id, 0, "one chunk", 9)
+		for _, d := range []digest.Digest{digest.FromString("one chunK"), digest.FromString("one chunk!")} {
+			if _, err := u.p.FinishUpload(u.ctx, "app", id, d, nil, 0); !errors.Is(err, publish.ErrDigestMismatch) {
+				t.Fatalf("finish with a wrong digest: %v; want ErrDigestMismatch", err)
+			}
+			u.noBlob(t, d)
+		}
+		u.status(t, "app", id, 9)
+		u.finish(t, "app", id, "", "one chunk")
+		u.noUploads(t)
+	}},
 	{"blob already present", func(t *testing.T, u *uploadEnv) {
 		id := u.start(t, "a")
 		u.finish(t, "a", id, "shared layer", "shared layer")
@@ -455,6 +471,43 @@ func TestUploadFSLeavesNoLocks(t *testing.T) {
 	if ents, err := os.ReadDir(layout.Root(root).Path(layout.UploadsDirKey())); err != nil || len(ents) != 0 {
 		t.Fatalf("uploads folder: %d entries, %v", len(ents), err)
 	}
+}
+
+// TestUploadFSMovesOneChunk checks that on a file system the one chunk of
+// a session becomes the blob by a rename (the same file), not a copy,
+// and that a session of two chunks is copied.
+func TestUploadFSMovesOneChunk(t *testing.T) {
+	root := layout.Root(t.TempDir())
+	u := newTree(t, publish.NewFSSink(root))
+	inode := func(key string) uint64 {
+		t.Helper()
+		fi, err := os.Stat(root.Path(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	for _, chunks := range [][]string{{"a whole layer"}, {"two ", "chunks"}} {
+		id := u.start(t, "app")
+		var off int64
+		var ino []uint64
+		for _, c := range chunks {
+			u.append(t, "app", id, off, c, off+int64(len(c)))
+			key, _ := layout.UploadChunkKey(id, off)
+			ino = append(ino, inode(key))
+			off += int64(len(c))
+		}
+		content := strings.Join(chunks, "")
+		u.finish(t, "app", id, "", content)
+		key, _ := layout.BlobKey(digest.FromString(content))
+		if moved := inode(key) == ino[0]; moved != (len(chunks) == 1) {
+			t.Errorf("%d chunks: the blob is the first chunk's file: %v", len(chunks), moved)
+		}
+		if fi, err := os.Stat(root.Path(key)); err != nil || fi.Mode().Perm() != 0o644 {
+			t.Errorf("blob %s: %v, %v; want mode 0644", key, fi.Mode(), err)
+		}
+	}
+	u.noUploads(t)
 }
 
 // TestUploadGC checks that gc removes the sessions idle for longer than
