@@ -29,7 +29,11 @@ func TestFSMove(t *testing.T) {
 		{"other bytes", ptr("a pushed BLOB"), "", store.Want{Digest: d, Size: int64(len(content))}, store.ErrDigestMismatch},
 		{"longer", ptr(content + "!"), "", store.Want{Digest: d, Size: int64(len(content))}, store.ErrSizeMismatch},
 		{"shorter", ptr(content[:4]), "", store.Want{Digest: d, Size: int64(len(content))}, store.ErrSizeMismatch},
-		{"no digest", &content, "", store.Want{}, errAny},
+		{"size only", &content, "", store.Want{Size: int64(len(content))}, nil},
+		{"size only, longer", ptr(content + "!"), "", store.Want{Size: int64(len(content))}, store.ErrSizeMismatch},
+		{"size only, shorter", ptr(content[:4]), "", store.Want{Size: int64(len(content))}, store.ErrSizeMismatch},
+		{"negative size", &content, "", store.Want{Size: -1}, errAny},
+		{"invalid digest", &content, "", store.Want{Digest: "sha256:nope", Size: int64(len(content))}, errAny},
 		{"missing", nil, "", store.Want{Digest: d, Size: int64(len(content))}, store.ErrNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

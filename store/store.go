@@ -322,13 +322,15 @@ type Signer interface {
 // instead of writing its bytes a second time.
 type Mover interface {
 	Store
-	// Move verifies the content of from against want (which must have a
-	// Digest) and, if it matches, makes it the content of to, atomically,
-	// and removes from: a reader of to sees its old content (or nothing)
-	// or all of from's, never a part, and a crash leaves the content
-	// under from or under to. On a mismatch (a *VerifyError) or any
-	// other error nothing changes under to. A missing from is
-	// ErrNotFound. The content of from must not change while Move runs
-	// (its writer holds it, as publish holds an upload's lock).
+	// Move verifies the content of from against want and, if it
+	// matches, makes it the content of to, atomically, and removes from:
+	// a reader of to sees its old content (or nothing) or all of from's,
+	// never a part, and a crash leaves the content under from or under
+	// to. On a mismatch (a *VerifyError) or any
+	// other error nothing changes under to. A want without a Digest
+	// checks the size only: the caller vouches for the bytes (publish
+	// hashed them as it wrote them). A missing from is ErrNotFound. The
+	// content of from must not change while Move runs (its writer holds
+	// it, as publish holds an upload's lock).
 	Move(ctx context.Context, from, to string, want Want) error
 }
