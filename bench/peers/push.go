@@ -91,7 +91,8 @@ type pushResult struct {
 	crane    string // its path and version
 	image    string // how the image came to be
 	dir      string // where the trees were, and their file system
-	size     int64
+	size     int64  // bytes of the image's blobs
+	label    string // its size as the flags give it
 	layers   int
 	hwmReset bool
 	runs     map[string][]pushRun // by server, round by round
@@ -276,7 +277,7 @@ func measurePush(ctx context.Context, cfg *config, runDir string) (*pushResult, 
 	res := &pushResult{
 		crane: crane + " (" + cmdOutput(crane, "version") + ", its default of 4 blobs at once)", image: gen,
 		dir:  fmt.Sprintf("%s (%s)", runDir, fsType(runDir)),
-		size: img.total, layers: len(img.layers), runs: map[string][]pushRun{},
+		size: img.total, label: mib(pc.size), layers: len(img.layers), runs: map[string][]pushRun{},
 	}
 	const repo = "bench/push"
 	push := func(server string, round int) (pushRun, error) {
@@ -318,7 +319,7 @@ func measurePush(ctx context.Context, cfg *config, runDir string) (*pushResult, 
 		}
 		return r, nil
 	}
-	logf("push of %s (%d layers) with crane: %d rounds of %s", mib(img.total), len(img.layers), pc.rounds, strings.Join(pushServers, ", "))
+	logf("push of %s (%d layers) with crane: %d rounds of %s", mib(pc.size), len(img.layers), pc.rounds, strings.Join(pushServers, ", "))
 	res.load[0] = loadAvg()
 	for round := 0; round < pc.rounds; round++ {
 		order := append(slices.Clone(pushServers[round%len(pushServers):]), pushServers[:round%len(pushServers)]...)
@@ -379,7 +380,7 @@ func (r *pushResult) markdown(b *strings.Builder) {
 		"Then `sync` is timed on its own: what the server had not yet written to the disk when crane exited (heron syncs every file before it answers; registry:2 syncs nothing). "+
 		"CPU is the server's user + system time during the push; peak RSS its VmHWM after the push (%s). "+
 		"The second push is the same image to the tag `again` of the same repository: crane finds every blob (HEAD) and sends the manifest. Load average before and after: %s; %s.\n\n",
-		mib(r.size), r.layers, len(r.order), reset, r.load[0], r.load[1])
+		r.label, r.layers, len(r.order), reset, r.load[0], r.load[1])
 	b.WriteString("| server | crane push (median; min–max) | MiB/s (median) | then `sync` (median) | push + sync (median) | server CPU (median) | peak RSS (max) | second push, blobs present (median; min–max) |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, s := range pushServers {
@@ -423,7 +424,7 @@ func (r *pushResult) targets(yes func(bool) string) [][3]string {
 		hwm = max(hwm, run.hwm)
 	}
 	return [][3]string{
-		{fmt.Sprintf("push: crane push of a %s image into heron ≥ 1.0× the speed of the same push into registry:2 on the same disk (median of the rounds' ratios)", mib(r.size)),
+		{fmt.Sprintf("push: crane push of a %s image into heron ≥ 1.0× the speed of the same push into registry:2 on the same disk (median of the rounds' ratios)", r.label),
 			fmt.Sprintf("%.2f× (rounds %.2f–%.2f; medians %s vs %s, %.0f vs %.0f MiB/s); counting the `sync` after it %.2f× (%.2f–%.2f); heron's peak RSS %s",
 				medianFloat(x), x[0], x[len(x)-1], secs(hw), secs(rw), float64(r.size)/(1<<20)/hw.Seconds(), float64(r.size)/(1<<20)/rw.Seconds(),
 				medianFloat(xd), xd[0], xd[len(xd)-1], mb(hwm)),
