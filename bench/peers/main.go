@@ -21,7 +21,10 @@
 //   - blobs fetched on demand from an upstream registry:2 (ondemand.go):
 //     time to last byte of a first pull of a 256 MiB layer through heron
 //     next to the same GET straight from the registry, and heron's RSS
-//     while 20 clients pull a 1 GiB layer at once (one upstream GET).
+//     while 20 clients pull a 1 GiB layer at once (one upstream GET);
+//   - manifest pulls with authentication configured (auth.go): public
+//     anonymous, protected with basic credentials and with a token, as
+//     ratios to the same server without authentication.
 //
 // It installs nothing (bench/install.sh does), starts every server itself
 // on a free loopback port, stops each one by its PID, and writes a
@@ -67,6 +70,7 @@ type config struct {
 	ondemand    ondemandConfig
 	odOn        bool
 	odOnly      bool
+	auth        authConfig
 	peerRepos   int
 	startups    int
 	keep        bool
@@ -101,6 +105,7 @@ func main() {
 	flag.BoolVar(&cfg.odOn, "ondemand", true, "measure blobs fetched on demand from an upstream registry:2 (-ondemand=false skips it)")
 	flag.BoolVar(&cfg.odOnly, "ondemand-only", false, "measure blobs fetched on demand only (no peers, no tree sizes, no tags, no bucket, no profiles)")
 	cfg.ondemand.addFlags()
+	cfg.auth.addFlags()
 	flag.IntVar(&cfg.peerRepos, "peer-repos", 1000, "repositories of the tree the servers are compared on")
 	flag.IntVar(&cfg.startups, "startups", 5, "start-ups measured per tree size")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the run folder (server logs, configurations)")
@@ -144,8 +149,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "peers: -tags-only needs -tag-sizes")
 		os.Exit(2)
 	}
-	if n := btoi(cfg.tagsOnly) + btoi(cfg.s3Only) + btoi(cfg.odOnly); n > 1 {
-		fmt.Fprintln(os.Stderr, "peers: -tags-only, -s3-only and -ondemand-only exclude each other")
+	if n := btoi(cfg.tagsOnly) + btoi(cfg.s3Only) + btoi(cfg.odOnly) + btoi(cfg.auth.only); n > 1 {
+		fmt.Fprintln(os.Stderr, "peers: -tags-only, -s3-only, -ondemand-only and -auth-only exclude each other")
 		os.Exit(2)
 	}
 	if err := cfg.s3Publish.check(); err != nil {
@@ -209,13 +214,13 @@ func run(ctx context.Context, cfg *config) (err error) {
 	rep := &report{cfg: cfg, began: began}
 	rep.machine = machineInfo(heron)
 
-	only := cfg.tagsOnly || cfg.s3Only || cfg.odOnly
+	only := cfg.tagsOnly || cfg.s3Only || cfg.odOnly || cfg.auth.only
 	if !only {
 		if err := measurePeersAndSizes(ctx, cfg, fx, runDir, rep); err != nil {
 			return err
 		}
 	}
-	if len(cfg.tagSizes) > 0 && !cfg.s3Only && !cfg.odOnly {
+	if len(cfg.tagSizes) > 0 && !cfg.s3Only && !cfg.odOnly && !cfg.auth.only {
 		rep.tags = &tagsResult{}
 		tree, err := ensureTagsTree(ctx, cfg.cacheDir, img, cfg.tagSizes, rep.tags)
 		if err != nil {
@@ -232,6 +237,11 @@ func run(ctx context.Context, cfg *config) (err error) {
 	}
 	if (cfg.odOn && !only) || cfg.odOnly {
 		if rep.ondemand, err = measureOndemand(ctx, cfg, runDir); err != nil {
+			return err
+		}
+	}
+	if (cfg.auth.on && !only) || cfg.auth.only {
+		if rep.auth, err = measureAuth(ctx, cfg, fx, runDir, rep); err != nil {
 			return err
 		}
 	}

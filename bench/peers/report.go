@@ -171,6 +171,7 @@ type report struct {
 	tags       *tagsResult
 	s3         *s3Result
 	ondemand   *ondemandResult
+	auth       *authResult
 	profiles   []profileResult
 }
 
@@ -208,6 +209,9 @@ func (r *report) markdown() string {
 	}
 	if r.ondemand != nil {
 		r.ondemand.markdown(&b)
+	}
+	if r.auth != nil {
+		r.auth.markdown(&b, cfg)
 	}
 	b.WriteString("\n### Targets\n\n| target | measured | met |\n| --- | --- | --- |\n")
 	for _, t := range r.targets() {
@@ -348,6 +352,9 @@ func (r *report) targets() [][3]string {
 	}
 	if r.ondemand != nil {
 		out = append(out, r.ondemand.targets(yes)...)
+	}
+	if r.auth != nil {
+		out = append(out, r.auth.targets(yes)...)
 	}
 	return out
 }
