@@ -81,7 +81,7 @@ type authResult struct {
 	access            string // the access file
 	flags             string // the authenticated server's flags
 	ways              [numAuthWays]*accum
-	order             [][numAuthWays]int // the order of each round
+	cpu               [numAuthWays]time.Duration // heron's CPU time during the measured loads
 	memory            []string
 }
 
@@ -292,15 +292,12 @@ func measureAuth(ctx context.Context, cfg *config, fx *fixture, runDir string, r
 	for w := range res.ways {
 		res.ways[w] = newAccum()
 	}
-	manifestBody := func(f *fixture) int64 { return int64(len(f.img.Manifest)) }
 	for r := 0; r < cfg.rounds; r++ {
-		var order [numAuthWays]int
-		for i := range order {
+		for i := range numAuthWays {
 			w := (i + r) % numAuthWays
-			order[i] = w
-			t := target{name: authWayNames[w], addr: authed.addr}
+			srv := authed
 			if w == authPlain {
-				t.addr = plain.addr
+				srv = plain
 			}
 			req := reqs[w]
 			if w == authBearer {
@@ -313,13 +310,13 @@ func measureAuth(ctx context.Context, cfg *config, fx *fixture, runDir string, r
 				}
 				req = manifestRequest(fx, res.protected, "Bearer "+tok)
 			}
-			lr, err := runLoad(ctx, cfg, t, []load.Request{req}, http.StatusOK, manifestBody, fx)
+			lr, cpu, err := authLoad(ctx, cfg, srv, req, int64(len(fx.img.Manifest)))
 			if err != nil {
 				return nil, err
 			}
 			res.ways[w].add(lr)
+			res.cpu[w] += cpu
 		}
-		res.order = append(res.order, order)
 	}
 	for w, a := range res.ways {
 		logf("%-62s %s", authWayNames[w], a.summary())
@@ -330,6 +327,45 @@ func measureAuth(ctx context.Context, cfg *config, fx *fixture, runDir string, r
 		}
 	}
 	return res, nil
+}
+
+// authLoad runs the warm-up, then the measured load, of req on the server
+// p, and returns what was measured and p's CPU time (user and system)
+// during the measured part: the cost of a request, which the machine's
+// other work disturbs less than the rate. (The warm-up is a load of its
+// own, so that the CPU read after it counts the measured part alone.)
+func authLoad(ctx context.Context, cfg *config, p *proc, req load.Request, size int64) (*load.Result, time.Duration, error) {
+	lc := load.Config{Addr: p.addr, Requests: []load.Request{req}, Concurrency: cfg.concurrency,
+		ExpectStatus: http.StatusOK, ExpectBodySize: size}
+	if cfg.warmup > 0 {
+		w := lc
+		w.Duration = cfg.warmup
+		if _, err := load.Run(ctx, w); err != nil {
+			return nil, 0, err
+		}
+	}
+	c0, err := cpuTime(p.pid())
+	if err != nil {
+		return nil, 0, err
+	}
+	lc.Duration = cfg.duration
+	res, err := load.Run(ctx, lc)
+	if err != nil {
+		return nil, 0, err
+	}
+	c1, err := cpuTime(p.pid())
+	if err != nil {
+		return nil, 0, err
+	}
+	return res, c1 - c0, ctx.Err()
+}
+
+// cpuPerRequest is heron's CPU time per request of way w.
+func (r *authResult) cpuPerRequest(w int) time.Duration {
+	if r.ways[w].requests == 0 {
+		return 0
+	}
+	return r.cpu[w] / time.Duration(r.ways[w].requests)
 }
 
 // ratios returns the ratio of way w to the baseline, overall and round by
@@ -354,8 +390,8 @@ func (r *authResult) markdown(b *strings.Builder, cfg *config) {
 	fmt.Fprintf(b, "- GET manifest by tag (the four-type Accept header), %d connections; two `heron serve` on the same tree, one without authentication, one with `%s` (user `%s`, bcrypt cost %d; an Ed25519 key); ways taking turns, each round starting with another\n",
 		cfg.concurrency, r.flags, authUser, bcrypt.DefaultCost)
 	fmt.Fprintf(b, "- public repository `%s`, protected repository `%s`; the access file:\n\n```yaml\n%s```\n\n", r.public, r.protected, r.access)
-	b.WriteString("| request | req/s | rounds (req/s) | p50 | p99 | × (a) | × (a) round by round (min–max) | errors |\n")
-	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| request | req/s | rounds (req/s) | p50 | p99 | × (a) | × (a) round by round (min–max) | heron CPU per request | errors |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for w, a := range r.ways {
 		x, xr := "", ""
 		if w != authPlain {
@@ -365,10 +401,15 @@ func (r *authResult) markdown(b *strings.Builder, cfg *config) {
 				xr = fmt.Sprintf("%.2f–%.2f", rs[0], rs[len(rs)-1])
 			}
 		}
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %d |\n", authWayNames[w], num(a.rps()), a.spread(), dur(a.p(0.5)), dur(a.p(0.99)), x, xr, a.errors)
+		c := fmt.Sprintf("%.1f µs", float64(r.cpuPerRequest(w))/float64(time.Microsecond))
+		if w != authPlain && r.cpuPerRequest(authPlain) > 0 {
+			c += fmt.Sprintf(" (%+.0f%%)", 100*(float64(r.cpuPerRequest(w))/float64(r.cpuPerRequest(authPlain))-1))
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", authWayNames[w], num(a.rps()), a.spread(), dur(a.p(0.5)), dur(a.p(0.99)), x, xr, c, a.errors)
 	}
+	b.WriteString("\nheron's CPU per request is its user and system time (/proc, 10 ms ticks) during the measured loads divided by their requests; the machine's other work moves it less than the rates.\n")
 	if len(r.memory) > 0 {
-		fmt.Fprintf(b, "\nRSS of heron after these runs: %s.\n", strings.Join(r.memory, "; "))
+		fmt.Fprintf(b, "RSS of heron after these runs: %s.\n", strings.Join(r.memory, "; "))
 	}
 }
 
