@@ -468,3 +468,16 @@ func TestCredKeyEncoding(t *testing.T) {
 		t.Errorf("credKey allocates %v times", n)
 	}
 }
+
+func TestTokenKey(t *testing.T) {
+	for _, n := range []int{0, 1, 600, 2048, 2049, 5000} {
+		raw := strings.Repeat("t", n)
+		if got, want := tokenKey(raw), sha256.Sum256([]byte(raw)); got != want {
+			t.Errorf("tokenKey of %d bytes = %x, want %x", n, got, want)
+		}
+	}
+	raw := strings.Repeat("t", 700)
+	if n := testing.AllocsPerRun(100, func() { tokenKey(raw) }); n != 0 {
+		t.Errorf("tokenKey allocates %v times", n)
+	}
+}
