@@ -390,7 +390,7 @@ func (r *authResult) markdown(b *strings.Builder, cfg *config) {
 	fmt.Fprintf(b, "- GET manifest by tag (the four-type Accept header), %d connections; two `heron serve` on the same tree, one without authentication, one with `%s` (user `%s`, bcrypt cost %d; an Ed25519 key); ways taking turns, each round starting with another\n",
 		cfg.concurrency, r.flags, authUser, bcrypt.DefaultCost)
 	fmt.Fprintf(b, "- public repository `%s`, protected repository `%s`; the access file:\n\n```yaml\n%s```\n\n", r.public, r.protected, r.access)
-	b.WriteString("| request | req/s | rounds (req/s) | p50 | p99 | × (a) | × (a) round by round (min–max) | heron CPU per request | errors |\n")
+	b.WriteString("| request | req/s | rounds (req/s) | p50 | p99 | × (a) | × (a) round by round: median (min–max) | heron CPU per request | errors |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for w, a := range r.ways {
 		x, xr := "", ""
@@ -398,7 +398,7 @@ func (r *authResult) markdown(b *strings.Builder, cfg *config) {
 			o, rs := r.ratios(w)
 			x = fmt.Sprintf("%.2f", o)
 			if len(rs) > 0 {
-				xr = fmt.Sprintf("%.2f–%.2f", rs[0], rs[len(rs)-1])
+				xr = fmt.Sprintf("%.2f (%.2f–%.2f)", medianFloat(rs), rs[0], rs[len(rs)-1])
 			}
 		}
 		c := fmt.Sprintf("%.1f µs", float64(r.cpuPerRequest(w))/float64(time.Microsecond))
@@ -419,7 +419,7 @@ func (r *authResult) targets(yes func(bool) string) [][3]string {
 		o, rs := r.ratios(w)
 		m := fmt.Sprintf("%.2f× (%s vs %s req/s", o, num(r.ways[w].rps()), num(r.ways[authPlain].rps()))
 		if len(rs) > 0 {
-			m += fmt.Sprintf("; rounds %.2f–%.2f", rs[0], rs[len(rs)-1])
+			m += fmt.Sprintf("; rounds: median %.2f, %.2f–%.2f", medianFloat(rs), rs[0], rs[len(rs)-1])
 		}
 		m += ")"
 		met := "—"
