@@ -6,7 +6,8 @@
 # heron on free loopback ports, measures them one after another with the
 # same load generator, and writes the report to $HERON_CACHE/bench/results.md.
 # Extra arguments go to bench/peers (go run ./bench/peers -h lists them):
-# -tags-only, -s3-only, -s3=false, -ondemand-only, -push-only, … (docs/benchmarks.md).
+# -tags-only, -s3-only, -s3=false, -ondemand-only, -push-only, -auth-only, …
+# (docs/benchmarks.md).
 # It installs nothing: bench/install.sh installs nginx, docker-registry,
 # versitygw and crane.
 set -euo pipefail

@@ -34,7 +34,8 @@ type Request struct {
 	Method string
 	// Path is the request target: path and query.
 	Path string
-	// Header holds extra request headers (Accept, …).
+	// Header holds extra request headers (Accept, Authorization, …),
+	// sent with every request.
 	Header http.Header
 }
 

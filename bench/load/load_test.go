@@ -184,3 +184,41 @@ func TestBadRequests(t *testing.T) {
 		t.Error("no requests accepted")
 	}
 }
+
+// TestHeaderOnEveryRequest checks that a request's headers (Authorization,
+// as a client sends after login) go with every request of every
+// connection, and that each of several requests keeps its own.
+func TestHeaderOnEveryRequest(t *testing.T) {
+	var with, without, other atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Header.Get("Authorization") {
+		case "Basic YmVuY2g6cHc=":
+			if r.Header.Get("Accept") != "a/b" {
+				other.Add(1)
+			}
+			with.Add(1)
+		case "":
+			without.Add(1)
+			w.WriteHeader(http.StatusUnauthorized)
+		default:
+			other.Add(1)
+		}
+	}))
+	defer ts.Close()
+	addr := strings.TrimPrefix(ts.URL, "http://")
+	reqs := []Request{
+		{Path: "/a", Header: http.Header{"Authorization": {"Basic YmVuY2g6cHc="}, "Accept": {"a/b"}}},
+		{Path: "/b"},
+	}
+	res, err := Run(context.Background(), Config{Addr: addr, Requests: reqs, Concurrency: 4, Duration: 5 * time.Second, MaxRequests: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 400 || res.Statuses[200]+res.Statuses[401] != 400 {
+		t.Fatalf("%d requests, statuses %s", res.Requests, res.StatusSummary())
+	}
+	// Warm-up is 0: every request is counted; each connection alternates.
+	if with.Load() != res.Statuses[200] || without.Load() != res.Statuses[401] || other.Load() != 0 || with.Load() < 100 || without.Load() < 100 {
+		t.Fatalf("with credentials %d, without %d, other %d; statuses %s", with.Load(), without.Load(), other.Load(), res.StatusSummary())
+	}
+}

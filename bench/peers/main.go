@@ -26,6 +26,9 @@
 //     --push on a new tree next to the same push into registry:2 on the
 //     same disk, heron's peak RSS meanwhile, and a second push of the same
 //     image (every blob present).
+//   - manifest pulls with authentication configured (auth.go): public
+//     anonymous, protected with basic credentials and with a token, as
+//     ratios to the same server without authentication.
 //
 // It installs nothing (bench/install.sh does), starts every server itself
 // on a free loopback port, stops each one by its PID, and writes a
@@ -74,6 +77,7 @@ type config struct {
 	push        pushConfig
 	pushOn      bool
 	pushOnly    bool
+	auth        authConfig
 	peerRepos   int
 	startups    int
 	keep        bool
@@ -111,6 +115,7 @@ func main() {
 	flag.BoolVar(&cfg.pushOn, "push", true, "measure crane push into heron serve --push and into registry:2 (-push=false skips it)")
 	flag.BoolVar(&cfg.pushOnly, "push-only", false, "measure pushes only (no peers, no tree sizes, no tags, no bucket, no on-demand, no profiles)")
 	cfg.push.addFlags()
+	cfg.auth.addFlags()
 	flag.IntVar(&cfg.peerRepos, "peer-repos", 1000, "repositories of the tree the servers are compared on")
 	flag.IntVar(&cfg.startups, "startups", 5, "start-ups measured per tree size")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the run folder (server logs, configurations)")
@@ -154,8 +159,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "peers: -tags-only needs -tag-sizes")
 		os.Exit(2)
 	}
-	if n := btoi(cfg.tagsOnly) + btoi(cfg.s3Only) + btoi(cfg.odOnly) + btoi(cfg.pushOnly); n > 1 {
-		fmt.Fprintln(os.Stderr, "peers: -tags-only, -s3-only, -ondemand-only and -push-only exclude each other")
+	if n := btoi(cfg.tagsOnly) + btoi(cfg.s3Only) + btoi(cfg.odOnly) + btoi(cfg.pushOnly) + btoi(cfg.auth.only); n > 1 {
+		fmt.Fprintln(os.Stderr, "peers: -tags-only, -s3-only, -ondemand-only, -push-only and -auth-only exclude each other")
 		os.Exit(2)
 	}
 	if err := cfg.s3Publish.check(); err != nil {
@@ -223,13 +228,13 @@ func run(ctx context.Context, cfg *config) (err error) {
 	rep := &report{cfg: cfg, began: began}
 	rep.machine = machineInfo(heron)
 
-	only := cfg.tagsOnly || cfg.s3Only || cfg.odOnly || cfg.pushOnly
+	only := cfg.tagsOnly || cfg.s3Only || cfg.odOnly || cfg.pushOnly || cfg.auth.only
 	if !only {
 		if err := measurePeersAndSizes(ctx, cfg, fx, runDir, rep); err != nil {
 			return err
 		}
 	}
-	if len(cfg.tagSizes) > 0 && !cfg.s3Only && !cfg.odOnly && !cfg.pushOnly {
+	if len(cfg.tagSizes) > 0 && !cfg.s3Only && !cfg.odOnly && !cfg.pushOnly && !cfg.auth.only {
 		rep.tags = &tagsResult{}
 		tree, err := ensureTagsTree(ctx, cfg.cacheDir, img, cfg.tagSizes, rep.tags)
 		if err != nil {
@@ -251,6 +256,11 @@ func run(ctx context.Context, cfg *config) (err error) {
 	}
 	if (cfg.pushOn && !only) || cfg.pushOnly {
 		if rep.push, err = measurePush(ctx, cfg, runDir); err != nil {
+			return err
+		}
+	}
+	if (cfg.auth.on && !only) || cfg.auth.only {
+		if rep.auth, err = measureAuth(ctx, cfg, fx, runDir, rep); err != nil {
 			return err
 		}
 	}

@@ -172,6 +172,7 @@ type report struct {
 	s3         *s3Result
 	ondemand   *ondemandResult
 	push       *pushResult
+	auth       *authResult
 	profiles   []profileResult
 }
 
@@ -212,6 +213,9 @@ func (r *report) markdown() string {
 	}
 	if r.push != nil {
 		r.push.markdown(&b)
+	}
+	if r.auth != nil {
+		r.auth.markdown(&b, cfg)
 	}
 	b.WriteString("\n### Targets\n\n| target | measured | met |\n| --- | --- | --- |\n")
 	for _, t := range r.targets() {
@@ -355,6 +359,9 @@ func (r *report) targets() [][3]string {
 	}
 	if r.push != nil {
 		out = append(out, r.push.targets(yes)...)
+	}
+	if r.auth != nil {
+		out = append(out, r.auth.targets(yes)...)
 	}
 	return out
 }

@@ -95,9 +95,10 @@ func (p *policy) rights(user string, repo string) actionSet {
 	if user != "" {
 		groups = p.memberOf[user]
 	}
+	var segs []string // repo split at "/" once, for the patterns with wildcards
 	for i := range p.rules {
 		r := &p.rules[i]
-		if !r.matches(repo) {
+		if !r.matches(repo, &segs) {
 			continue
 		}
 		s |= r.anonymous
@@ -112,9 +113,20 @@ func (p *policy) rights(user string, repo string) actionSet {
 	return s
 }
 
-func (r *rule) matches(repo string) bool {
+// matches reports whether a pattern of r matches repo; *segs is repo's
+// segments, split the first time a pattern needs them.
+func (r *rule) matches(repo string, segs *[]string) bool {
 	for _, p := range r.patterns {
-		if p.match(repo) {
+		if p.literal {
+			if repo == p.text {
+				return true
+			}
+			continue
+		}
+		if *segs == nil {
+			*segs = strings.Split(repo, "/")
+		}
+		if matchSegments(p.segments, *segs) {
 			return true
 		}
 	}
@@ -127,6 +139,8 @@ func (r *rule) matches(repo string) bool {
 type pattern struct {
 	text     string
 	segments []string
+	// literal: no wildcard, so the pattern matches the name text only.
+	literal bool
 }
 
 func mustPattern(s string) pattern {
@@ -163,11 +177,14 @@ func parsePattern(s string) (pattern, error) {
 			return pattern{}, fmt.Errorf("repository pattern %q: segment %q can match no repository name (lowercase letters, digits, separators . _ __ -; * for any characters but /, ** for any segments)", s, seg)
 		}
 	}
-	return pattern{text: s, segments: segs}, nil
+	return pattern{text: s, segments: segs, literal: !strings.Contains(s, "*")}, nil
 }
 
 // match reports whether the pattern matches the repository name.
 func (p pattern) match(name string) bool {
+	if p.literal {
+		return name == p.text
+	}
 	return matchSegments(p.segments, strings.Split(name, "/"))
 }
 

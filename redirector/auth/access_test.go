@@ -182,3 +182,40 @@ func TestDefaultPolicyAndDenyAnonymous(t *testing.T) {
 		t.Error("access file: wrong public repositories")
 	}
 }
+
+// TestMatchShortcuts checks that the shortcuts of matching (literal
+// patterns compared as strings, the name split once per rule) decide as
+// the segment matcher does, for every pattern against every name, and
+// that a rule with a literal pattern and a name costs no allocation.
+func TestMatchShortcuts(t *testing.T) {
+	patterns := []string{"exact/name", "exact", "samples/*", "samples/**", "team-*/app", "**/cache", "a/**/z", "**", "org0/team0/app1", "org0/*/app1", "*"}
+	names := []string{"exact/name", "exact", "exact/names", "exact/name/x", "samples", "samples/x", "samples/x/y", "team-a/app", "team/app",
+		"a/z", "a/b/z", "cache", "a/cache", "org0/team0/app1", "org0/team0/app12", "org0/team1/app1", "org0", "x"}
+	for _, ps := range patterns {
+		p, err := parsePattern(ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.literal != !strings.Contains(ps, "*") {
+			t.Errorf("%q: literal %v", ps, p.literal)
+		}
+		r := &rule{patterns: []pattern{p}}
+		for _, n := range names {
+			want := matchSegments(p.segments, strings.Split(n, "/"))
+			var segs []string
+			if got := p.match(n); got != want {
+				t.Errorf("%q match %q = %v, want %v", ps, n, got, want)
+			}
+			if got := r.matches(n, &segs); got != want {
+				t.Errorf("rule %q matches %q = %v, want %v", ps, n, got, want)
+			}
+		}
+	}
+	r := &rule{patterns: []pattern{mustPattern("org0/team0/app1"), mustPattern("org0/team0/app2")}}
+	if n := testing.AllocsPerRun(100, func() {
+		var segs []string
+		r.matches("org0/team0/app2", &segs)
+	}); n != 0 {
+		t.Errorf("a literal rule allocates %v times", n)
+	}
+}

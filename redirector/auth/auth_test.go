@@ -1,10 +1,12 @@
 package auth
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -443,4 +445,39 @@ func TestReloadThroughLink(t *testing.T) {
 		_, err := a.Authenticate(basicReq("bob", "b"))
 		return err == nil
 	})
+}
+
+// TestCredKeyEncoding pins the encoding credKey hashes: the lengths, then
+// the user, the password and the hash, whatever their sizes (the stack
+// buffer's and beyond).
+func TestCredKeyEncoding(t *testing.T) {
+	for _, tc := range []struct{ user, pass, hash string }{
+		{"", "", ""},
+		{"bench", "pw", "$2a$10$abcdefghijklmnopqrstuv0123456789ABCDEFGHIJKLMNOPQRS"},
+		{"u", strings.Repeat("p", 300), "h"},
+		{strings.Repeat("é", 200), "x:y", strings.Repeat("$", 61)},
+	} {
+		want := sha256.Sum256([]byte(fmt.Sprintf("%d:%d:%d:%s%s%s", len(tc.user), len(tc.pass), len(tc.hash), tc.user, tc.pass, tc.hash)))
+		if got := credKey(tc.user, tc.pass, []byte(tc.hash)); got != want {
+			t.Errorf("credKey(%.10q, %.10q, %.10q) = %x, want %x", tc.user, tc.pass, tc.hash, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		credKey("bench", "bench-password", []byte("$2a$10$abcdefghijklmnopqrstuv0123456789ABCDEFGHIJKLMNOPQRS"))
+	}); n != 0 {
+		t.Errorf("credKey allocates %v times", n)
+	}
+}
+
+func TestTokenKey(t *testing.T) {
+	for _, n := range []int{0, 1, 600, 2048, 2049, 5000} {
+		raw := strings.Repeat("t", n)
+		if got, want := tokenKey(raw), sha256.Sum256([]byte(raw)); got != want {
+			t.Errorf("tokenKey of %d bytes = %x, want %x", n, got, want)
+		}
+	}
+	raw := strings.Repeat("t", 700)
+	if n := testing.AllocsPerRun(100, func() { tokenKey(raw) }); n != 0 {
+		t.Errorf("tokenKey allocates %v times", n)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"container/list"
 	"crypto/sha256"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -95,15 +96,21 @@ func newTTLCache[V any](size int, ttl time.Duration) *ttlCache[V] {
 }
 
 func credKey(user, password string, hash []byte) [32]byte {
-	h := sha256.New()
-	// Lengths first, so that no two triples share an encoding.
-	fmt.Fprintf(h, "%d:%d:%d:", len(user), len(password), len(hash))
-	h.Write([]byte(user))
-	h.Write([]byte(password))
-	h.Write(hash)
-	var k [32]byte
-	h.Sum(k[:0])
-	return k
+	// Lengths first, so that no two triples share an encoding:
+	// "LEN(user):LEN(password):LEN(hash):" user password hash. Built in a
+	// buffer on the stack (for credentials of usual sizes) and hashed at
+	// once: every request with basic credentials computes it.
+	var buf [256]byte
+	b := strconv.AppendInt(buf[:0], int64(len(user)), 10)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, int64(len(password)), 10)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, int64(len(hash)), 10)
+	b = append(b, ':')
+	b = append(b, user...)
+	b = append(b, password...)
+	b = append(b, hash...)
+	return sha256.Sum256(b)
 }
 
 func (c *ttlCache[V]) get(k [32]byte, now time.Time) (V, bool) {
