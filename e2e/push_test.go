@@ -614,6 +614,17 @@ func TestPushInterrupted(t *testing.T) {
 		loc = l
 	}
 	cutPatch(t, ps, loc, chunk, layer[chunk:2*chunk])
+	// The server logs the cut PATCH (the second PATCH of the session)
+	// once it has seen the client go.
+	patched := "msg=request method=PATCH path=" + loc + " "
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(ps.md.heron.Log.String(), patched) < 2 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if log := ps.md.heron.Log.String(); strings.Count(log, patched) < 2 {
+		t.Errorf("heron serve did not log the cut PATCH within 10s")
+	} else if strings.Contains(log, "level=ERROR") {
+		t.Errorf("heron serve logged an error for a client that went away (its fault, not the server's):\n%s", ps.md.heron.Log.Tail(5))
+	}
 
 	if after := repositoryFile(t, ps.root, repo); !bytes.Equal(after, before) {
 		t.Errorf("the repository file changed with an interrupted upload:\nbefore: %s\nafter:  %s", before, after)
@@ -960,12 +971,25 @@ func TestPushDelete(t *testing.T) {
 	}
 	ps.pullBack(t, at(":other"), other)
 
-	// A blob only the deleted manifest used.
-	blobURL := ps.url("/v2/" + repo + "/blobs/" + img.Config.Digest.String())
-	if resp, body := send(t, http.MethodDelete, blobURL, nil); resp.StatusCode != http.StatusAccepted {
-		t.Errorf("DELETE of the deleted image's config blob: %d, want 202\n%s", resp.StatusCode, body)
+	// A blob the repository still uses is refused (409); one it does
+	// not (uploaded alone) is deleted.
+	shared := ps.url("/v2/" + repo + "/blobs/" + other.Config.Digest.String())
+	if resp, body := send(t, http.MethodDelete, shared, nil); resp.StatusCode != http.StatusConflict {
+		t.Errorf("DELETE of a blob :other uses: %d, want 409\n%s", resp.StatusCode, body)
 	}
-	if resp, _ := send(t, http.MethodHead, blobURL, nil); resp.StatusCode != http.StatusNotFound {
+	if resp, _ := send(t, http.MethodHead, shared, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("HEAD of a blob whose DELETE was refused: %d, want 200", resp.StatusCode)
+	}
+	lone := []byte("a blob no manifest references\n")
+	ld := digest.FromBytes(lone)
+	if resp, body := send(t, http.MethodPost, ps.url("/v2/"+repo+"/blobs/uploads/?digest="+ld.String()), bytes.NewReader(lone), "Content-Type", "application/octet-stream"); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("monolithic POST of a lone blob: %d, want 201\n%s", resp.StatusCode, body)
+	}
+	loneURL := ps.url("/v2/" + repo + "/blobs/" + ld.String())
+	if resp, body := send(t, http.MethodDelete, loneURL, nil); resp.StatusCode != http.StatusAccepted {
+		t.Errorf("DELETE of a blob no manifest uses: %d, want 202\n%s", resp.StatusCode, body)
+	}
+	if resp, _ := send(t, http.MethodHead, loneURL, nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("HEAD of a deleted blob: %d, want 404", resp.StatusCode)
 	}
 	verifyTree(t, ps.root)
