@@ -160,6 +160,7 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, err error) {
 		// A detail that does not marshal is a bug; send the error without it.
 		body, _ = json.Marshal(errorBody{Errors: []errorEntry{{Code: e.Code, Message: e.Message}}})
 	}
+	s.setChallenge(w, r, err)
 	h := w.Header()
 	// Headers a handler set for a success (digest, ETag, caching) do not
 	// describe an error body.

@@ -160,11 +160,17 @@ func (s *Server) serveCatalog(w http.ResponseWriter, r *http.Request) error {
 	case p.n > catalogMaxN:
 		p.n = catalogMaxN
 	}
-	names, more, err := s.catalogPage(r.Context(), p)
+	var keep func(name string, protected bool) bool
+	if s.guard != nil {
+		if keep, err = s.guard.guardCatalog(r); err != nil {
+			return err
+		}
+	}
+	names, more, err := s.catalogPage(r.Context(), p, keep)
 	if errors.Is(err, errShardGone) {
 		// publish replaced the catalog between our two reads: the new
 		// index names shards that exist, read it again (once).
-		names, more, err = s.catalogPage(r.Context(), p)
+		names, more, err = s.catalogPage(r.Context(), p, keep)
 	}
 	if err != nil {
 		return err
@@ -183,8 +189,12 @@ func (s *Server) serveCatalog(w http.ResponseWriter, r *http.Request) error {
 var errShardGone = errors.New("catalog shard named by the index is gone")
 
 // catalogPage reads one page of at most p.n (>= 0) names after p.last, and
-// whether more follow.
-func (s *Server) catalogPage(ctx context.Context, p page) (names []string, more bool, err error) {
+// whether more follow. keep, when not nil, says which names the caller may
+// see (the guard's filter); nil keeps the names that are not protected.
+func (s *Server) catalogPage(ctx context.Context, p page, keep func(name string, protected bool) bool) (names []string, more bool, err error) {
+	if keep != nil {
+		return s.filteredCatalogPage(ctx, p, keep)
+	}
 	names = make([]string, 0, p.n)
 	idx, err := s.index.catalogIndex(ctx)
 	if errors.Is(err, errNotFound) {
@@ -224,6 +234,39 @@ func (s *Server) catalogPage(ctx context.Context, p page) (names []string, more 
 		if len(names) == p.n {
 			// More names follow if a following shard has public ones.
 			return names, slices.ContainsFunc(idx.Shards[i+1:], func(s layout.CatalogShard) bool { return public(s) > 0 }), nil
+		}
+	}
+	return names, false, nil
+}
+
+// filteredCatalogPage is catalogPage with a filter: the shards are read
+// until the page is full and one more name is kept (then more follow), or
+// none is left.
+func (s *Server) filteredCatalogPage(ctx context.Context, p page, keep func(name string, protected bool) bool) (names []string, more bool, err error) {
+	names = make([]string, 0, min(p.n, 1000))
+	idx, err := s.index.catalogIndex(ctx)
+	if errors.Is(err, errNotFound) {
+		return names, false, nil
+	}
+	if err != nil || p.n == 0 {
+		return names, false, err
+	}
+	for i := idx.ShardAfter(p.last); i < len(idx.Shards); i++ {
+		shard, err := s.shards.catalogShard(ctx, idx.Shards[i].ID)
+		if errors.Is(err, errNotFound) {
+			return nil, false, fmt.Errorf("%w: %w", errShardGone, err)
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		for j := shard.After(p.last); j < shard.Len(); j++ {
+			if !keep(shard.At(j), shard.Protected(j)) {
+				continue
+			}
+			if len(names) == p.n {
+				return names, true, nil
+			}
+			names = append(names, shard.At(j))
 		}
 	}
 	return names, false, nil

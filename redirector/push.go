@@ -149,6 +149,15 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rest string)
 	if r.Method == http.MethodDelete && !s.push.p.Delete && rt.endpoint != endpointUpload {
 		return ErrDeleteDisabled
 	}
+	if s.guard != nil {
+		var err error
+		if r, err = s.guard.authorize(r, rt); err != nil {
+			return err
+		}
+		if accessOf(r.Context()).hidden {
+			return ErrDenied.WithDetail(map[string]string{"name": rt.name})
+		}
+	}
 	defer s.repos.forget(rt.name)
 	switch {
 	case rt.endpoint == endpointUpload && r.Method == http.MethodPost && rt.ref == "":
@@ -298,7 +307,10 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, name string
 // mountable reports whether the caller of r may mount from repository
 // from ("" for any blob of the tree).
 func (s *Server) mountable(r *http.Request, from string) (bool, error) {
-	return true, nil
+	if s.guard == nil {
+		return true, nil
+	}
+	return s.guard.mayMount(r, from), nil
 }
 
 // serveUploadStatus answers GET of a session: 204 with its Range.
@@ -489,7 +501,9 @@ func (s *Server) putManifest(w http.ResponseWriter, r *http.Request, name, ref s
 	if len(data) > layout.MaxManifestSize {
 		return ErrManifestTooLarge.WithDetail(fmt.Sprintf("more than the %d bytes accepted", layout.MaxManifestSize))
 	}
-	onlyListed := false
+	// Where some callers may not read some repositories, a manifest may
+	// reference only what its repository lists.
+	onlyListed := s.guard != nil && s.guard.a.Restricted()
 	d, err := s.push.w.PutManifest(r.Context(), name, ref, r.Header.Get("Content-Type"), data, tags, onlyListed)
 	if err != nil {
 		return err

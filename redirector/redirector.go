@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/heron-registry/heron/layout"
+	"github.com/heron-registry/heron/redirector/auth"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -24,6 +25,7 @@ type Server struct {
 	presign *presigner
 	pull    *pullThrough // nil without WithPullThrough
 	push    *pushing     // nil without WithPusher
+	guard   *guard       // nil without WithAuth
 	// What the handlers read the tree through (lookups.go): the tree
 	// itself, or a cache wrapping it (cache.go).
 	repos             repositories
@@ -78,6 +80,7 @@ type options struct {
 	puller      Puller
 	pullThrough []PullThrough
 	pullTTL     time.Duration
+	auth *auth.Auth // WithAuth
 	// Pushes (WithPusher).
 	pusher Pusher
 	push   PushOptions
@@ -219,6 +222,9 @@ func (s *Server) finish(o options) (*Server, error) {
 	}
 	if o.pusher != nil {
 		s.push = &pushing{p: o.push, w: o.pusher}
+	}
+	if o.auth != nil {
+		s.guard = &guard{a: o.auth}
 	}
 	s.router = s.routes()
 	s.accessLog = o.accessLog

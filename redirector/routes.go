@@ -113,6 +113,12 @@ func (s *Server) routes() http.Handler {
 		r.Handle(m, "/v2", writeBase)
 		r.Handle(m, "/v2/*path", write)
 	}
+	if s.guard != nil && s.guard.a.Tokens() {
+		tokens := s.guard.a.TokenHandler()
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			r.Handler(m, tokenPath, tokens)
+		}
+	}
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		s.respond(w, req, ErrNotFound)
 	})
@@ -147,6 +153,12 @@ func (s *Server) serveV2(w http.ResponseWriter, r *http.Request, rest string) er
 	}
 	if err := layout.ValidateRepository(rt.name); err != nil {
 		return ErrNameInvalid.WithDetail(err.Error())
+	}
+	if s.guard != nil {
+		var err error
+		if r, err = s.guard.authorize(r, rt); err != nil {
+			return err
+		}
 	}
 	if s.pull != nil && rt.endpoint == endpointManifest {
 		if err := s.pullManifest(r.Context(), rt.name, rt.ref); err != nil {
@@ -204,7 +216,12 @@ func (s *Server) serveRepository(w http.ResponseWriter, r *http.Request, rt rout
 
 // serveBase answers /v2/, the API version check
 // (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#determining-support).
-func (s *Server) serveBase(w http.ResponseWriter, _ *http.Request) error {
+func (s *Server) serveBase(w http.ResponseWriter, r *http.Request) error {
+	if s.guard != nil {
+		if err := s.guard.guardBase(r); err != nil {
+			return err
+		}
+	}
 	writeJSON(w, http.StatusOK, struct{}{})
 	return nil
 }

@@ -47,17 +47,18 @@ const (
 // out too, see catalogPage). The first one asked for is logged, once.
 func (s *Server) repository(ctx context.Context, name string) (layout.RepositoryView, error) {
 	repo, err := s.repos.repository(ctx, name)
-	if errors.Is(err, errNotFound) {
-		return layout.RepositoryView{}, ErrNameUnknown.WithDetail(map[string]string{"name": name})
+	found := !errors.Is(err, errNotFound)
+	if found && err != nil {
+		return repo, err
 	}
-	if err == nil && repo.Protected() {
-		if !s.protectedSeen.Load() && s.protectedSeen.CompareAndSwap(false, true) {
+	if err := s.hides(ctx, name, found, found && repo.Protected()); err != nil {
+		if found && repo.Protected() && s.guard == nil && !s.protectedSeen.Load() && s.protectedSeen.CompareAndSwap(false, true) {
 			s.log.WarnContext(ctx, "a protected repository was asked for: heron serve has no authentication yet, so it answers every request for a protected repository as for one that does not exist, and leaves protected repositories out of /v2/_catalog (logged once)",
 				"repository", name)
 		}
-		return layout.RepositoryView{}, ErrNameUnknown.WithDetail(map[string]string{"name": name})
+		return layout.RepositoryView{}, err
 	}
-	return repo, err
+	return repo, nil
 }
 
 // blobBase is where blobs of repo are redirected to: the repository's own
@@ -238,8 +239,13 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, name, ref str
 			"repository", name, "digest", d.String())
 		return ErrBlobUnknown.WithDetail(map[string]string{"name": name, "digest": d.String()})
 	}
-	if err := s.blobRedirect(r.Context(), r.Method, repo, d); err != nil {
-		return err
+	// A repository anonymous callers may not read has its blobs
+	// redirected only to URLs that are signed and expire (a presigned
+	// URL of the bucket, a signed CDN URL); else they are sent here.
+	if s.guard == nil || s.publicRepository(name, repo) || s.signer != nil || s.blobBase(repo) == "" {
+		if err := s.blobRedirect(r.Context(), r.Method, repo, d); err != nil {
+			return err
+		}
 	}
 	if r.Method == http.MethodHead && !conditional(r) {
 		// What http.ServeContent answers, without opening the file:

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # conformance.sh runs the OCI distribution-spec conformance suite against
-# `heron serve`, read-only, twice: serving a tree on the file system, then
-# a tree in an S3-compatible bucket (versitygw).
+# `heron serve` four times: read-only, serving a tree on the file system,
+# then a tree in an S3-compatible bucket (versitygw); and with pushes
+# (`heron serve --push --delete`, every category the suite runs by default
+# for spec 1.1, sha512 included) into a fresh tree on the file system with
+# HTTP basic credentials (an htpasswd file), then into the bucket with
+# tokens (the Docker token flow, heron's token endpoint).
 #
 # Usage:
 #
@@ -39,13 +43,15 @@
 #      the suite follows, and runs the suite and the checks again. versitygw and every
 #      server are stopped by their PID when the script exits, whatever happens.
 #
-# Output: the suite's log goes to $HERON_CACHE/conformance/suite.log (the bucket run's to
-# $HERON_CACHE/conformance-s3/suite.log), its reports to results/ and the server's log
-# to serve.log beside it; the script prints the failing tests, if any, and ends with
-# exactly two lines, one per run:
+# Output: the suite's log goes to $HERON_CACHE/conformance/suite.log (the other runs' to
+# $HERON_CACHE/conformance-s3, conformance-push and conformance-push-s3), its reports to
+# results/ and the server's log to serve.log beside it; the script prints the failing
+# tests, if any, and one line per run:
 #
 #   conformance: N passed, N failed, N skipped
+#   conformance (push): N passed, N failed, N skipped
 #   conformance (s3): N passed, N failed, N skipped
+#   conformance (push, s3, tokens): N passed, N failed, N skipped
 #
 # (passed = Pass, failed = FAIL + Error, skipped = Skip + Disabled: the suite's own
 # counts, plus two tests of this script's, each counted as one more passed or failed
@@ -280,7 +286,7 @@ start_serve() {
 # and prints the run's summary line, "conformance: …" (or "conformance
 # (LABEL): …"). It returns non-zero when something failed.
 run_suite() {
-	local label=$1 prefix=conformance
+	local label=$1 mode=${2:-read-only} prefix=conformance
 	[[ -n $label ]] && prefix="conformance ($label)"
 	rm -rf "$RESULTS"
 	mkdir -p "$RESULTS/results"
@@ -288,6 +294,30 @@ run_suite() {
 	# Only our OCI_* variables reach the suite.
 	local env_args=() v
 	while IFS= read -r v; do env_args+=(-u "$v"); done < <(compgen -e | grep '^OCI_' || true)
+	if [[ $mode == push ]]; then
+		# Every category the suite runs by default for spec 1.1 (push,
+		# mounts, uploads, deletes, referrers, sha512 and the other data
+		# kinds), as the user PUSH_USER, whose password PUSH_PASS is in
+		# the server's htpasswd file.
+		set +e
+		(
+			cd "$WORK" && env "${env_args[@]}" \
+				OCI_REGISTRY="127.0.0.1:$PORT" \
+				OCI_TLS=disabled \
+				OCI_VERSION=1.1 \
+				OCI_REPO1=conformance/push-1 \
+				OCI_REPO2=conformance/push-2 \
+				OCI_USERNAME="$PUSH_USER" \
+				OCI_PASSWORD="$PUSH_PASS" \
+				OCI_LOG=warn \
+				OCI_RESULTS_DIR="$RESULTS/results" \
+				"$SUITE"
+		) >"$log" 2>&1
+		suite_status=$?
+		set -e
+		summarize "$prefix" "$log" "$suite_status" 0 0
+		return
+	fi
 	set +e
 	(
 		cd "$WORK" && env "${env_args[@]}" \
@@ -339,6 +369,17 @@ run_suite() {
 		sed 's/^/  /' "$RESULTS/tags.log" >&2
 	fi
 
+	summarize "$prefix" "$log" "$suite_status" "$extra_failed" "$tags_failed"
+}
+
+# summarize PREFIX LOG STATUS EXTRA_FAILED TAGS_FAILED prints a run's
+# summary line from the suite's counts and this script's two checks (0:
+# passed, 1: failed, with their logs in RESULTS; both 0 for a push run,
+# which does not run them and does not count them), and returns non-zero
+# when something failed.
+summarize() {
+	local prefix=$1 log=$2 suite_status=$3 extra_failed=$4 tags_failed=$5 mode=read-only
+	[[ $prefix == *push* ]] && mode=push
 	# The counts block of the suite's summary:
 	#   "  Pass..........................:         42"
 	count() { awk -v s="$1" '$0 ~ "^  " s "\\.+: +[0-9]+$" { n = $NF } END { print n }' "$log"; }
@@ -357,17 +398,19 @@ run_suite() {
 		# The result tree: failing nodes and the errors of failing leaves.
 		awk '/^Test results/ { on = 1; next } /^Configuration:/ { on = 0 } on && (/: (FAIL|Error)$/ || /^ *- /)' "$log" >&2
 	fi
-	if ((extra_failed)); then
-		say "referrers content check failed: $(cat "$RESULTS/referrers.log")"
-		failed=$((failed + 1))
-	else
-		pass=$((pass + 1))
-	fi
-	if ((tags_failed)); then
-		say "tags/list pagination check failed: $(cat "$RESULTS/tags.log")"
-		failed=$((failed + 1))
-	else
-		pass=$((pass + 1))
+	if [[ $mode == read-only ]]; then
+		if ((extra_failed)); then
+			say "referrers content check failed: $(cat "$RESULTS/referrers.log")"
+			failed=$((failed + 1))
+		else
+			pass=$((pass + 1))
+		fi
+		if ((tags_failed)); then
+			say "tags/list pagination check failed: $(cat "$RESULTS/tags.log")"
+			failed=$((failed + 1))
+		else
+			pass=$((pass + 1))
+		fi
 	fi
 	echo "$prefix: $pass passed, $failed failed, $((skip + disabled)) skipped"
 	((failed == 0 && suite_pass > 0))
@@ -383,6 +426,20 @@ status=0
 run_suite "" || status=1
 stop_serve
 say "file system run: $(($(date +%s) - started)) s"
+
+# 4b. Pushes: heron serve --push --delete on a fresh tree, with a user of
+# an htpasswd file (bcrypt) that the suite logs in as (HTTP basic).
+started=$(date +%s)
+PUSH_USER=conformance
+PUSH_PASS=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+"$WORK/query" htpasswd "$PUSH_USER" "$PUSH_PASS" >"$WORK/htpasswd" || die "cannot write an htpasswd file"
+"$WORK/query" token-key >"$WORK/token-key.pem" || die "cannot make a token key"
+chmod 600 "$WORK/htpasswd" "$WORK/token-key.pem"
+start_serve "$WORK/push-tree" "$WORK/serve-push.log" --push --delete --htpasswd "$WORK/htpasswd"
+RESULTS=$CACHE/conformance-push
+run_suite push push || status=1
+stop_serve
+say "push run: $(($(date +%s) - started)) s"
 
 # 5. The tree in a bucket: versitygw on a free port, a bucket made with a
 # signed PUT (curl --aws-sigv4), the same fixtures published into
@@ -443,4 +500,13 @@ start_serve "$S3_ROOT" "$WORK/serve-s3.log"
 run_suite s3 || status=1
 stop_serve
 say "bucket run: $(($(date +%s) - started)) s"
+
+# 5b. Pushes into the bucket, with tokens: the suite follows the Bearer
+# challenge to heron's token endpoint with the same user.
+started=$(date +%s)
+RESULTS=$CACHE/conformance-push-s3
+start_serve "s3://$BUCKET/push" "$WORK/serve-push-s3.log" --push --delete --htpasswd "$WORK/htpasswd" --token-key "$WORK/token-key.pem"
+run_suite "push, s3, tokens" push || status=1
+stop_serve
+say "bucket push run: $(($(date +%s) - started)) s"
 exit "$status"

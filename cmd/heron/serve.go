@@ -164,6 +164,8 @@ environment, which wins over the file. See docs/operating.md.`,
 	f.DurationVar(&c.WriteTimeout, "write-timeout", 0, "time to send a whole response, blobs included (0: no limit; set it only when blobs are redirected)")
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", httpd.DefaultShutdownTimeout, "on SIGTERM, time given to the requests in flight before their connections are closed")
 	push.addFlags(f)
+	addTLSFlags(f, &c)
+	addAuthFlags(f, &c)
 	_ = cmd.MarkFlagRequired("root")
 	return cmd
 }

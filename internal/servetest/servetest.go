@@ -59,10 +59,13 @@ func (l *Log) Lines(t testing.TB, msg string) []map[string]any {
 // Server is a server started by Start.
 type Server struct {
 	Addr, Ops string // host:port of the registry and of the operations endpoints
-	Log       *Log
-	Cancel    context.CancelFunc // what SIGTERM does to heron serve
-	Done      chan struct{}      // closed when serve has returned
-	Err       error              // what serve returned, once Done is closed
+	// URL and OpsURL are the same with their scheme: http:// or, over
+	// TLS, https://.
+	URL, OpsURL string
+	Log         *Log
+	Cancel      context.CancelFunc // what SIGTERM does to heron serve
+	Done        chan struct{}      // closed when serve has returned
+	Err         error              // what serve returned, once Done is closed
 }
 
 // Start runs serve in a goroutine with a context that Cancel (and the end
@@ -86,11 +89,11 @@ func Start(t testing.TB, serve func(ctx context.Context, log io.Writer) error) *
 	})
 	select {
 	case m := <-s.Log.serving:
-		url, _ := m["url"].(string)
-		ops, _ := m["ops"].(string)
+		s.URL, _ = m["url"].(string)
+		s.OpsURL, _ = m["ops"].(string)
 		var found bool
-		s.Addr, found = strings.CutPrefix(url, "http://")
-		s.Ops, _ = strings.CutPrefix(ops, "http://")
+		s.Addr, found = cutScheme(s.URL)
+		s.Ops, _ = cutScheme(s.OpsURL)
 		if !found || strings.HasSuffix(s.Addr, ":0") {
 			t.Fatalf("serving line %v", m)
 		}
@@ -100,6 +103,14 @@ func Start(t testing.TB, serve func(ctx context.Context, log io.Writer) error) *
 		t.Fatalf("no serving line:\n%s", s.Log)
 	}
 	return s
+}
+
+// cutScheme returns url without its http:// or https://.
+func cutScheme(url string) (string, bool) {
+	if rest, ok := strings.CutPrefix(url, "http://"); ok {
+		return rest, true
+	}
+	return strings.CutPrefix(url, "https://")
 }
 
 // Stop ends the server's context, as SIGTERM does heron serve's, and

@@ -1,6 +1,7 @@
 // Package httpd runs heron serve's HTTP servers: a [redirector.Server] for
-// the tree, answered on the [h1] loop with net/http behind it, the
-// operations endpoints and their Prometheus registry, the Go runtime's
+// the tree, answered on the [h1] loop with net/http behind it (over TLS,
+// by net/http alone, with certificates reloaded as they rotate: tls.go),
+// the operations endpoints and their Prometheus registry, the Go runtime's
 // memory limit, and a graceful shutdown when the context ends.
 //
 // It sits above both redirector and h1, neither of which imports the
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/heron-registry/heron/redirector"
+	"github.com/heron-registry/heron/redirector/auth"
 	"github.com/heron-registry/heron/redirector/h1"
 	"github.com/heron-registry/heron/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -126,10 +128,33 @@ type Config struct {
 	// ShutdownTimeout is the time the requests in flight are given once
 	// ctx ends, before their connections are closed.
 	ShutdownTimeout time.Duration
+	// TLSCert and TLSKey, when set (both or neither), are the PEM files of
+	// the certificate (its chain after it) and private key the registry is
+	// served with over HTTPS, by net/http over HTTP/1.1 or HTTP/2 (the
+	// loop, FastPath, serves plain HTTP only); TLS 1.2 at least. They are
+	// reloaded when they change (docs/operating.md, "TLS"). TLSClientCA,
+	// when set, is a PEM bundle of the CAs client certificates are
+	// verified with: a client may send one (r.TLS.VerifiedChains) or none.
+	// MetricsAddr stays plain HTTP.
+	TLSCert, TLSKey, TLSClientCA string
+	// Htpasswd, Access, TokenKeys, TokenRealm, TokenService, TokenExpiry
+	// and DenyAnonymous configure authentication and authorization
+	// ([auth.Options]: HtpasswdFile, AccessFile, TokenKeyFiles, …;
+	// docs/access.md); with any of Htpasswd, TokenKeys or TLSClientCA,
+	// every request is authenticated and authorized
+	// ([redirector.WithAuth]). A certificate TLSClientCA verifies names
+	// its user.
+	Htpasswd      string
+	Access        string
+	TokenKeys     []string
+	TokenRealm    string
+	TokenService  string
+	TokenExpiry   time.Duration
+	DenyAnonymous bool
 }
 
-// Run serves the tree at root with a [redirector.Server] over HTTP, as heron
-// serve does, until ctx ends or a listener fails, then shuts the server
+// Run serves the tree at root with a [redirector.Server] over HTTP or,
+// with cfg.TLSCert, HTTPS, as heron serve does, until ctx ends or a listener fails, then shuts the server
 // down gracefully: it stops accepting connections, closes the idle ones and
 // waits up to cfg.ShutdownTimeout for the requests in flight before it
 // closes the rest.
@@ -137,7 +162,7 @@ type Config struct {
 // Run registers the server's metrics, the Go runtime's and the process's
 // and heron_http_connections (client connections open now) on a registry
 // of its own, served on /metrics. It logs "serving" with the registry's
-// url once it listens, "shutting down" when ctx ends and "stopped" when it
+// url (https:// over TLS) once it listens, "shutting down" when ctx ends and "stopped" when it
 // is done; operators and the test suites read these lines. It returns nil
 // after a shutdown that ctx asked for, even when the timeout cut requests
 // off, and an error when it could not start (whose message names the flag
@@ -149,6 +174,10 @@ func Run(ctx context.Context, root string, cfg Config) error {
 	}
 	if cfg.MaxConnections < 0 {
 		return fmt.Errorf("--max-connections %d: want 0 (no limit) or more", cfg.MaxConnections)
+	}
+	tlsFiles, err := newTLSFiles(cfg, logger)
+	if err != nil {
+		return err
 	}
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	if limit := cfg.memoryLimit(); limit > 0 {
@@ -181,10 +210,15 @@ func Run(ctx context.Context, root string, cfg Config) error {
 	if cfg.Pusher != nil {
 		opts = append(opts, redirector.WithPusher(cfg.Pusher, cfg.Push))
 	}
-	var (
-		h   *redirector.Server
-		err error
-	)
+	guard, err := cfg.auth(logger)
+	if err != nil {
+		return err
+	}
+	if guard != nil {
+		defer guard.Close()
+		opts = append(opts, redirector.WithAuth(guard))
+	}
+	var h *redirector.Server
 	if cfg.Store != nil {
 		opts = append(opts, redirector.WithServeBlobs(cfg.ServeBlobs))
 		if cfg.PresignExpiry != 0 {
@@ -202,9 +236,14 @@ func Run(ctx context.Context, root string, cfg Config) error {
 	}
 	defer h.Close()
 
-	servers, err := cfg.listen(ctx, h, metrics, errorLog, &open)
+	servers, err := cfg.listen(ctx, h, h.OpsHandler(metrics), tlsFiles, errorLog, &open)
 	if err != nil {
 		return err
+	}
+	if tlsFiles != nil {
+		wctx, cancel := context.WithCancel(ctx)
+		defer tlsFiles.watch(wctx)()
+		defer cancel()
 	}
 	logger.Info("serving", "root", root, "url", servers[0].url, "ops", servers[len(servers)-1].url, "memoryLimit", debug.SetMemoryLimit(-1))
 	return serveUntilDone(ctx, logger, cfg.ShutdownTimeout, servers)
@@ -213,7 +252,37 @@ func Run(ctx context.Context, root string, cfg Config) error {
 // AuthConfigured reports whether c authenticates callers (passwords,
 // tokens or client certificates).
 func (c Config) AuthConfigured() bool {
-	return false
+	return c.Htpasswd != "" || len(c.TokenKeys) > 0 || c.TLSClientCA != ""
+}
+
+// auth returns the access control of c, nil when c authenticates nobody
+// (an access file or --deny-anonymous alone is an error: nobody could
+// be given more than anonymous callers).
+func (c Config) auth(logger *slog.Logger) (*auth.Auth, error) {
+	if !c.AuthConfigured() {
+		switch {
+		case c.Access != "":
+			return nil, errors.New("--access needs a way to authenticate callers: --htpasswd, --token-key or --tls-client-ca")
+		case c.DenyAnonymous:
+			return nil, errors.New("--deny-anonymous needs a way to authenticate callers: --htpasswd, --token-key or --tls-client-ca")
+		}
+		return nil, nil
+	}
+	a, err := auth.New(auth.Options{
+		HtpasswdFile:  c.Htpasswd,
+		AccessFile:    c.Access,
+		TokenKeyFiles: c.TokenKeys,
+		TokenRealm:    c.TokenRealm,
+		Service:       c.TokenService,
+		TokenExpiry:   c.TokenExpiry,
+		DenyAnonymous: c.DenyAnonymous,
+		ClientCerts:   c.TLSClientCA != "",
+		Logger:        logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // memoryLimit is the soft memory limit Run sets, or 0 to leave the one the
@@ -286,14 +355,15 @@ type server struct {
 		Close() error
 	}
 	ln  net.Listener
-	url string // http:// and the address listened on
+	url string // http:// or https:// and the address listened on
 }
 
 // listen listens on c.Addr, and on c.MetricsAddr when it is set, and
-// returns the servers to run on them: the registry first, the operations
-// endpoints last (the registry too, when they share its listener). open
+// returns the servers to run on them: the registry first, serving h (over
+// TLS with tlsFiles' certificate when not nil), the operations endpoints
+// (ops) last (the registry too, when they share its listener). open
 // counts the registry's connections.
-func (c Config) listen(ctx context.Context, h *redirector.Server, metrics http.Handler, errorLog *log.Logger, open *atomic.Int64) ([]server, error) {
+func (c Config) listen(ctx context.Context, h, ops http.Handler, tlsFiles *tlsFiles, errorLog *log.Logger, open *atomic.Int64) ([]server, error) {
 	lc := &net.ListenConfig{}
 	ln, err := lc.Listen(ctx, "tcp", c.Addr)
 	if err != nil {
@@ -314,18 +384,32 @@ func (c Config) listen(ctx context.Context, h *redirector.Server, metrics http.H
 			}
 		},
 	}
-	// The connection limit is kept by the loop (h1.Server.MaxConnections)
-	// for both ways of serving: a limiting net.Listener would wrap the
-	// connections and hide the ReadFrom that sends files with sendfile.
-	fast := redirector.IsAPITarget
-	if !c.FastPath {
-		fast = h1.NoFastPath
+	var servers []server
+	if tlsFiles != nil {
+		// Over TLS there is no sendfile to hide: a limiting listener
+		// keeps the connection limit, under the TLS one, so that
+		// net/http sees *tls.Conn (r.TLS, HTTP/2 by ALPN).
+		registry.TLSConfig = tlsFiles.config()
+		servers = append(servers, server{
+			srv: tlsServer{registry},
+			ln:  newLimitListener(ln, c.MaxConnections),
+			url: "https://" + ln.Addr().String(),
+		})
+	} else {
+		// The connection limit is kept by the loop
+		// (h1.Server.MaxConnections) for both ways of serving: a
+		// limiting net.Listener would wrap the connections and hide the
+		// ReadFrom that sends files with sendfile.
+		fast := redirector.IsAPITarget
+		if !c.FastPath {
+			fast = h1.NoFastPath
+		}
+		servers = append(servers, server{
+			srv: &h1.Server{HTTP: registry, FastPath: fast, MaxConnections: c.MaxConnections},
+			ln:  ln,
+			url: "http://" + ln.Addr().String(),
+		})
 	}
-	servers := []server{{
-		srv: &h1.Server{HTTP: registry, FastPath: fast, MaxConnections: c.MaxConnections},
-		ln:  ln,
-		url: "http://" + ln.Addr().String(),
-	}}
 	if c.MetricsAddr == "" {
 		return servers, nil
 	}
@@ -336,7 +420,7 @@ func (c Config) listen(ctx context.Context, h *redirector.Server, metrics http.H
 	}
 	return append(servers, server{
 		srv: &http.Server{
-			Handler:           h.OpsHandler(metrics),
+			Handler:           ops,
 			ReadHeaderTimeout: c.ReadHeaderTimeout,
 			IdleTimeout:       c.IdleTimeout,
 			WriteTimeout:      opsWriteTimeout,
