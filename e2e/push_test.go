@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -33,6 +34,44 @@ import (
 type pushServer struct {
 	md   *mode
 	root string
+	// cred, when set, are the credentials the tests' own requests
+	// (HEAD of manifests, referrers) and pullBack's clients use.
+	cred *creds
+}
+
+// creds are a user's credentials.
+type creds struct{ user, pass string }
+
+func (c *creds) String() string { return c.user + ":" + c.pass }
+
+// authHeader is the Authorization header and value of basic credentials
+// (none for nil).
+func (c *creds) authHeader() []string {
+	if c == nil {
+		return nil
+	}
+	return []string{"Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte(c.user+":"+c.pass))}
+}
+
+// dockerLogin writes the call's docker configuration (HOME/.docker/config.json,
+// which crane, regctl, oras, skopeo and podman all read) with cred for
+// host; nothing for nil.
+func dockerLogin(t *testing.T, c *call, host string, cred *creds) {
+	t.Helper()
+	if cred == nil {
+		return
+	}
+	auth := base64.StdEncoding.EncodeToString([]byte(cred.user + ":" + cred.pass))
+	b, err := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{"auth": auth}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(c.home, ".docker"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.home, ".docker", "config.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startPushServer starts heron serve --push --insecure-anonymous-push
@@ -157,7 +196,7 @@ func send(t *testing.T, method, url string, body io.Reader, header ...string) (*
 // returns the status and the Docker-Content-Digest.
 func (ps *pushServer) manifestDigest(t *testing.T, repo, ref string) (int, digest.Digest) {
 	t.Helper()
-	resp, _ := send(t, http.MethodHead, ps.url("/v2/"+repo+"/manifests/"+ref), nil, "Accept", manifestAccept)
+	resp, _ := send(t, http.MethodHead, ps.url("/v2/"+repo+"/manifests/"+ref), nil, append([]string{"Accept", manifestAccept}, ps.cred.authHeader()...)...)
 	return resp.StatusCode, digest.Digest(resp.Header.Get("Docker-Content-Digest"))
 }
 
@@ -176,6 +215,7 @@ func (ps *pushServer) pullBack(t *testing.T, ref string, f *fixtures.Fixture) {
 	t.Helper()
 	if _, err := exec.LookPath("crane"); err == nil {
 		c := newCall(t, must(exec.LookPath("crane")), ps.md)
+		dockerLogin(t, c, ps.host(), ps.cred)
 		dir := c.path("crane-layout")
 		c.run("pull", "--insecure", "--format", "oci", ref, dir)
 		if err := checkOCILayout(dir, f); err != nil {
@@ -186,6 +226,7 @@ func (ps *pushServer) pullBack(t *testing.T, ref string, f *fixtures.Fixture) {
 	}
 	if _, err := exec.LookPath("regctl"); err == nil {
 		c := newCall(t, must(exec.LookPath("regctl")), ps.md)
+		dockerLogin(t, c, ps.host(), ps.cred)
 		dir := c.path("regctl-layout")
 		c.run("--host", "reg="+ps.host()+",tls=disabled", "image", "copy", ref, "ocidir://"+dir+":e2e")
 		if err := checkOCILayout(dir, f); err != nil {
@@ -489,7 +530,7 @@ func referrerList(rs []referrer) []string {
 // "digest artifactType" of each referrer, sorted.
 func (ps *pushServer) referrers(t *testing.T, repo string, d digest.Digest) []string {
 	t.Helper()
-	resp, body := send(t, http.MethodGet, ps.url("/v2/"+repo+"/referrers/"+d.String()), nil)
+	resp, body := send(t, http.MethodGet, ps.url("/v2/"+repo+"/referrers/"+d.String()), nil, ps.cred.authHeader()...)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /v2/%s/referrers/%s: %d\n%s", repo, d, resp.StatusCode, body)
 	}
