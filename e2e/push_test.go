@@ -151,7 +151,11 @@ func (c *call) fail(args ...string) string {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	c.t.Logf("$ %s %s  (must fail: %v)", filepath.Base(c.bin), strings.Join(args, " "), err)
+	last := lines(stderr.Bytes())
+	if len(last) > 0 {
+		last = last[len(last)-1:]
+	}
+	c.t.Logf("$ %s %s  (must fail: %v; %s)", filepath.Base(c.bin), strings.Join(args, " "), err, strings.Join(last, ""))
 	if err == nil {
 		c.t.Errorf("%s %s succeeded; it must fail\nstdout:\n%s", filepath.Base(c.bin), strings.Join(args, " "), stdout.String())
 	}
