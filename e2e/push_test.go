@@ -26,6 +26,7 @@ import (
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -1056,5 +1057,70 @@ func TestPushDelete(t *testing.T) {
 		t.Errorf("crane delete without --delete: the error does not say 405 or UNSUPPORTED:\n%s", out)
 	}
 	nd.wantManifest(t, repo, "other", other.Digest)
+	verifyTree(t, ps.root)
+}
+
+// TestPushManifestAfterGC pushes an image's blobs, then unlinks its layer
+// from the repository (DELETE) and runs heron gc, which deletes the
+// layer's bytes: the manifest PUT that follows is refused with 400
+// MANIFEST_BLOB_UNKNOWN and writes nothing; the client uploads the layer
+// again and the same PUT succeeds.
+func TestPushManifestAfterGC(t *testing.T) {
+	ps := startPushServer(t, "push-gc", "--delete")
+	ps.watch(t, true)
+	repo := "gc/app"
+	layer := make([]byte, 64<<10)
+	if _, err := rand.Read(layer); err != nil {
+		t.Fatal(err)
+	}
+	config := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["` + digest.FromBytes(layer).String() + `"]}}`)
+	ld, cd := digest.FromBytes(layer), digest.FromBytes(config)
+	manifest, err := json.Marshal(ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageManifest,
+		Config:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cd, Size: int64(len(config))},
+		Layers:    []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageLayer, Digest: ld, Size: int64(len(layer))}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upload := func(d digest.Digest, b []byte) {
+		t.Helper()
+		resp, body := send(t, http.MethodPost, ps.url("/v2/"+repo+"/blobs/uploads/?digest="+d.String()), bytes.NewReader(b), "Content-Type", "application/octet-stream")
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("monolithic POST of %s: %d\n%s", d, resp.StatusCode, body)
+		}
+	}
+	put := func() (*http.Response, []byte) {
+		return send(t, http.MethodPut, ps.url("/v2/"+repo+"/manifests/v1"), bytes.NewReader(manifest), "Content-Type", ocispec.MediaTypeImageManifest)
+	}
+	upload(cd, config)
+	upload(ld, layer)
+	if resp, body := send(t, http.MethodDelete, ps.url("/v2/"+repo+"/blobs/"+ld.String()), nil); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("DELETE of the layer: %d\n%s", resp.StatusCode, body)
+	}
+	if out, err := exec.Command(suite.heron, "gc", "--root", ps.root, "--grace", "0s").CombinedOutput(); err != nil {
+		t.Fatalf("heron gc: %v\n%s", err, out)
+	}
+	if bk, _ := layout.BlobKey(ld); fileExists(layout.Root(ps.root).Path(bk)) {
+		t.Fatalf("heron gc --grace 0s left the unlinked layer in the tree")
+	}
+	before := repositoryFile(t, ps.root, repo)
+	resp, body := put()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "MANIFEST_BLOB_UNKNOWN") {
+		t.Errorf("PUT of a manifest whose layer gc deleted: %d\n%s\nwant 400 MANIFEST_BLOB_UNKNOWN", resp.StatusCode, body)
+	}
+	if after := repositoryFile(t, ps.root, repo); !bytes.Equal(after, before) {
+		t.Errorf("the refused PUT changed the repository file:\nbefore: %s\nafter:  %s", before, after)
+	}
+	if st, _ := ps.manifestDigest(t, repo, "v1"); st != http.StatusNotFound {
+		t.Errorf("HEAD v1 after the refused PUT: %d, want 404", st)
+	}
+	// The client pushes again.
+	upload(ld, layer)
+	resp, body = put()
+	if resp.StatusCode != http.StatusCreated || resp.Header.Get("Docker-Content-Digest") != digest.FromBytes(manifest).String() {
+		t.Errorf("PUT after the layer's upload again: %d, digest %q\n%s", resp.StatusCode, resp.Header.Get("Docker-Content-Digest"), body)
+	}
 	verifyTree(t, ps.root)
 }
