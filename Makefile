@@ -41,7 +41,7 @@ help:
 	@echo 'make reliability  kill heron publish at random moments; pull while tags move (docs/reliability.md)'
 	@echo 'make fuzz         every fuzz target for $$FUZZTIME (10s) each; make fuzz-long: 5m each (docs/reliability.md)'
 	@echo 'make tools        install those clients (apt-get, and go install into $(HERON_CACHE)/bin); make test and make e2e run it'
-	@echo 'make bench        heron against nginx and registry:2, at 1k/100k/1M repositories, at 10/10k/100k tags, a tree in a bucket (versitygw) and on-demand blobs through registry:2 (docs/benchmarks.md; ~13 min)'
+	@echo 'make bench        heron against nginx and registry:2, at 1k/100k/1M repositories, at 10/10k/100k tags, a tree in a bucket (versitygw), on-demand blobs through registry:2 and crane push into heron and registry:2 (docs/benchmarks.md; ~14 min)'
 
 build:
 	$(GO) build -o bin/heron ./cmd/heron

@@ -2,22 +2,26 @@
 # install.sh installs the peers the benchmark compares heron with: nginx
 # (the limit for serving files on this machine) and distribution's registry
 # (Debian's docker-registry package, what most people run); and versitygw,
-# the S3-compatible server of the bucket scenarios, at the version
-# scripts/install-tools.sh pins, into $HERON_CACHE/bin (default
-# <repo>/.cache/bin) as that script does. Idempotent: it does nothing when
+# the S3-compatible server of the bucket scenarios, and crane, the client
+# of the push scenario, at the versions scripts/install-tools.sh pins, into
+# $HERON_CACHE/bin (default <repo>/.cache/bin) as that script does. Idempotent: it does nothing when
 # all are installed. Needs root (apt-get).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${HERON_CACHE:-$REPO/.cache}/bin
 # The pinned module and version, read from the one place they are set.
-eval "$(grep -E '^VERSITYGW_(MODULE|VERSION)=' "$REPO/scripts/install-tools.sh")"
-if ! command -v versitygw >/dev/null 2>&1 &&
-	! go version -m "$BIN/versitygw" 2>/dev/null | grep -q "[[:space:]]$VERSITYGW_MODULE[[:space:]]$VERSITYGW_VERSION[[:space:]]"; then
-	echo "bench: go install $VERSITYGW_MODULE/cmd/versitygw@$VERSITYGW_VERSION into $BIN" >&2
-	mkdir -p "$BIN"
-	GOBIN=$BIN GOTOOLCHAIN=local GOFLAGS=-buildvcs=false go install "$VERSITYGW_MODULE/cmd/versitygw@$VERSITYGW_VERSION"
-fi
+eval "$(grep -E '^(VERSITYGW|CRANE)_(MODULE|VERSION)=' "$REPO/scripts/install-tools.sh")"
+goinstall() { # name module version
+	if ! command -v "$1" >/dev/null 2>&1 &&
+		! go version -m "$BIN/$1" 2>/dev/null | grep -q "[[:space:]]$2[[:space:]]$3[[:space:]]"; then
+		echo "bench: go install $2/cmd/$1@$3 into $BIN" >&2
+		mkdir -p "$BIN"
+		GOBIN=$BIN GOTOOLCHAIN=local GOFLAGS=-buildvcs=false go install "$2/cmd/$1@$3"
+	fi
+}
+goinstall versitygw "$VERSITYGW_MODULE" "$VERSITYGW_VERSION"
+goinstall crane "$CRANE_MODULE" "$CRANE_VERSION"
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)

@@ -6,9 +6,9 @@
 # heron on free loopback ports, measures them one after another with the
 # same load generator, and writes the report to $HERON_CACHE/bench/results.md.
 # Extra arguments go to bench/peers (go run ./bench/peers -h lists them):
-# -tags-only, -s3-only, -s3=false, -ondemand-only, … (docs/benchmarks.md).
-# It installs nothing: bench/install.sh installs nginx, docker-registry and
-# versitygw.
+# -tags-only, -s3-only, -s3=false, -ondemand-only, -push-only, … (docs/benchmarks.md).
+# It installs nothing: bench/install.sh installs nginx, docker-registry,
+# versitygw and crane.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

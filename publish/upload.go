@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"sort"
 	"time"
@@ -32,7 +35,12 @@ import (
 //
 // FinishUpload streams the chunks, in order, into the blob's key with the
 // store's verification: nothing is visible under the digest unless every
-// byte matches it. It does not touch any repository file: a manifest that
+// byte matches it. The one chunk of a session that has one is moved
+// instead, on a store that can ([store.Mover]: renamed on a file system),
+// so that its bytes are not written twice; a crash leaves it in the
+// session or under the digest. AppendUpload hashes (SHA-256) the bytes it
+// writes and keeps the hash's state in the state file, so that on a store
+// with locks a moved chunk is not even read again: its digest is known. It does not touch any repository file: a manifest that
 // lists the blob does. Sessions nobody finishes are removed by
 // ExpireUploads (heron gc).
 //
@@ -78,6 +86,39 @@ type uploadState struct {
 	Created       time.Time     `json:"created"`
 	Updated       time.Time     `json:"updated"`
 	Chunks        []uploadChunk `json:"chunks"`
+	// SHA256 is the state of a SHA-256 of the chunks' bytes, in order, as
+	// they were received and written (crypto/sha256's MarshalBinary),
+	// when every chunk was hashed so. Finishing the session with a
+	// sha256 digest then needs no second read of a chunk that is moved
+	// (see FinishUpload). A session without it (or with one that does
+	// not decode) is verified by reading its chunks.
+	SHA256 []byte `json:"sha256,omitempty"`
+}
+
+// sha256Sum returns the digest of the bytes the session holds, from its
+// hash state, or false when it has none.
+func (s *uploadState) sha256Sum() (digest.Digest, bool) {
+	h, ok := s.sha256Hash()
+	if !ok {
+		return "", false
+	}
+	return digest.NewDigest(digest.SHA256, h), true
+}
+
+// sha256Hash returns the session's hash state, to go on hashing, or
+// false when it has none: a new hash for a session that holds nothing.
+func (s *uploadState) sha256Hash() (hash.Hash, bool) {
+	h := sha256.New()
+	if s.size() == 0 {
+		return h, true
+	}
+	if len(s.SHA256) == 0 {
+		return nil, false
+	}
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(s.SHA256); err != nil {
+		return nil, false
+	}
+	return h, true
 }
 
 // uploadChunk is one chunk of an upload: Size bytes from Offset, stored
@@ -295,7 +336,12 @@ func (p *Publisher) appendChunk(ctx context.Context, u *upload, offset int64, r 
 	if err != nil {
 		return size, err
 	}
-	lr := &limitReader{r: io.MultiReader(bytes.NewReader(first[:]), r), left: -1}
+	src := io.MultiReader(bytes.NewReader(first[:]), r)
+	h, hashed := u.state.sha256Hash()
+	if hashed {
+		src = io.TeeReader(src, h)
+	}
+	lr := &limitReader{r: src, left: -1}
 	if max > 0 {
 		lr.left = max - size
 	}
@@ -307,6 +353,12 @@ func (p *Publisher) appendChunk(ctx context.Context, u *upload, offset int64, r 
 	}
 	st := *u.state
 	st.Chunks = append(append([]uploadChunk{}, u.state.Chunks...), uploadChunk{Offset: offset, Size: lr.n})
+	st.SHA256 = nil
+	if hashed {
+		if st.SHA256, err = h.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+			return size, fmt.Errorf("upload %s: %w", u.id, err)
+		}
+	}
 	st.Updated = time.Now().UTC()
 	err = p.writeUploadState(ctx, u, &st)
 	if errors.Is(err, ErrConflict) {
@@ -352,7 +404,8 @@ func (l *limitReader) Read(p []byte) (int, error) {
 // FinishUpload completes the session id of repository name as the blob d:
 // it appends last (when not nil; max bounds the session as for
 // AppendUpload), then streams the session's chunks, in order, into the
-// blob's key, verified against d and the session's size. On a mismatch
+// blob's key (or moves its one chunk there, see [store.Mover]), verified
+// against d and the session's size. On a mismatch
 // nothing is written (the error wraps ErrDigestMismatch or
 // ErrSizeMismatch) and the session stays, to be cancelled. When the tree
 // already holds the blob, the chunks are verified and not written again
@@ -391,14 +444,20 @@ func (p *Publisher) FinishUpload(ctx context.Context, name, id string, d digest.
 	if err != nil {
 		return 0, fmt.Errorf("upload %s: %w", id, err)
 	}
-	if present {
+	mover, moves := p.sink.(store.Mover)
+	switch {
+	case present:
 		_, err = store.CopyVerified(ctx, blobKey, io.Discard, chunks, want)
 		if err == nil {
 			if ts, ok := p.sink.(TouchSink); ok {
 				err = ts.Touch(ctx, blobKey)
 			}
 		}
-	} else {
+	case moves && len(u.state.Chunks) == 1:
+		// One chunk (a client that PATCHes the whole blob, as most
+		// do): verified and renamed, not written a second time.
+		err = p.moveChunk(ctx, mover, u, blobKey, want)
+	default:
 		err = p.sink.Put(ctx, blobKey, chunks, want)
 	}
 	if err != nil {
@@ -410,6 +469,29 @@ func (p *Publisher) FinishUpload(ctx context.Context, name, id string, d digest.
 	}
 	p.log.DebugContext(ctx, "upload finished", "repository", name, "id", id, "digest", d, "size", size)
 	return size, nil
+}
+
+// moveChunk moves the one chunk of session u into blobKey, verified
+// against want. The chunk is not read again when the session hashed its
+// bytes as it wrote them (uploadState.SHA256) and the store is a
+// LockSink, under whose lock nobody but the session's writer writes the
+// chunk's key: the digest of what was received is then compared with
+// want's, and the store checks the size only. On a store without locks
+// two writers may each write a chunk at the same key (see above), so the
+// chunk is read and verified.
+func (p *Publisher) moveChunk(ctx context.Context, m store.Mover, u *upload, blobKey string, want Want) error {
+	chunkKey, err := layout.UploadChunkKey(u.id, u.state.Chunks[0].Offset)
+	if err != nil {
+		return err
+	}
+	_, locks := p.sink.(LockSink)
+	if sum, ok := u.state.sha256Sum(); ok && locks && want.Digest.Algorithm() == digest.SHA256 {
+		if sum != want.Digest {
+			return &VerifyError{Key: blobKey, Want: want, GotSize: want.Size, GotDigest: sum}
+		}
+		return m.Move(ctx, chunkKey, blobKey, Want{Size: want.Size, MediaType: want.MediaType})
+	}
+	return m.Move(ctx, chunkKey, blobKey, want)
 }
 
 // chunkReader reads the chunks of a session one after the other, each of

@@ -3,11 +3,16 @@ package publish_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -260,6 +265,48 @@ var uploadCases = []uploadCase{
 		u.unknown(t, "app", id)
 		u.noUploads(t)
 	}},
+	{"one chunk, wrong digest first", func(t *testing.T, u *uploadEnv) {
+		// The chunk is moved on a file system: a mismatch must leave
+		// it in the session, whole.
+		id := u.start(t, "app")
+		u.append(t, "app", id, 0, "one chunk", 9)
+		for _, d := range []digest.Digest{digest.FromString("one chunK"), digest.FromString("one chunk!")} {
+			if _, err := u.p.FinishUpload(u.ctx, "app", id, d, nil, 0); !errors.Is(err, publish.ErrDigestMismatch) {
+				t.Fatalf("finish with a wrong digest: %v; want ErrDigestMismatch", err)
+			}
+			u.noBlob(t, d)
+		}
+		u.status(t, "app", id, 9)
+		u.finish(t, "app", id, "", "one chunk")
+		u.noUploads(t)
+	}},
+	{"sha512", func(t *testing.T, u *uploadEnv) {
+		// The session's hash is SHA-256: a sha512 digest is verified
+		// by reading the chunk.
+		for _, content := range []string{"one chunk", "two chunks"} {
+			id := u.start(t, "app")
+			first := content
+			if content != "one chunk" {
+				first = content[:4]
+			}
+			u.append(t, "app", id, 0, first, int64(len(first)))
+			bad := digest.SHA512.FromString(content + "!")
+			if _, err := u.p.FinishUpload(u.ctx, "app", id, bad, nil, 0); !errors.Is(err, publish.ErrDigestMismatch) {
+				t.Fatalf("finish with a wrong sha512 digest: %v; want ErrDigestMismatch", err)
+			}
+			u.noBlob(t, bad)
+			var last io.Reader
+			if content != "one chunk" {
+				last = strings.NewReader(content[4:])
+			}
+			d := digest.SHA512.FromString(content)
+			if n, err := u.p.FinishUpload(u.ctx, "app", id, d, last, 0); err != nil || n != int64(len(content)) {
+				t.Fatalf("finish with sha512: %d, %v", n, err)
+			}
+			u.blobIs(t, d, content)
+		}
+		u.noUploads(t)
+	}},
 	{"blob already present", func(t *testing.T, u *uploadEnv) {
 		id := u.start(t, "a")
 		u.finish(t, "a", id, "shared layer", "shared layer")
@@ -455,6 +502,113 @@ func TestUploadFSLeavesNoLocks(t *testing.T) {
 	if ents, err := os.ReadDir(layout.Root(root).Path(layout.UploadsDirKey())); err != nil || len(ents) != 0 {
 		t.Fatalf("uploads folder: %d entries, %v", len(ents), err)
 	}
+}
+
+// TestUploadFSMovesOneChunk checks that on a file system the one chunk of
+// a session becomes the blob by a rename (the same file), not a copy,
+// and that a session of two chunks is copied.
+func TestUploadFSMovesOneChunk(t *testing.T) {
+	root := layout.Root(t.TempDir())
+	u := newTree(t, publish.NewFSSink(root))
+	inode := func(key string) uint64 {
+		t.Helper()
+		fi, err := os.Stat(root.Path(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	for _, chunks := range [][]string{{"a whole layer"}, {"two ", "chunks"}} {
+		id := u.start(t, "app")
+		var off int64
+		var ino []uint64
+		for _, c := range chunks {
+			u.append(t, "app", id, off, c, off+int64(len(c)))
+			key, _ := layout.UploadChunkKey(id, off)
+			ino = append(ino, inode(key))
+			off += int64(len(c))
+		}
+		content := strings.Join(chunks, "")
+		u.finish(t, "app", id, "", content)
+		key, _ := layout.BlobKey(digest.FromString(content))
+		if moved := inode(key) == ino[0]; moved != (len(chunks) == 1) {
+			t.Errorf("%d chunks: the blob is the first chunk's file: %v", len(chunks), moved)
+		}
+		if fi, err := os.Stat(root.Path(key)); err != nil || fi.Mode().Perm() != 0o644 {
+			t.Errorf("blob %s: %v, %v; want mode 0644", key, fi.Mode(), err)
+		}
+	}
+	u.noUploads(t)
+}
+
+// TestUploadHashState checks the SHA-256 state a session keeps: it is
+// the hash of every byte appended so far, across chunks, and a session
+// without one (begun by a server that did not keep it) is finished by
+// reading its chunk, with the same verdicts.
+func TestUploadHashState(t *testing.T) {
+	root := layout.Root(t.TempDir())
+	u := newTree(t, publish.NewFSSink(root))
+	id := u.start(t, "app")
+	stateKey, _ := layout.UploadStateKey(id)
+	readState := func() map[string]any {
+		t.Helper()
+		b, err := os.ReadFile(root.Path(stateKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	content := ""
+	for _, c := range []string{"one ", "two ", "three"} {
+		u.append(t, "app", id, int64(len(content)), c, int64(len(content)+len(c)))
+		content += c
+		enc, _ := readState()["sha256"].(string)
+		raw, err := base64.StdEncoding.DecodeString(enc)
+		if err != nil || len(raw) == 0 {
+			t.Fatalf("after %q: sha256 state %q, %v", content, enc, err)
+		}
+		h := sha256.New()
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(raw); err != nil {
+			t.Fatal(err)
+		}
+		if got := digest.NewDigest(digest.SHA256, h); got != digest.FromString(content) {
+			t.Fatalf("after %q: the state hashes to %s, want %s", content, got, digest.FromString(content))
+		}
+	}
+	u.finish(t, "app", id, "", content)
+
+	// One chunk, its state without a hash: read and verified.
+	id = u.start(t, "app")
+	stateKey, _ = layout.UploadStateKey(id)
+	u.append(t, "app", id, 0, "no hash", 7)
+	m := readState()
+	delete(m, "sha256")
+	b, _ := json.Marshal(m)
+	if err := os.WriteFile(root.Path(stateKey), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.p.FinishUpload(u.ctx, "app", id, digest.FromString("no HASH"), nil, 0); !errors.Is(err, publish.ErrDigestMismatch) {
+		t.Fatalf("finish with a wrong digest: %v; want ErrDigestMismatch", err)
+	}
+	u.noBlob(t, digest.FromString("no HASH"))
+	// A chunk changed under a session without a hash is found out.
+	chunkKey, _ := layout.UploadChunkKey(id, 0)
+	if err := os.WriteFile(root.Path(chunkKey), []byte("no HASH"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.p.FinishUpload(u.ctx, "app", id, digest.FromString("no hash"), nil, 0); !errors.Is(err, publish.ErrDigestMismatch) {
+		t.Fatalf("finish of a changed chunk: %v; want ErrDigestMismatch", err)
+	}
+	u.noBlob(t, digest.FromString("no hash"))
+	if err := os.WriteFile(root.Path(chunkKey), []byte("no hash"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u.finish(t, "app", id, "", "no hash")
+	u.noUploads(t)
 }
 
 // TestUploadGC checks that gc removes the sessions idle for longer than

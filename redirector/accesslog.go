@@ -35,7 +35,7 @@ func (s *Server) serveObserved(w http.ResponseWriter, r *http.Request) {
 	s.router.ServeHTTP(rec, r)
 	answered = true
 	elapsed := time.Since(start)
-	status, n := rec.status, rec.bytes
+	status, n, user := rec.status, rec.bytes, rec.user
 	*rec = recorder{}
 	recorderPool.Put(rec)
 	if status == 0 {
@@ -48,7 +48,7 @@ func (s *Server) serveObserved(w http.ResponseWriter, r *http.Request) {
 		s.metrics.observe(rt.endpoint, r.Method, status, n, elapsed)
 	}
 	if logOn {
-		s.logRequest(r, rt, status, n, elapsed)
+		s.logRequest(r, rt, status, n, elapsed, user)
 	}
 }
 
@@ -68,11 +68,15 @@ func routeOf(path string) route {
 // logRequest writes the access log line of one request: at Info, message
 // "request", with the method, path, route, repository (when the path names
 // one), status, body bytes sent, duration (from the request's headers to
-// the last byte handed to the connection), client address and user agent.
-func (s *Server) logRequest(r *http.Request, rt route, status int, n int64, d time.Duration) {
-	var repo slog.Attr // a zero Attr is left out
+// the last byte handed to the connection), client address, user agent and,
+// with authentication, the user.
+func (s *Server) logRequest(r *http.Request, rt route, status int, n int64, d time.Duration, user string) {
+	var repo, who slog.Attr // a zero Attr is left out
 	if rt.name != "" {
 		repo = slog.String("repository", rt.name)
+	}
+	if user != "" {
+		who = slog.String("user", user)
 	}
 	s.accessLog.LogAttrs(r.Context(), slog.LevelInfo, "request",
 		slog.String("method", r.Method),
@@ -84,6 +88,7 @@ func (s *Server) logRequest(r *http.Request, rt route, status int, n int64, d ti
 		slog.Duration("duration", d),
 		slog.String("remote", r.RemoteAddr),
 		slog.String("user_agent", r.UserAgent()),
+		who,
 	)
 }
 
@@ -96,6 +101,15 @@ type recorder struct {
 	w      http.ResponseWriter
 	status int
 	bytes  int64
+	user   string // the authenticated caller (noteUser), "" if none
+}
+
+// noteUser records the authenticated caller of a request for its log
+// line, when w is a recorder.
+func noteUser(w http.ResponseWriter, name string) {
+	if rec, ok := w.(*recorder); ok {
+		rec.user = name
+	}
 }
 
 var recorderPool = sync.Pool{New: func() any { return new(recorder) }}

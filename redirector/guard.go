@@ -89,13 +89,14 @@ func accessOf(ctx context.Context) *access {
 
 // actionsOf are the actions a request of method on rt needs.
 func actionsOf(method string, rt route) []auth.Action {
+	if rt.endpoint == endpointUpload {
+		// A session is part of a push, whatever the method.
+		return []auth.Action{auth.Pull, auth.Push}
+	}
 	switch method {
 	case http.MethodGet, http.MethodHead:
 		return []auth.Action{auth.Pull}
 	case http.MethodDelete:
-		if rt.endpoint == endpointUpload {
-			return []auth.Action{auth.Pull, auth.Push}
-		}
 		return []auth.Action{auth.Delete}
 	}
 	return []auth.Action{auth.Pull, auth.Push}

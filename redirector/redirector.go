@@ -80,7 +80,7 @@ type options struct {
 	puller      Puller
 	pullThrough []PullThrough
 	pullTTL     time.Duration
-	auth *auth.Auth // WithAuth
+	auth        *auth.Auth // WithAuth
 	// Pushes (WithPusher).
 	pusher Pusher
 	push   PushOptions

@@ -159,6 +159,7 @@ func (s *Server) serveV2(w http.ResponseWriter, r *http.Request, rest string) er
 		if r, err = s.guard.authorize(r, rt); err != nil {
 			return err
 		}
+		noteUser(w, accessOf(r.Context()).caller.Name)
 	}
 	if s.pull != nil && rt.endpoint == endpointManifest {
 		if err := s.pullManifest(r.Context(), rt.name, rt.ref); err != nil {

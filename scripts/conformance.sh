@@ -249,11 +249,13 @@ ping_v2() (
 	exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
 	printf 'GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
 	IFS= read -r -t 2 status <&3 || exit 1
-	[[ $status =~ ^HTTP/1\.[01]\ 200 ]]
+	# 401: a server with authentication challenges anonymous callers.
+	[[ $status =~ ^HTTP/1\.[01]\ (200|401) ]]
 )
 
 # start_serve ROOT LOG [FLAG...] starts heron serve of ROOT on a free port,
-# sets PORT and SERVER_PID, and waits for GET /v2/ to answer 200.
+# sets PORT and SERVER_PID, and waits for GET /v2/ to answer (200, or 401
+# with authentication).
 start_serve() {
 	local root=$1 port
 	SERVE_LOG=$2
@@ -277,7 +279,7 @@ start_serve() {
 		wait "$SERVER_PID" 2>/dev/null || true
 		SERVER_PID=
 	done
-	[[ -n $PORT ]] || die "heron serve --root $root did not answer GET /v2/ with 200: $(tail -n 20 "$SERVE_LOG")"
+	[[ -n $PORT ]] || die "heron serve --root $root did not answer GET /v2/: $(tail -n 20 "$SERVE_LOG")"
 	say "heron serve --root $root $* is at 127.0.0.1:$PORT (pid $SERVER_PID)"
 }
 

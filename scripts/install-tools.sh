@@ -7,6 +7,9 @@
 #   nginx            a Debian package too: the static host of the
 #                    one-machine layout of docs/deploy.md, which
 #                    e2e/signedurl_test.go runs with signed redirects
+#   apache2-utils, openssl
+#                    Debian packages: htpasswd -B and openssl genpkey,
+#                    whose files redirector/auth's tests load
 #   crane, oras, regctl, versitygw
 #                    `go install` at the pinned versions below, into
 #                    $HERON_CACHE/bin (default: <repo>/.cache/bin, ignored by git)
@@ -53,6 +56,10 @@ command -v skopeo >/dev/null 2>&1 || apt_pkgs+=(skopeo)
 command -v podman >/dev/null 2>&1 || apt_pkgs+=(podman)
 # Debian installs nginx in /usr/sbin, which a user's PATH may lack.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt_pkgs+=(nginx)
+# The access tests check files made by the tools operators use: Apache's
+# htpasswd -B and openssl's Ed25519 keys.
+command -v htpasswd >/dev/null 2>&1 || apt_pkgs+=(apache2-utils)
+command -v openssl >/dev/null 2>&1 || apt_pkgs+=(openssl)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
 	SUDO=
 	[ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -66,7 +73,7 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
 		$SUDO service nginx stop >/dev/null 2>&1 || true
 	fi
 fi
-for t in skopeo podman; do
+for t in skopeo podman htpasswd openssl; do
 	command -v "$t" >/dev/null 2>&1 || { log "$t is not on PATH after apt-get install"; exit 1; }
 done
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { log "nginx is not installed after apt-get install"; exit 1; }

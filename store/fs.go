@@ -40,6 +40,7 @@ var (
 	_ Expirer         = (*FS)(nil)
 	_ FolderRemover   = (*FS)(nil)
 	_ RangeOpener     = (*FS)(nil)
+	_ Mover           = (*FS)(nil)
 )
 
 // NewFS returns a sink writing the tree at root. Nothing is created

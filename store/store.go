@@ -35,9 +35,11 @@
 //	                                     repository leaves (rm)
 //	Signer           SignURL             send a client to the store itself      the server streams blobs
 //	                                     (a presigned URL)
+//	Mover            Move                finish a pushed blob of one chunk by   the chunk is copied into
+//	                                     renaming it, after verifying it        the blob's key
 //
 // [FS] (fs*.go) implements all but Swapper and Signer; store/s3 all but
-// Locker, ChangeSignaller, Toucher and FolderRemover. Package storetest
+// Locker, ChangeSignaller, Toucher, FolderRemover and Mover. Package storetest
 // is the suite every implementation passes.
 package store
 
@@ -312,4 +314,23 @@ type Signer interface {
 	// SignURL returns a URL at which a client may send method (GET or
 	// HEAD; each is signed on its own) for key until expiry from now.
 	SignURL(ctx context.Context, method, key string, expiry time.Duration) (string, error)
+}
+
+// Mover is a Store that can turn content it holds under one key into the
+// content of another key without copying it: a rename on a file system.
+// Publish moves the one chunk of a finished upload into the blob's key,
+// instead of writing its bytes a second time.
+type Mover interface {
+	Store
+	// Move verifies the content of from against want and, if it
+	// matches, makes it the content of to, atomically, and removes from:
+	// a reader of to sees its old content (or nothing) or all of from's,
+	// never a part, and a crash leaves the content under from or under
+	// to. On a mismatch (a *VerifyError) or any
+	// other error nothing changes under to. A want without a Digest
+	// checks the size only: the caller vouches for the bytes (publish
+	// hashed them as it wrote them). A missing from is ErrNotFound. The
+	// content of from must not change while Move runs (its writer holds
+	// it, as publish holds an upload's lock).
+	Move(ctx context.Context, from, to string, want Want) error
 }

@@ -21,7 +21,11 @@
 //   - blobs fetched on demand from an upstream registry:2 (ondemand.go):
 //     time to last byte of a first pull of a 256 MiB layer through heron
 //     next to the same GET straight from the registry, and heron's RSS
-//     while 20 clients pull a 1 GiB layer at once (one upstream GET).
+//     while 20 clients pull a 1 GiB layer at once (one upstream GET);
+//   - pushes (push.go): crane push of a 1 GiB image into heron serve
+//     --push on a new tree next to the same push into registry:2 on the
+//     same disk, heron's peak RSS meanwhile, and a second push of the same
+//     image (every blob present).
 //
 // It installs nothing (bench/install.sh does), starts every server itself
 // on a free loopback port, stops each one by its PID, and writes a
@@ -67,6 +71,9 @@ type config struct {
 	ondemand    ondemandConfig
 	odOn        bool
 	odOnly      bool
+	push        pushConfig
+	pushOn      bool
+	pushOnly    bool
 	peerRepos   int
 	startups    int
 	keep        bool
@@ -101,6 +108,9 @@ func main() {
 	flag.BoolVar(&cfg.odOn, "ondemand", true, "measure blobs fetched on demand from an upstream registry:2 (-ondemand=false skips it)")
 	flag.BoolVar(&cfg.odOnly, "ondemand-only", false, "measure blobs fetched on demand only (no peers, no tree sizes, no tags, no bucket, no profiles)")
 	cfg.ondemand.addFlags()
+	flag.BoolVar(&cfg.pushOn, "push", true, "measure crane push into heron serve --push and into registry:2 (-push=false skips it)")
+	flag.BoolVar(&cfg.pushOnly, "push-only", false, "measure pushes only (no peers, no tree sizes, no tags, no bucket, no on-demand, no profiles)")
+	cfg.push.addFlags()
 	flag.IntVar(&cfg.peerRepos, "peer-repos", 1000, "repositories of the tree the servers are compared on")
 	flag.IntVar(&cfg.startups, "startups", 5, "start-ups measured per tree size")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the run folder (server logs, configurations)")
@@ -144,8 +154,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "peers: -tags-only needs -tag-sizes")
 		os.Exit(2)
 	}
-	if n := btoi(cfg.tagsOnly) + btoi(cfg.s3Only) + btoi(cfg.odOnly); n > 1 {
-		fmt.Fprintln(os.Stderr, "peers: -tags-only, -s3-only and -ondemand-only exclude each other")
+	if n := btoi(cfg.tagsOnly) + btoi(cfg.s3Only) + btoi(cfg.odOnly) + btoi(cfg.pushOnly); n > 1 {
+		fmt.Fprintln(os.Stderr, "peers: -tags-only, -s3-only, -ondemand-only and -push-only exclude each other")
 		os.Exit(2)
 	}
 	if err := cfg.s3Publish.check(); err != nil {
@@ -153,6 +163,10 @@ func main() {
 		os.Exit(2)
 	}
 	if err := cfg.ondemand.check(); err != nil {
+		fmt.Fprintln(os.Stderr, "peers:", err)
+		os.Exit(2)
+	}
+	if err := cfg.push.check(); err != nil {
 		fmt.Fprintln(os.Stderr, "peers:", err)
 		os.Exit(2)
 	}
@@ -209,13 +223,13 @@ func run(ctx context.Context, cfg *config) (err error) {
 	rep := &report{cfg: cfg, began: began}
 	rep.machine = machineInfo(heron)
 
-	only := cfg.tagsOnly || cfg.s3Only || cfg.odOnly
+	only := cfg.tagsOnly || cfg.s3Only || cfg.odOnly || cfg.pushOnly
 	if !only {
 		if err := measurePeersAndSizes(ctx, cfg, fx, runDir, rep); err != nil {
 			return err
 		}
 	}
-	if len(cfg.tagSizes) > 0 && !cfg.s3Only && !cfg.odOnly {
+	if len(cfg.tagSizes) > 0 && !cfg.s3Only && !cfg.odOnly && !cfg.pushOnly {
 		rep.tags = &tagsResult{}
 		tree, err := ensureTagsTree(ctx, cfg.cacheDir, img, cfg.tagSizes, rep.tags)
 		if err != nil {
@@ -232,6 +246,11 @@ func run(ctx context.Context, cfg *config) (err error) {
 	}
 	if (cfg.odOn && !only) || cfg.odOnly {
 		if rep.ondemand, err = measureOndemand(ctx, cfg, runDir); err != nil {
+			return err
+		}
+	}
+	if (cfg.pushOn && !only) || cfg.pushOnly {
+		if rep.push, err = measurePush(ctx, cfg, runDir); err != nil {
 			return err
 		}
 	}

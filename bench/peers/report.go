@@ -171,6 +171,7 @@ type report struct {
 	tags       *tagsResult
 	s3         *s3Result
 	ondemand   *ondemandResult
+	push       *pushResult
 	profiles   []profileResult
 }
 
@@ -208,6 +209,9 @@ func (r *report) markdown() string {
 	}
 	if r.ondemand != nil {
 		r.ondemand.markdown(&b)
+	}
+	if r.push != nil {
+		r.push.markdown(&b)
 	}
 	b.WriteString("\n### Targets\n\n| target | measured | met |\n| --- | --- | --- |\n")
 	for _, t := range r.targets() {
@@ -348,6 +352,9 @@ func (r *report) targets() [][3]string {
 	}
 	if r.ondemand != nil {
 		out = append(out, r.ondemand.targets(yes)...)
+	}
+	if r.push != nil {
+		out = append(out, r.push.targets(yes)...)
 	}
 	return out
 }

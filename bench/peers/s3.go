@@ -453,12 +453,19 @@ func measureS3(ctx context.Context, cfg *config, fx *fixture, runDir string) (*s
 // publishes, generating it the first time with bench/publish/gen under
 // <cache>/publish, where bench/publish/run.sh keeps the same one.
 func ensurePublishImage(ctx context.Context, cfg *config) (dir string, gen string, cached bool, err error) {
+	return ensureImageLayout(ctx, cfg, cfg.s3Publish.size, cfg.s3Publish.layers)
+}
+
+// ensureImageLayout returns the OCI image layout of the given number of
+// layers of random bytes, size bytes in all, under <cache>/publish,
+// generating it with bench/publish/gen the first time.
+func ensureImageLayout(ctx context.Context, cfg *config, size int64, layers int) (dir string, gen string, cached bool, err error) {
 	pc := cfg.s3Publish
-	dir, err = filepath.Abs(filepath.Join(cfg.cacheDir, "publish", fmt.Sprintf("src-%d-%d", pc.size, pc.layers)))
+	dir, err = filepath.Abs(filepath.Join(cfg.cacheDir, "publish", fmt.Sprintf("src-%d-%d", size, layers)))
 	if err != nil {
 		return "", "", false, err
 	}
-	line := fmt.Sprintf("an OCI image layout of %d layers of random bytes, %s in all (bench/publish/gen)", pc.layers, mib(pc.size))
+	line := fmt.Sprintf("an OCI image layout of %d layers of random bytes, %s in all (bench/publish/gen)", layers, mib(size))
 	complete := func() bool {
 		for _, f := range []string{"index.json", "oci-layout"} {
 			if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
@@ -471,7 +478,7 @@ func ensurePublishImage(ctx context.Context, cfg *config) (dir string, gen strin
 		return dir, line, true, nil
 	}
 	if pc.imagegen == "" {
-		return "", "", false, errors.New("the bucket's publish scenario needs -imagegen (bench/run.sh builds bench/publish/gen)")
+		return "", "", false, errors.New("generating the image needs -imagegen (bench/run.sh builds bench/publish/gen)")
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return "", "", false, err
@@ -481,8 +488,8 @@ func ensurePublishImage(ctx context.Context, cfg *config) (dir string, gen strin
 	}
 	logf("generating %s in %s", line, dir)
 	t0 := time.Now()
-	out, err := exec.CommandContext(ctx, pc.imagegen, "-dir", dir, "-size", strconv.FormatInt(pc.size, 10),
-		"-layers", strconv.Itoa(pc.layers), "-ref", "bench").CombinedOutput()
+	out, err := exec.CommandContext(ctx, pc.imagegen, "-dir", dir, "-size", strconv.FormatInt(size, 10),
+		"-layers", strconv.Itoa(layers), "-ref", "bench").CombinedOutput()
 	if err != nil {
 		return "", "", false, fmt.Errorf("%s: %v: %s", pc.imagegen, err, out)
 	}

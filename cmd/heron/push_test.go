@@ -27,6 +27,7 @@ type pushServer struct {
 	t    *testing.T
 	url  string
 	root string
+	pub  *publish.Publisher
 }
 
 func newPushServer(t *testing.T, o redirector.PushOptions) *pushServer {
@@ -42,7 +43,7 @@ func newPushServer(t *testing.T, o redirector.PushOptions) *pushServer {
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return &pushServer{t: t, url: hs.URL, root: root}
+	return &pushServer{t: t, url: hs.URL, root: root, pub: pub}
 }
 
 // do sends a request and returns the answer with its body read.
@@ -59,7 +60,7 @@ func (s *pushServer) do(method, path string, body []byte, header ...string) (*ht
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := noRedirects.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -70,6 +71,9 @@ func (s *pushServer) do(method, path string, body []byte, header ...string) (*ht
 	}
 	return resp, b
 }
+
+// noRedirects is a client that shows redirects rather than follow them.
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 // want checks an answer's status, and its OCI error code when code is set.
 func want(t *testing.T, what string, resp *http.Response, body []byte, status int, code redirector.Code) {
@@ -364,4 +368,70 @@ func TestPushRefused(t *testing.T) {
 	want(t, "unknown session", resp, body, http.StatusNotFound, redirector.CodeBlobUploadUnknown)
 	resp, body = s.do("PUT", "/v2/a/tags/list", nil)
 	want(t, "PUT tags/list", resp, body, http.StatusMethodNotAllowed, redirector.CodeUnsupported)
+}
+
+// TestPushAfterGC: a blob a client uploaded, then deleted, and that gc
+// removed, fails the manifest that references it with 400, and nothing
+// is written: the repository does not get the tag.
+func TestPushAfterGC(t *testing.T) {
+	s := newPushServer(t, redirector.PushOptions{Delete: true})
+	m, config, layer, _ := testImage("gc")
+	s.uploadBlob("app", config, ocispec.MediaTypeImageConfig)
+	l := s.uploadBlob("app", layer, ocispec.MediaTypeImageLayerGzip)
+	resp, body := s.do("DELETE", "/v2/app/blobs/"+l.Digest.String(), nil)
+	want(t, "DELETE the layer", resp, body, http.StatusAccepted, "")
+	res, err := s.pub.GC(context.Background(), publish.GCOptions{Grace: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.root, "blobs", "sha256", l.Digest.Encoded())); !os.IsNotExist(err) {
+		t.Fatalf("gc left the unlisted layer (%+v): %v", res, err)
+	}
+	resp, body = s.do("PUT", "/v2/app/manifests/v1", m, "Content-Type", ocispec.MediaTypeImageManifest)
+	want(t, "manifest of a collected layer", resp, body, http.StatusBadRequest, redirector.CodeManifestBlobUnknown)
+	resp, body = s.do("GET", "/v2/app/tags/list", nil)
+	want(t, "tags", resp, body, http.StatusOK, "")
+	if strings.Contains(string(body), "v1") {
+		t.Fatalf("the refused push wrote its tag: %s", body)
+	}
+	// Pushed again, it goes through.
+	s.uploadBlob("app", layer, ocispec.MediaTypeImageLayerGzip)
+	resp, body = s.do("PUT", "/v2/app/manifests/v1", m, "Content-Type", ocispec.MediaTypeImageManifest)
+	want(t, "manifest pushed again", resp, body, http.StatusCreated, "")
+}
+
+// TestPushAcrossServers: an upload begun through one server goes on and
+// ends through another that shares the tree (the session is files of the
+// tree), and the first serves what the second finished.
+func TestPushAcrossServers(t *testing.T) {
+	a := newPushServer(t, redirector.PushOptions{})
+	srv, err := redirector.New(a.root, redirector.WithPusher(pusherAdapter{publish.New(store.NewFS(layout.Root(a.root)))}, redirector.PushOptions{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	b := &pushServer{t: t, url: hs.URL, root: a.root}
+
+	blob := []byte("one half, then the other")
+	d := digest.FromBytes(blob)
+	resp, body := a.do("POST", "/v2/app/blobs/uploads/", nil)
+	want(t, "POST through a", resp, body, http.StatusAccepted, "")
+	loc := resp.Header.Get("Location")
+	resp, body = a.do("PATCH", loc, blob[:8], "Content-Range", "0-7")
+	want(t, "PATCH through a", resp, body, http.StatusAccepted, "")
+	resp, body = b.do("GET", loc, nil)
+	want(t, "status through b", resp, body, http.StatusNoContent, "")
+	if r := resp.Header.Get("Range"); r != "0-7" {
+		t.Fatalf("b sees Range %q", r)
+	}
+	resp, body = b.do("PATCH", loc, blob[8:], "Content-Range", fmt.Sprintf("8-%d", len(blob)-1))
+	want(t, "PATCH through b", resp, body, http.StatusAccepted, "")
+	resp, body = b.do("PUT", loc+"?digest="+d.String(), nil)
+	want(t, "PUT through b", resp, body, http.StatusCreated, "")
+	resp, body = a.do("GET", "/v2/app/blobs/"+d.String(), nil)
+	want(t, "GET through a", resp, body, http.StatusOK, "")
+	if !bytes.Equal(body, blob) {
+		t.Fatalf("a serves %q", body)
+	}
 }

@@ -22,7 +22,7 @@ func newCmdServe() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --root DIR|s3://BUCKET/PREFIX",
-		Short: "Serve a heron tree as a read-only OCI registry",
+		Short: "Serve a heron tree as an OCI registry (read-only unless --push)",
 		Long: `serve answers the OCI Distribution API (/v2/...) read-only from the tree at
 --root. It reads nothing at start-up but heron-layout.json, and each request
 reads the repository's file and at most one blob.
@@ -72,6 +72,23 @@ NAME:TAG of that registry into the tree on_demand, and checks it there again
 at most once per --pull-through-ttl; blobs are fetched when first asked for.
 containerd's mirror requests (?ns=HOST) use the cache whose PREFIX is HOST.
 See docs/mirror.md.
+
+Pushes (docs/push.md): --push accepts blob uploads and manifest PUTs from
+docker, podman, crane, skopeo and oras into the tree, with the guarantees of
+heron publish (verified content, atomic repository files, a manifest
+accepted only when everything it references is there); --delete accepts
+DELETE too. Writes need credentials: --push refuses to start without
+--htpasswd, --token-key or --tls-client-ca, unless --insecure-anonymous-push.
+
+Access (docs/access.md): --htpasswd FILE authenticates users (HTTP basic,
+bcrypt, verified credentials cached); --token-key FILE adds the Docker token
+flow (a token endpoint at /token issuing short-lived Ed25519-signed tokens
+that every server sharing the key verifies offline); --access FILE says who
+may pull, push and delete which repositories. Anonymous callers pull what
+is public; a caller who may not read a repository cannot tell it from one
+that does not exist. --tls-cert/--tls-key serve HTTPS (reloaded when the
+files change); --tls-client-ca verifies client certificates, whose common
+name is the user.
 
 Operations: GET /healthz (liveness), /readyz (the tree is readable and of a
 layout version this heron reads) and /metrics (Prometheus) are answered on

@@ -155,6 +155,14 @@ func TestServeErrors(t *testing.T) {
 		{Description: "negative connection limit", Args: []string{"--root", good, "--max-connections", "-1"}, Want: "--max-connections -1"},
 		{Description: "metrics address in use", Args: []string{"--root", good, "--addr", "127.0.0.1:0", "--metrics-addr", busy.Addr().String()}, Want: "listen on --metrics-addr"},
 		{Description: "unknown config key", Args: []string{"--config", writeConfig(t, "root: "+good+"\nport: 5000\n")}, Want: `unknown key "port"`},
+		{Description: "push without authentication", Args: []string{"--root", good, "--push"}, Want: "--push needs authentication"},
+		{Description: "delete without push", Args: []string{"--root", good, "--delete"}, Want: "--delete needs --push"},
+		{Description: "push read-only", Args: []string{"--root", good, "--push", "--insecure-anonymous-push", "--read-only"}, Want: "cannot be used with --read-only"},
+		{Description: "negative upload size", Args: []string{"--root", good, "--push", "--insecure-anonymous-push", "--max-upload-size", "-1"}, Want: "--max-upload-size -1"},
+		{Description: "access without authentication", Args: []string{"--root", good, "--access", goodKey}, Want: "--access needs a way to authenticate"},
+		{Description: "htpasswd missing", Args: []string{"--root", good, "--htpasswd", good + "/nohtpasswd"}, Want: good + "/nohtpasswd"},
+		{Description: "htpasswd not bcrypt", Args: []string{"--root", good, "--htpasswd", writeConfig(t, "ci:{SHA}abc\n")}, Want: "only bcrypt"},
+		{Description: "token key not a key", Args: []string{"--root", good, "--token-key", goodKey}, Want: goodKey},
 		{Description: "bad environment value", Args: []string{"--root", good}, Env: map[string]string{"HERON_MAX_CONNECTIONS": "many"}, Want: "HERON_MAX_CONNECTIONS: invalid argument"},
 	} {
 		t.Run(tc.Description, func(t *testing.T) {

@@ -364,49 +364,73 @@ type framingScanner struct {
 	found  atomic.Bool
 }
 
+// feed scans p, the next bytes of the connection. It looks at each line's
+// first len(line) bytes and last len(tail) bytes only, and finds the ends
+// of lines with bytes.IndexByte, so that a large body (a blob pushed)
+// costs little more than a search for '\n'.
 func (s *framingScanner) feed(p []byte) {
-	for _, b := range p {
-		if b == '\n' {
-			switch {
-			case s.n == 0 || (s.n == 1 && s.line[0] == '\r'):
-				// An empty line: the end of a header block, or a line
-				// before the request line.
-				if s.te && (s.cl || s.http10) {
-					s.found.Store(true)
-				}
-				s.cl, s.te, s.http10 = false, false, false
-				s.first = true
-			case s.first:
-				end := s.tail[:]
-				if end[len(end)-1] == '\r' {
-					end = end[1:]
-				} else {
-					end = end[:len(end)-1]
-				}
-				s.http10 = string(end) == "HTTP/1.0"
-				s.first = false
-			}
-			s.n = 0
-			continue
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			s.scan(p)
+			return
 		}
-		copy(s.tail[:], s.tail[1:])
-		s.tail[len(s.tail)-1] = b
-		if s.n < len(s.line) {
-			if 'A' <= b && b <= 'Z' {
-				b += 'a' - 'A'
-			}
-			s.line[s.n] = b
-			s.n++
-			switch {
-			case s.n == len("content-length:") && string(s.line[:s.n]) == "content-length:":
-				s.cl = true
-			case s.n == len("transfer-encoding:") && string(s.line[:s.n]) == "transfer-encoding:":
-				s.te = true
-			}
-		} else if s.n == len(s.line) {
-			s.n++
+		s.scan(p[:i])
+		s.endLine()
+		p = p[i+1:]
+	}
+}
+
+// scan takes in seg, a part of a line without its '\n'.
+func (s *framingScanner) scan(seg []byte) {
+	j := 0
+	for ; j < len(seg) && s.n < len(s.line); j++ {
+		b := seg[j]
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		s.line[s.n] = b
+		s.n++
+		switch {
+		case s.n == len("content-length:") && string(s.line[:s.n]) == "content-length:":
+			s.cl = true
+		case s.n == len("transfer-encoding:") && string(s.line[:s.n]) == "transfer-encoding:":
+			s.te = true
 		}
 	}
+	if j < len(seg) && s.n == len(s.line) {
+		s.n++ // the line is longer than its start
+	}
+	if len(seg) >= len(s.tail) {
+		copy(s.tail[:], seg[len(seg)-len(s.tail):])
+	} else {
+		copy(s.tail[:], s.tail[len(seg):])
+		copy(s.tail[len(s.tail)-len(seg):], seg)
+	}
+}
+
+// endLine takes in a '\n'.
+func (s *framingScanner) endLine() {
+	switch {
+	case s.n == 0 || (s.n == 1 && s.line[0] == '\r'):
+		// An empty line: the end of a header block, or a line before
+		// the request line.
+		if s.te && (s.cl || s.http10) {
+			s.found.Store(true)
+		}
+		s.cl, s.te, s.http10 = false, false, false
+		s.first = true
+	case s.first:
+		end := s.tail[:]
+		if end[len(end)-1] == '\r' {
+			end = end[1:]
+		} else {
+			end = end[:len(end)-1]
+		}
+		s.http10 = string(end) == "HTTP/1.0"
+		s.first = false
+	}
+	s.n = 0
 }
 
 // ReadFrom keeps sendfile for net/http's responses (it looks for

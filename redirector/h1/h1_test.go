@@ -808,7 +808,10 @@ func TestHeaderDeadline(t *testing.T) {
 				switch {
 				case tt.at && r.elapsed > timeout/2:
 					t.Errorf("%s answered after %v, want at once (net/http alone: %v)", s.name, r.elapsed, results[2].elapsed)
-				case !tt.at && (r.elapsed < timeout*3/4 || r.elapsed > timeout*3/2):
+				// The upper bound only tells a timeout applied from none
+				// (the client's 5 s deadline): a loaded machine answers
+				// late (net/http alone took 1.75× the timeout once).
+				case !tt.at && (r.elapsed < timeout*3/4 || r.elapsed > timeout*4):
 					t.Errorf("%s closed after %v, want about the header timeout, %v (net/http alone: %v)", s.name, r.elapsed, timeout, results[2].elapsed)
 				}
 			}

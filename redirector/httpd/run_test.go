@@ -102,8 +102,9 @@ func start(t *testing.T, root string, cfg Config) *servetest.Server {
 }
 
 // TestDeps keeps the imports pointing downward: httpd puts redirector and
-// its HTTP loop together (serving a tree in a store.Store when given one),
-// and imports nothing else of this module.
+// its HTTP loop together (serving a tree in a store.Store when given one,
+// with the access control of redirector/auth), and imports nothing else
+// of this module.
 func TestDeps(t *testing.T) {
 	pkg, err := build.ImportDir(".", 0)
 	if err != nil {
@@ -111,9 +112,9 @@ func TestDeps(t *testing.T) {
 	}
 	for _, imp := range pkg.Imports {
 		switch rest, ok := strings.CutPrefix(imp, "github.com/heron-registry/heron/"); {
-		case !ok, rest == "redirector", rest == "redirector/h1", rest == "store":
+		case !ok, rest == "redirector", rest == "redirector/h1", rest == "redirector/auth", rest == "store":
 		default:
-			t.Errorf("httpd imports %s; of this module it may import redirector, redirector/h1 and store only", imp)
+			t.Errorf("httpd imports %s; of this module it may import redirector, redirector/h1, redirector/auth and store only", imp)
 		}
 	}
 }
