@@ -254,15 +254,7 @@ func (c *call) run(args ...string) []byte {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.bin, args...)
-	cmd.Dir = c.dir
-	cmd.Env = append(os.Environ(),
-		"HOME="+c.home,
-		"TMPDIR="+c.dir,
-		"CONTAINERS_REGISTRIES_CONF="+suite.registries,
-		"XDG_CONFIG_HOME="+filepath.Join(c.home, ".config"),
-	)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd := c.command(ctx, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
@@ -274,6 +266,22 @@ func (c *call) run(args ...string) []byte {
 		c.t.Fatalf("%s failed: %v\nstdout:\n%s\nstderr:\n%s", filepath.Base(c.bin), err, stdout.String(), stderr.String())
 	}
 	return stdout.Bytes()
+}
+
+// command is the client's command with args, in the call's folder and
+// environment (HOME and the containers configuration of the suite), killed
+// with the test binary.
+func (c *call) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, c.bin, args...)
+	cmd.Dir = c.dir
+	cmd.Env = append(os.Environ(),
+		"HOME="+c.home,
+		"TMPDIR="+c.dir,
+		"CONTAINERS_REGISTRIES_CONF="+suite.registries,
+		"XDG_CONFIG_HOME="+filepath.Join(c.home, ".config"),
+	)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
 }
 
 // equalDigest fails the test unless got (trimmed) is the fixture's digest.

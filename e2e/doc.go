@@ -34,6 +34,26 @@
 // from a slow upstream: nothing is stored, and a new server fetches the
 // blob whole.
 //
+// Pushes (push_test.go, pushauth_test.go), each into a heron serve --push
+// of an empty tree of its own: TestPushClients pushes with skopeo (copy
+// --all --preserve-digests of indexes from the suite's server, and from
+// the fixtures' OCI layout and archive), crane (push of an OCI layout and
+// of a tarball, copy), oras (push of an artifact, attach of a referrer,
+// copy -r) and podman (push from its own store), pulls every push back
+// with crane and regctl checking every digest, then runs heron verify
+// --deep and heron ls. TestPushInterrupted cuts a chunk of an upload in
+// the middle (the repository is unchanged, the session resumes from its
+// Range), TestPushKilledClient SIGKILLs skopeo during its upload,
+// TestPushRacingTag races two crane pushes to one tag ten times,
+// TestPushMaxUploadSize checks the 413s of --max-upload-size,
+// TestPushDelete deletes tags, manifests and blobs (405 without
+// --delete), and TestPushManifestAfterGC refuses a manifest whose layer
+// heron gc deleted. TestPushAuth runs the clients' pushes with
+// --htpasswd and an access file, with basic credentials and with tokens
+// (--token-key), and checks refusals: bad credentials, rights a user
+// lacks, protected repositories probed every way, tokens for another
+// repository or action, an expired token.
+//
 // The tests are behind the e2e build tag, so that `go test ./...` stays
 // fast; run them with `make e2e` (or `go test -tags e2e ./e2e/...`) after
 // `make tools`. They print one summary line, "e2e: N passed, N failed,

@@ -281,7 +281,7 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, name string
 		body := s.limitBody(w, r)
 		if r.ContentLength >= 0 {
 			if err := s.push.w.PutBlob(ctx, name, d, r.ContentLength, body, s.push.p.MaxUploadSize); err != nil {
-				return err
+				return body.cut(r, err)
 			}
 			return blobCreated(w, name, d)
 		}
@@ -292,7 +292,7 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, name string
 		}
 		if _, err := s.push.w.FinishUpload(ctx, name, id, d, body, s.push.p.MaxUploadSize); err != nil {
 			_ = s.push.w.CancelUpload(context.WithoutCancel(ctx), name, id)
-			return err
+			return body.cut(r, err)
 		}
 		return blobCreated(w, name, d)
 	}
@@ -346,12 +346,13 @@ func (s *Server) patchUpload(w http.ResponseWriter, r *http.Request, name, id st
 			return err
 		}
 	}
-	size, err := s.push.w.AppendUpload(ctx, name, id, start, s.limitBody(w, r), s.push.p.MaxUploadSize)
+	body := s.limitBody(w, r)
+	size, err := s.push.w.AppendUpload(ctx, name, id, start, body, s.push.p.MaxUploadSize)
 	if err != nil {
 		if errors.Is(err, ErrUploadRange) {
 			setUploadHeaders(w.Header(), name, id, size)
 		}
-		return err
+		return body.cut(r, err)
 	}
 	if ok && size != end+1 {
 		// The body was shorter than its Content-Range: what came is
@@ -376,6 +377,7 @@ func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, name, id s
 		return ErrDigestInvalid.WithDetail(err.Error())
 	}
 	var last io.Reader
+	var body *requestBody
 	if r.ContentLength != 0 {
 		if cr := r.Header.Get("Content-Range"); cr != "" {
 			start, _, _, err := parseContentRange(cr)
@@ -391,10 +393,11 @@ func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, name, id s
 				return ErrUploadRange.WithDetail(fmt.Sprintf("the chunk starts at %d, the upload holds %d bytes", start, size))
 			}
 		}
-		last = s.limitBody(w, r)
+		body = s.limitBody(w, r)
+		last = body
 	}
 	if _, err := s.push.w.FinishUpload(r.Context(), name, id, d, last, s.push.p.MaxUploadSize); err != nil {
-		return err
+		return body.cut(r, err)
 	}
 	return blobCreated(w, name, d)
 }
@@ -409,11 +412,43 @@ func (s *Server) checkUploadLength(r *http.Request, have int64) error {
 
 // limitBody is the request's body, cut at the upload bound (plus one
 // byte, so that the writer sees it was passed).
-func (s *Server) limitBody(w http.ResponseWriter, r *http.Request) io.Reader {
+func (s *Server) limitBody(w http.ResponseWriter, r *http.Request) *requestBody {
 	if m := s.push.p.MaxUploadSize; m > 0 {
-		return http.MaxBytesReader(w, r.Body, m+1)
+		return &requestBody{r: http.MaxBytesReader(w, r.Body, m+1)}
 	}
-	return r.Body
+	return &requestBody{r: r.Body}
+}
+
+// requestBody is an upload's body that remembers why reading it failed.
+type requestBody struct {
+	r   io.Reader
+	err error
+}
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// cut turns err, the Pusher's error for an upload that read b, into the
+// client's fault when the body did not come whole (the client went away,
+// or sent less than it announced): a 400, not a 500 with an error logged.
+// Any other error is returned as it is.
+func (b *requestBody) cut(r *http.Request, err error) error {
+	var e *Error
+	if b == nil || err == nil || errors.As(err, &e) {
+		return err
+	}
+	switch {
+	case b.err != nil:
+		return ErrBlobUploadInvalid.WithDetail("the request body did not come whole: " + b.err.Error())
+	case r.Context().Err() != nil:
+		return ErrBlobUploadInvalid.WithDetail("the client went away during the upload: " + context.Cause(r.Context()).Error())
+	}
+	return err
 }
 
 // parseContentRange parses a chunk's Content-Range: "<start>-<end>", as

@@ -1,6 +1,6 @@
 // Package heronproc starts `heron serve` as a real process for the suites
 // that drive the binary (e2e/, reliability/): on a free 127.0.0.1 port,
-// ready once GET /v2/ answers 200, stopped by its PID.
+// ready once GET /v2/ answers 200 (or 401, with authentication), stopped by its PID.
 package heronproc
 
 import (
@@ -69,7 +69,7 @@ func (s *Server) Base() string { return "http://" + s.Addr }
 // StartServe runs `serve --root tree --addr ADDR extra...` with command
 // (which builds the *exec.Cmd of the heron binary for those arguments, with
 // the environment the caller wants) on a free address, and waits at most
-// ready for GET /v2/ to answer 200. The server dies with the test binary
+// ready for GET /v2/ to answer 200 (or 401). The server dies with the test binary
 // (Pdeathsig).
 func StartServe(name string, command func(args ...string) *exec.Cmd, tree string, ready time.Duration, extra ...string) (*Server, error) {
 	addr, err := FreeAddr()
@@ -100,7 +100,9 @@ func StartServe(name string, command func(args ...string) *exec.Cmd, tree string
 		resp, err := hc.Get(s.Base() + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// 401: a server with authentication (--htpasswd) answers
+			// anonymous callers so there.
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				return s, nil
 			}
 			err = fmt.Errorf("GET /v2/: %s", resp.Status)
