@@ -31,7 +31,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/heron-registry/heron/internal/heronproc"
 	"github.com/heron-registry/heron/internal/s3test"
 	"github.com/heron-registry/heron/layout"
@@ -104,6 +103,13 @@ type handSession struct {
 	cancelAt, abandonAt int64
 	// kills is the number of kills the session went through mid-way.
 	kills int
+	// log is what happened to it, for the messages of failures.
+	log []string
+}
+
+// note adds an event to the session's log.
+func (s *handSession) note(format string, args ...any) {
+	s.log = append(s.log, fmt.Sprintf(format, args...))
 }
 
 // pushStats are the counts the summary prints.
@@ -145,6 +151,7 @@ type pushCrash struct {
 	sessions  []*handSession
 	abandoned []*handSession
 	ids       []string
+	byID      map[string]*handSession
 }
 
 // pushedImage is an image a push got 201 for.
@@ -362,6 +369,18 @@ func (pc *pushCrash) do(ctx context.Context, method, path string, body []byte, h
 	return resp.StatusCode, resp.Header, nil
 }
 
+// sdo is do for a request of session s, noted in its log.
+func (pc *pushCrash) sdo(ctx context.Context, s *handSession, method, path string, body []byte, header map[string]string) (int, http.Header, error) {
+	status, h, err := pc.do(ctx, method, path, body, header)
+	switch {
+	case err != nil:
+		s.note("%s %s (%d bytes from %d): cut (%v)", method, pc.host, len(body), s.acked, err)
+	default:
+		s.note("%s %s (%d bytes from %d): %d, Range %q", method, pc.host, len(body), s.acked, status, h.Get("Range"))
+	}
+	return status, h, err
+}
+
 // rangeSize is the size a session's Range header ("0-<last>") tells:
 // "0-0" is an empty session (the test's chunks are never of one byte).
 func rangeSize(v string) (int64, error) {
@@ -464,6 +483,7 @@ func (pc *pushCrash) startSession(ctx context.Context, rng *rand.Rand, cc *rand.
 	pc.mu.Lock()
 	pc.stats.sessions++
 	pc.ids = append(pc.ids, s.id)
+	pc.byID[s.id] = s
 	pc.mu.Unlock()
 	return s, nil
 }
@@ -474,7 +494,7 @@ func (pc *pushCrash) startSession(ctx context.Context, rng *rand.Rand, cc *rand.
 // (404) is right only when the kill cut its PUT (the blob must then be
 // in the tree) or its DELETE.
 func (pc *pushCrash) resume(ctx context.Context, s *handSession) (bool, error) {
-	status, h, err := pc.do(ctx, http.MethodGet, s.loc, nil, nil)
+	status, h, err := pc.sdo(ctx, s, http.MethodGet, s.loc, nil, nil)
 	if err != nil {
 		pc.cut("GET of session "+s.id, err)
 		return false, err
@@ -523,7 +543,7 @@ func (pc *pushCrash) step(ctx context.Context, rng *rand.Rand, s *handSession) (
 	switch {
 	case s.cancelAt > 0 && s.acked >= s.cancelAt:
 		s.pending, s.sent = http.MethodDelete, s.acked
-		status, _, err := pc.do(ctx, http.MethodDelete, s.loc, nil, nil)
+		status, _, err := pc.sdo(ctx, s, http.MethodDelete, s.loc, nil, nil)
 		if err != nil {
 			pc.cut("DELETE of session "+s.id, err)
 			return false, err
@@ -543,6 +563,7 @@ func (pc *pushCrash) step(ctx context.Context, rng *rand.Rand, s *handSession) (
 	case s.abandonAt > 0 && s.acked >= s.abandonAt:
 		pc.mu.Lock()
 		pc.abandoned = append(pc.abandoned, s)
+		s.note("abandoned at %d", s.acked)
 		pc.stats.abandoned++
 		pc.mu.Unlock()
 		return true, nil
@@ -560,7 +581,7 @@ func (pc *pushCrash) step(ctx context.Context, rng *rand.Rand, s *handSession) (
 			hdr["Content-Type"] = "application/octet-stream"
 		}
 		s.pending, s.sent = http.MethodPut, total
-		status, h, err = pc.do(ctx, http.MethodPut, s.loc+"?digest="+s.d.String(), body, hdr)
+		status, h, err = pc.sdo(ctx, s, http.MethodPut, s.loc+"?digest="+s.d.String(), body, hdr)
 		if err != nil {
 			pc.cut("PUT of session "+s.id, err)
 			return false, err
@@ -586,7 +607,7 @@ func (pc *pushCrash) step(ctx context.Context, rng *rand.Rand, s *handSession) (
 		return true, nil
 	}
 	s.pending, s.sent = http.MethodPatch, s.acked+chunk
-	status, h, err = pc.do(ctx, http.MethodPatch, s.loc, s.data[s.acked:s.acked+chunk], map[string]string{
+	status, h, err = pc.sdo(ctx, s, http.MethodPatch, s.loc, s.data[s.acked:s.acked+chunk], map[string]string{
 		"Content-Range": fmt.Sprintf("%d-%d", s.acked, s.acked+chunk-1),
 		"Content-Type":  "application/octet-stream",
 	})
@@ -690,14 +711,15 @@ func (pc *pushCrash) checkAfterKill(what string) []string {
 }
 
 // pull pulls the tags of keys (those that name something) through the
-// running server with go-containerregistry and validates what it gets:
-// every manifest and blob whole, hashing to its digest.
+// running server (go-containerregistry for the manifests) and checks that
+// every manifest and blob comes whole, hashing to its digest.
 func (pc *pushCrash) pull(keys []tagKey) []string {
 	var problems []string
 	ctx := context.Background()
 	for _, k := range keys {
 		pc.mu.Lock()
-		want, isIndex := pc.acked[k], pc.isIndex[pc.acked[k]]
+		want := pc.acked[k]
+		isIndex := pc.isIndex[want]
 		pc.mu.Unlock()
 		if want == "" {
 			continue
@@ -716,26 +738,61 @@ func (pc *pushCrash) pull(keys []tagKey) []string {
 			problems = append(problems, fmt.Sprintf("pull %s: %s, the tree says %s", k, desc.Digest, want))
 			continue
 		}
-		if isIndex {
-			idx, err := desc.ImageIndex()
-			if err == nil {
-				err = validate.Index(idx)
-			}
-			if err != nil {
-				problems = append(problems, fmt.Sprintf("pull %s (index %s): %v", k, want, err))
-			}
-		} else {
-			img, err := desc.Image()
-			if err == nil {
-				err = validate.Image(img)
-			}
-			if err != nil {
-				problems = append(problems, fmt.Sprintf("pull %s (image %s): %v", k, want, err))
-			}
+		if err := pc.pullWhole(ref.Context(), want, desc.Manifest, isIndex); err != nil {
+			problems = append(problems, fmt.Sprintf("pull %s: %v", k, err))
 		}
 		pc.stats.pulls++
 	}
 	return problems
+}
+
+// pullWhole checks manifest raw of repo, which must hash to want, and
+// pulls what it references: the children of an index (by digest), the
+// config and layers of an image, each hashed as it streams.
+func (pc *pushCrash) pullWhole(repo name.Repository, want digest.Digest, raw []byte, isIndex bool) error {
+	if got := digest.FromBytes(raw); got != want {
+		return fmt.Errorf("manifest %s: the body hashes to %s", want, got)
+	}
+	if isIndex {
+		idx, err := v1.ParseIndexManifest(bytes.NewReader(raw))
+		if err != nil {
+			return fmt.Errorf("index %s: %w", want, err)
+		}
+		for _, m := range idx.Manifests {
+			d := digest.Digest(m.Digest.String())
+			desc, err := remote.Get(repo.Digest(m.Digest.String()), pc.remoteOptions(context.Background())...)
+			if err != nil {
+				return fmt.Errorf("index %s: child %s: %w", want, d, err)
+			}
+			if err := pc.pullWhole(repo, d, desc.Manifest, false); err != nil {
+				return fmt.Errorf("index %s: %w", want, err)
+			}
+		}
+		return nil
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(raw))
+	if err != nil {
+		return fmt.Errorf("manifest %s: %w", want, err)
+	}
+	for _, b := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+		d := digest.Digest(b.Digest.String())
+		resp, err := pc.hc.Get("http://" + pc.host + "/v2/" + repo.RepositoryStr() + "/blobs/" + d.String())
+		if err != nil {
+			return fmt.Errorf("manifest %s: blob %s: %w", want, d, err)
+		}
+		v := d.Verifier()
+		n, err := io.Copy(v, resp.Body)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode != http.StatusOK:
+			return fmt.Errorf("manifest %s: blob %s: %s", want, d, resp.Status)
+		case err != nil:
+			return fmt.Errorf("manifest %s: blob %s: %w", want, d, err)
+		case n != b.Size || !v.Verified():
+			return fmt.Errorf("manifest %s: blob %s: %d bytes (want %d) that do not hash to it", want, d, n, b.Size)
+		}
+	}
+	return nil
 }
 
 // runPushCrash is the push crash test over pt: kills rounds of pushes.
@@ -748,6 +805,7 @@ func runPushCrash(t *testing.T, pt *pushTree, kills int, seed uint64, budget tim
 		tr: tr, hc: &http.Client{Timeout: 60 * time.Second, Transport: tr},
 		allowed: map[tagKey][]digest.Digest{}, acked: map[tagKey]digest.Digest{}, isIndex: map[digest.Digest]bool{},
 		ackedRepos: map[string]bool{}, ackedBlobs: map[repoBlob]bool{}, changed: map[tagKey]bool{},
+		byID: map[string]*handSession{},
 	}
 	defer tr.CloseIdleConnections()
 	var maxMidway int
@@ -876,7 +934,7 @@ func runPushCrash(t *testing.T, pt *pushTree, kills int, seed uint64, budget tim
 			problems = append(problems, "after heron gc --grace 0s: "+k+" is left of an upload session")
 		}
 		if id, ok := locks[k]; ok {
-			problems = append(problems, fmt.Sprintf("after heron gc --grace 0s: the lock file %s of upload session %s is left", k, id))
+			problems = append(problems, fmt.Sprintf("after heron gc --grace 0s: the lock file %s of upload session %s is left; the session's requests:\n  %s", k, id, strings.Join(pc.byID[id].log, "\n  ")))
 		}
 		switch kind, _ := classify(k); kind {
 		case kindTemp:
