@@ -69,6 +69,9 @@ type pushTree struct {
 	keys func() ([]string, error)
 	// blob returns nil when the tree holds blob d whole.
 	blob func(d digest.Digest) error
+	// round bounds how long the clients push before the SIGKILL: a
+	// random time between 50 ms and round.
+	round time.Duration
 }
 
 // command builds the heron command for args in the tree's environment.
@@ -834,7 +837,7 @@ func runPushCrash(t *testing.T, pt *pushTree, kills int, seed uint64, budget tim
 			wg.Go(func() { pc.pusher(ctx, id, epoch) })
 		}
 		wg.Go(func() { pc.chunker(ctx, epoch, true) })
-		delay := time.Duration(50+pc.rng.IntN(1100)) * time.Millisecond
+		delay := 50*time.Millisecond + time.Duration(pc.rng.Int64N(int64(pt.round-50*time.Millisecond)))
 		time.Sleep(delay)
 		errLines := pc.serverErrors()
 		pc.kill()
@@ -996,7 +999,7 @@ func crashSeed(t *testing.T) uint64 {
 }
 
 // TestCrashPush kills `heron serve --push --delete` with SIGKILL at random
-// moments (HERON_CRASH_PUSH_KILLS times, 20 by default) while three
+// moments (HERON_CRASH_PUSH_KILLS times: 20, 8 with -short) while three
 // go-containerregistry clients push small random images and indexes into
 // six repositories (and delete tags), and a hand-made client drives
 // chunked upload sessions with PATCHes, so that kills find sessions
@@ -1013,6 +1016,9 @@ func crashSeed(t *testing.T) uint64 {
 // HERON_CRASH_SEED replays the test's choices (not the timing).
 func TestCrashPush(t *testing.T) {
 	kills := envInt(t, "HERON_CRASH_PUSH_KILLS", 20)
+	if testing.Short() && os.Getenv("HERON_CRASH_PUSH_KILLS") == "" {
+		kills = 8
+	}
 	seed := crashSeed(t)
 	budget := envDuration(t, "HERON_CRASH_BUDGET", 5*time.Minute)
 	t.Logf("seed %d: rerun with HERON_CRASH_SEED=%d HERON_CRASH_PUSH_KILLS=%d", seed, seed, kills)
@@ -1022,8 +1028,9 @@ func TestCrashPush(t *testing.T) {
 	}
 	memo := checkedBlobs{}
 	pt := &pushTree{
-		kind: "folder",
-		root: tree,
+		kind:  "folder",
+		root:  tree,
+		round: 1200 * time.Millisecond,
 		check: func(mayLag func(string) bool) (map[string]*layout.Repository, []string) {
 			var problems []string
 			if _, err := os.Stat(filepath.Join(tree, layout.LayoutFileKey())); errors.Is(err, fs.ErrNotExist) {
@@ -1079,12 +1086,15 @@ func TestCrashPush(t *testing.T) {
 
 // TestCrashPushBucket is TestCrashPush with the tree in an S3-compatible
 // bucket (versitygw, started by internal/s3test), with fewer kills
-// (HERON_CRASH_PUSH_S3_KILLS, 8 by default). The checks after each kill
+// (HERON_CRASH_PUSH_S3_KILLS: 8, 4 with -short). The checks after each kill
 // are TestCrashBucket's (publish.VerifyTree over store/s3, every blob
 // object hashed by the test), with the same rules for tags, blobs and
 // sessions.
 func TestCrashPushBucket(t *testing.T) {
 	kills := envInt(t, "HERON_CRASH_PUSH_S3_KILLS", 8)
+	if testing.Short() && os.Getenv("HERON_CRASH_PUSH_S3_KILLS") == "" {
+		kills = 4
+	}
 	seed := crashSeed(t)
 	budget := envDuration(t, "HERON_CRASH_BUDGET", 5*time.Minute)
 	if !hasVerify || !hasGC {
@@ -1101,9 +1111,10 @@ func TestCrashPushBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	pt := &pushTree{
-		kind: "bucket",
-		root: b.root,
-		env:  b.env,
+		kind:  "bucket",
+		root:  b.root,
+		env:   b.env,
+		round: 3 * time.Second,
 		check: func(mayLag func(string) bool) (map[string]*layout.Repository, []string) {
 			snap := b.settle()
 			if _, ok := snap.objects[layout.LayoutFileKey()]; !ok {
