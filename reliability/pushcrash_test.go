@@ -811,6 +811,14 @@ func runPushCrash(t *testing.T, pt *pushTree, kills int, seed uint64, budget tim
 		byID: map[string]*handSession{},
 	}
 	defer tr.CloseIdleConnections()
+	t.Cleanup(func() {
+		// A server left running by a failure (a stopped one is reaped
+		// already, and neither call signals anything then).
+		if pc.srv != nil {
+			_ = pc.srv.Cmd.Process.Kill()
+			_ = pc.srv.Stop()
+		}
+	})
 	var maxMidway int
 	var spentCheck time.Duration
 	for epoch := range kills {
