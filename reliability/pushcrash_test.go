@@ -122,6 +122,7 @@ type pushStats struct {
 	sessions, finished, resumed, cancelled, abandoned         int
 	finishedUnanswered                                        int // sessions whose PUT the kill cut after the blob was stored
 	chunks, pulls                                             int
+	monolithic, mounts                                        int // one-request uploads answered 201
 }
 
 // pushCrash is the state of a push crash test.
@@ -434,6 +435,13 @@ func (pc *pushCrash) chunker(ctx context.Context, epoch int, fresh bool) {
 		}
 	}
 	for ctx.Err() == nil {
+		if fresh && rng.IntN(8) == 0 {
+			// Now and then a monolithic upload or a mount instead.
+			if err := pc.oneShot(ctx, rng, cc); err != nil {
+				break
+			}
+			continue
+		}
 		if fresh && len(live) < handActive {
 			s, err := pc.startSession(ctx, rng, cc)
 			if err != nil {
@@ -460,6 +468,52 @@ func (pc *pushCrash) chunker(ctx context.Context, epoch int, fresh bool) {
 		}
 	}
 	carry()
+}
+
+// oneShot sends one POST that uploads a blob whole (?digest=, the blob as
+// its body) or mounts a blob another repository lists (?mount=&from=),
+// into a random repository; a 201 lists the blob there.
+func (pc *pushCrash) oneShot(ctx context.Context, rng *rand.Rand, cc *rand.ChaCha8) error {
+	repo := fmt.Sprintf("push/r%d", rng.IntN(pushRepos))
+	var path, what string
+	var body []byte
+	var d digest.Digest
+	pc.mu.Lock()
+	var from *repoBlob
+	if rng.IntN(2) == 0 && len(pc.ackedBlobs) > 0 {
+		all := slices.SortedFunc(maps.Keys(pc.ackedBlobs), func(a, b repoBlob) int { return strings.Compare(a.repo+string(a.d), b.repo+string(b.d)) })
+		from = &all[rng.IntN(len(all))]
+	}
+	pc.mu.Unlock()
+	if from != nil {
+		d = from.d
+		path = "/v2/" + repo + "/blobs/uploads/?mount=" + d.String() + "&from=" + from.repo
+		what = fmt.Sprintf("mount of %s from %s into %s", d, from.repo, repo)
+	} else {
+		body = randomBytes(cc, int64(1+rng.IntN(256))<<10)
+		d = digest.FromBytes(body)
+		path = "/v2/" + repo + "/blobs/uploads/?digest=" + d.String()
+		what = fmt.Sprintf("monolithic upload of %s (%d bytes) into %s", d, len(body), repo)
+	}
+	status, _, err := pc.do(ctx, http.MethodPost, path, body, map[string]string{"Content-Type": "application/octet-stream"})
+	if err != nil {
+		pc.cut(what, err)
+		return err
+	}
+	if status != http.StatusCreated {
+		pc.fail("%s: %d, want 201", what, status)
+		return nil
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.ackedBlobs[repoBlob{repo, d}] = true
+	pc.ackedRepos[repo] = true
+	if from != nil {
+		pc.stats.mounts++
+	} else {
+		pc.stats.monolithic++
+	}
+	return nil
 }
 
 // startSession POSTs a new session of a random blob into a random
@@ -978,8 +1032,8 @@ func runPushCrash(t *testing.T, pt *pushTree, kills int, seed uint64, budget tim
 		"%d tags took the value of a request the kill cut; %d tags pulled whole through a restarted server\n",
 		label, st.pushes, st.indexes, st.repushes, st.pushesCut, st.deletes, st.deletesCut, st.landed, st.pulls)
 	fmt.Printf("%s: hand sessions: %d started, %d chunks, %d finished (%d after a kill, resumed from the offset GET gave), %d finished by a PUT the kill cut, "+
-		"%d cancelled, %d abandoned; %d mid-way at a kill at most; checks after the kills took %s\n",
-		label, st.sessions, st.chunks, st.finished, st.resumed, st.finishedUnanswered, st.cancelled, st.abandoned, maxMidway, spentCheck.Round(time.Millisecond))
+		"%d cancelled, %d abandoned; %d mid-way at a kill at most; %d monolithic uploads and %d mounts answered 201; checks after the kills took %s\n",
+		label, st.sessions, st.chunks, st.finished, st.resumed, st.finishedUnanswered, st.cancelled, st.abandoned, maxMidway, st.monolithic, st.mounts, spentCheck.Round(time.Millisecond))
 	fmt.Printf("%s: heron gc --grace 0s expired %d upload sessions (%d files under %s before) and deleted %d files (%s); the tree then verified, with no session, temporary file or unlisted blob left\n",
 		label, gc.Uploads, uploadsBefore, layout.UploadsDirKey(), len(gc.Deleted), strings.Join(gcParts, ", "))
 }
