@@ -579,20 +579,27 @@ func (p *Publisher) CancelUpload(ctx context.Context, name, id string) error {
 }
 
 // removeUpload deletes the session id, holding its lock: its state file
-// first (the session is then unknown to every writer), then the chunks st
-// lists, then whatever else its folder holds (an orphan chunk, a
-// temporary file), and on a LockSink its lock file.
+// first (the session is then unknown to every writer), then, on a
+// LockSink, its lock file, then the chunks st lists and whatever else its
+// folder holds (an orphan chunk, a temporary file).
 //
 // Lock files are otherwise never removed, since a writer waiting on the
 // one being removed and a writer creating it anew would not exclude each
 // other. Here that is harmless: both then find no state, and nothing ever
 // writes the state of this id again (ids are random and never reused).
+// The lock file goes before the chunks so that a writer killed part-way
+// leaves files under the session's folder for ExpireUploads to find
+// (which takes the lock again and removes it with them), never a lock
+// file that nothing names any more.
 func (p *Publisher) removeUpload(ctx context.Context, id string, st *uploadState) error {
 	stateKey, err := layout.UploadStateKey(id)
 	if err != nil {
 		return err
 	}
 	if err := p.sink.Delete(ctx, stateKey); err != nil {
+		return fmt.Errorf("upload %s: %w", id, err)
+	}
+	if err := p.deleteUploadLock(ctx, stateKey); err != nil {
 		return fmt.Errorf("upload %s: %w", id, err)
 	}
 	keys := map[string]bool{}
@@ -631,9 +638,6 @@ func (p *Publisher) removeUpload(ctx context.Context, id string, st *uploadState
 		if err := fs.RemoveEmptyFolders(ctx, stateKey, layout.UploadsDirKey()); err != nil {
 			return fmt.Errorf("upload %s: %w", id, err)
 		}
-	}
-	if err := p.deleteUploadLock(ctx, stateKey); err != nil {
-		return fmt.Errorf("upload %s: %w", id, err)
 	}
 	return nil
 }

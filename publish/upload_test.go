@@ -638,3 +638,63 @@ func TestUploadGC(t *testing.T) {
 	u.unknown(t, "app", old)
 	u.status(t, "app", young, 3)
 }
+
+// errCut is the error of a writer cut short (killed) in a test.
+var errCut = errors.New("cut short")
+
+// cutSink is a file-system store whose deletes fail once left of them
+// have succeeded: a writer killed part-way through removing a session.
+type cutSink struct {
+	*publish.FSSink
+	left int
+}
+
+func (c *cutSink) Delete(ctx context.Context, key string) error {
+	if c.left == 0 {
+		return errCut
+	}
+	c.left--
+	return c.FSSink.Delete(ctx, key)
+}
+
+// TestUploadRemovalCutShort checks that a session whose cancel or finish
+// was cut short after any number of its deletes is removed whole by
+// ExpireUploads (heron gc): its files and its lock file. A removal that
+// deleted the session's files, then died before deleting its lock file,
+// left a lock file nothing named any more, which gc never found.
+func TestUploadRemovalCutShort(t *testing.T) {
+	for _, finish := range []bool{false, true} {
+		for n := 0; ; n++ {
+			root := t.TempDir()
+			fs := publish.NewFSSink(layout.Root(root))
+			u := newTree(t, fs)
+			id := u.start(t, "app")
+			u.append(t, "app", id, 0, "abc", 3)
+			u.append(t, "app", id, 3, "def", 6)
+			cut := publish.New(&cutSink{FSSink: fs, left: n})
+			var err error
+			if finish {
+				_, err = cut.FinishUpload(u.ctx, "app", id, digest.FromString("abcdef"), nil, 0)
+			} else {
+				err = cut.CancelUpload(u.ctx, "app", id)
+			}
+			if err != nil && !errors.Is(err, errCut) {
+				t.Fatalf("finish %v, cut after %d deletes: %v", finish, n, err)
+			}
+			if _, err := u.p.ExpireUploads(u.ctx, time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			u.noUploads(t)
+			locks, lerr := os.ReadDir(layout.Root(root).Path(".heron/locks"))
+			if lerr != nil && !os.IsNotExist(lerr) {
+				t.Fatal(lerr)
+			}
+			if len(locks) != 0 {
+				t.Fatalf("finish %v, cut after %d deletes, then ExpireUploads: %d lock file(s) left", finish, n, len(locks))
+			}
+			if err == nil {
+				break
+			}
+		}
+	}
+}

@@ -26,6 +26,16 @@
 //     gives its tags; heron gc --grace 0s then leaves a tree heron verify
 //     --deep passes. It counts the incomplete multipart uploads the kills
 //     left (a bucket lifecycle rule aborts them).
+//   - TestCrashPush kills `heron serve --push --delete` with SIGKILL while
+//     go-containerregistry clients push images and indexes (and delete
+//     tags) into it and a hand-made client drives chunked upload sessions,
+//     and starts it again on the same tree each time. After every kill the
+//     tree verifies, every tag names what the last answer said (or what a
+//     request the kill cut meant) and pulls whole, and each session the
+//     kill cut mid-way resumes from the offset a GET gives (or is unknown
+//     only if the kill cut its PUT or DELETE); heron gc --grace 0s then
+//     leaves no session, temporary file or unlisted blob.
+//     TestCrashPushBucket does the same with the tree in a bucket.
 //   - TestCrashFirstPublish kills the first publish into an empty folder
 //     around the moment it writes heron-layout.json; publishing into the
 //     folder again must work.
@@ -38,7 +48,7 @@
 // The tests are behind the reliability build tag, so that `go test ./...`
 // stays fast; run them with `make reliability` (or
 // `go test -tags reliability -v ./reliability/`). HERON_CRASH_KILLS,
-// HERON_CRASH_S3_KILLS, HERON_CRASH_SEED and HERON_SOAK_DURATION tune
-// them; docs/reliability.md
+// HERON_CRASH_S3_KILLS, HERON_CRASH_PUSH_KILLS, HERON_CRASH_PUSH_S3_KILLS,
+// HERON_CRASH_SEED and HERON_SOAK_DURATION tune them; docs/reliability.md
 // has the commands and the figures of a run.
 package reliability
