@@ -80,8 +80,9 @@ type access struct {
 
 type accessKey struct{}
 
-// accessOf returns the access decided for the request of ctx, nil when
-// the server has no guard.
+// accessOf returns the access decided for the request of ctx: nil when
+// the server has no guard, or for an anonymous caller the guard let
+// through (see authorize).
 func accessOf(ctx context.Context) *access {
 	a, _ := ctx.Value(accessKey{}).(*access)
 	return a
@@ -133,6 +134,11 @@ func (g *guard) authorize(r *http.Request, rt route) (*http.Request, error) {
 		}
 		return nil, ErrDenied.WithDetail(map[string]string{"name": rt.name, "action": string(act)})
 	}
+	if c.Anonymous() && !acc.hidden {
+		// The common case of public pulls costs no copy of the request:
+		// a request without a decision in its context is anonymous.
+		return r, nil
+	}
 	return r.WithContext(context.WithValue(r.Context(), accessKey{}, acc)), nil
 }
 
@@ -142,18 +148,22 @@ func (g *guard) authorize(r *http.Request, rt route) (*http.Request, error) {
 // the 401 for an anonymous caller (the same whether or not the repository
 // exists), the 404 for anyone else.
 func (s *Server) hides(ctx context.Context, name string, found, protected bool) error {
-	acc := accessOf(ctx)
-	if acc == nil {
+	if s.guard == nil {
 		if !found || protected {
 			return ErrNameUnknown.WithDetail(map[string]string{"name": name})
 		}
 		return nil
 	}
+	acc := accessOf(ctx)
 	switch {
-	case acc.hidden:
+	case acc != nil && acc.hidden:
 		return ErrNameUnknown.WithDetail(map[string]string{"name": name})
-	case acc.caller.Anonymous() && (!found || protected):
-		return &challenge{e: ErrUnauthorized, caller: acc.caller, scopes: []auth.Scope{auth.RepositoryScope(name, auth.Pull)}}
+	case (acc == nil || acc.caller.Anonymous()) && (!found || protected):
+		var c *auth.Caller
+		if acc != nil {
+			c = acc.caller
+		}
+		return &challenge{e: ErrUnauthorized, caller: c, scopes: []auth.Scope{auth.RepositoryScope(name, auth.Pull)}}
 	case !found:
 		return ErrNameUnknown.WithDetail(map[string]string{"name": name})
 	}
@@ -218,7 +228,7 @@ func (g *guard) guardCatalog(r *http.Request) (func(name string, protected bool)
 // (only where the caller may pull every repository: no access file).
 func (g *guard) mayMount(r *http.Request, from string) bool {
 	acc := accessOf(r.Context())
-	if acc == nil {
+	if acc == nil { // anonymous
 		return false
 	}
 	if from == "" {

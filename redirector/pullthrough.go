@@ -221,8 +221,10 @@ func (s *Server) pullManifest(ctx context.Context, name, ref string) error {
 
 // hasManifest reports whether repository name resolves ref now.
 func (s *Server) hasManifest(ctx context.Context, name, ref string) (bool, error) {
-	repo, err := s.repository(ctx, name)
-	if errors.Is(err, ErrNameUnknown) {
+	// The tree's answer, not the caller's: whether the caller may read
+	// the repository was decided before, and is answered after the pull.
+	repo, err := s.repos.repository(ctx, name)
+	if errors.Is(err, errNotFound) {
 		return false, nil
 	}
 	if err != nil {

@@ -3,8 +3,12 @@ package redirector
 import (
 	"context"
 	"errors"
+	"github.com/heron-registry/heron/redirector/auth"
+	"golang.org/x/crypto/bcrypt"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -216,5 +220,59 @@ func TestPullThroughOneCallForConcurrentRequests(t *testing.T) {
 	wg.Wait()
 	if n := p.calls.Load(); n != 1 {
 		t.Errorf("%d calls of the puller, want 1", n)
+	}
+}
+
+// TestPullThroughWithAuth: with authentication configured, an anonymous
+// pull of a public name fills the cache on its first request (the check
+// of what the tree holds is the tree's, not the caller's answer; it was a
+// 401 once), and a name the rules keep from anonymous callers is refused
+// before the upstream is asked.
+func TestPullThroughWithAuth(t *testing.T) {
+	tt := newTestTree(t)
+	cfg := tt.blob(v1.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
+	m := v1.Manifest{Config: cfg, Layers: []v1.Descriptor{tt.blob(v1.MediaTypeImageLayerGzip, []byte("layer"))}}
+	d, _ := tt.manifest(m)
+	p := &testPuller{tt: tt, tags: map[string]v1.Descriptor{"library/alpine:3.20": d, "team/secret:1": d},
+		mf: map[digest.Digest]v1.Manifest{d.Digest: m}}
+	dir := t.TempDir()
+	htpasswd, access := filepath.Join(dir, "htpasswd"), filepath.Join(dir, "access.yaml")
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(htpasswd, []byte("ci:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rules := "rules:\n  - repositories: [\"docker.io/library/**\"]\n    anonymous: [pull]\n  - repositories: [\"docker.io/**\"]\n    users: {ci: [pull]}\n"
+	if err := os.WriteFile(access, []byte(rules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(auth.Options{HtpasswdFile: htpasswd, AccessFile: access, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	s, err := New(tt.dir(), WithPullThrough(p, []PullThrough{{Prefix: "docker.io", URL: "https://registry.example"}}, time.Minute),
+		WithAuth(a), WithLogger(discardLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if w := get(s, http.MethodGet, "/v2/docker.io/library/alpine/manifests/3.20"); w.Code != 200 || w.Header().Get("Docker-Content-Digest") != d.Digest.String() {
+		t.Fatalf("anonymous first pull of a public name: %d %s", w.Code, w.Body)
+	}
+	if w := get(s, http.MethodGet, "/v2/docker.io/team/secret/manifests/1"); w.Code != http.StatusUnauthorized {
+		t.Fatalf("anonymous pull of a name kept from anonymous callers: %d %s", w.Code, w.Body)
+	}
+	if n := p.calls.Load(); n != 1 {
+		t.Fatalf("%d calls of the puller, want 1 (none for the refused name)", n)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/v2/docker.io/team/secret/manifests/1", nil)
+	req.SetBasicAuth("ci", "pw")
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, req)
+	if w.Code != 200 {
+		t.Fatalf("ci's first pull: %d %s", w.Code, w.Body)
 	}
 }

@@ -154,8 +154,10 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rest string)
 		if r, err = s.guard.authorize(r, rt); err != nil {
 			return err
 		}
-		noteUser(w, accessOf(r.Context()).caller.Name)
-		if accessOf(r.Context()).hidden {
+		if acc := accessOf(r.Context()); acc != nil {
+			noteUser(w, acc.caller.Name)
+		}
+		if acc := accessOf(r.Context()); acc != nil && acc.hidden {
 			return ErrDenied.WithDetail(map[string]string{"name": rt.name})
 		}
 	}

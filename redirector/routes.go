@@ -159,7 +159,9 @@ func (s *Server) serveV2(w http.ResponseWriter, r *http.Request, rest string) er
 		if r, err = s.guard.authorize(r, rt); err != nil {
 			return err
 		}
-		noteUser(w, accessOf(r.Context()).caller.Name)
+		if acc := accessOf(r.Context()); acc != nil {
+			noteUser(w, acc.caller.Name)
+		}
 	}
 	if s.pull != nil && rt.endpoint == endpointManifest {
 		if err := s.pullManifest(r.Context(), rt.name, rt.ref); err != nil {
