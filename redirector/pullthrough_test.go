@@ -275,4 +275,20 @@ func TestPullThroughWithAuth(t *testing.T) {
 	if w.Code != 200 {
 		t.Fatalf("ci's first pull: %d %s", w.Code, w.Body)
 	}
+	// A user the rules keep from a name: a missing repository, and no
+	// upstream call made for him.
+	if err := os.WriteFile(htpasswd, []byte("ci:"+string(hash)+"\nbob:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	before := p.calls.Load()
+	req = httptest.NewRequest(http.MethodGet, "/v2/docker.io/team/other/manifests/1", nil)
+	req.SetBasicAuth("bob", "pw")
+	w = httptest.NewRecorder()
+	s.ServeHTTP(w, req)
+	if w.Code != http.StatusNotFound || p.calls.Load() != before {
+		t.Fatalf("bob's pull of a name he may not read: %d %s, %d upstream calls", w.Code, w.Body, p.calls.Load()-before)
+	}
 }

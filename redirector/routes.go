@@ -163,7 +163,9 @@ func (s *Server) serveV2(w http.ResponseWriter, r *http.Request, rest string) er
 			noteUser(w, acc.caller.Name)
 		}
 	}
-	if s.pull != nil && rt.endpoint == endpointManifest {
+	// A caller who may not read the repository gets the answer of a
+	// missing one, and makes no upstream call.
+	if acc := accessOf(r.Context()); s.pull != nil && rt.endpoint == endpointManifest && (acc == nil || !acc.hidden) {
 		if err := s.pullManifest(r.Context(), rt.name, rt.ref); err != nil {
 			return err
 		}
