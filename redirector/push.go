@@ -453,6 +453,20 @@ func (b *requestBody) cut(r *http.Request, err error) error {
 	return err
 }
 
+// clientGone turns the failure of a write whose client went away (its
+// request's context ended: the client closed the connection, or cancelled
+// the request after another one failed, as crane does) into the answer to
+// a request that did not come whole, which nobody reads: it is not a
+// server error, and is not logged as one. What the write had done is
+// kept or undone as for any failure (a session keeps its chunks).
+func clientGone(r *http.Request, err error) error {
+	var e *Error
+	if err == nil || r.Context().Err() == nil || errors.As(err, &e) {
+		return err
+	}
+	return ErrBlobUploadInvalid.WithDetail("the client went away: " + context.Cause(r.Context()).Error())
+}
+
 // parseContentRange parses a chunk's Content-Range: "<start>-<end>", as
 // the OCI spec writes it, or "bytes <start>-<end>[/<total>]" or
 // "bytes=<start>-<end>", as some clients send it. ok is false for an

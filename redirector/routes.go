@@ -99,7 +99,7 @@ func (s *Server) routes() http.Handler {
 		s.respond(w, req, s.serveBase(w, req))
 	}
 	write := func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) {
-		s.respond(w, req, s.serveWrite(w, req, strings.TrimPrefix(ps.ByName("path"), "/")))
+		s.respond(w, req, clientGone(req, s.serveWrite(w, req, strings.TrimPrefix(ps.ByName("path"), "/"))))
 	}
 	writeBase := func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
 		w.Header().Set("Allow", "GET, HEAD")
