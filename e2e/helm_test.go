@@ -127,8 +127,9 @@ func helmCharts(t *testing.T, h *helmCall, dir string) map[string]string {
 // --delete with --htpasswd and an access file, with basic credentials and
 // with tokens (--token-key): helm registry login (password on standard
 // input), helm push, the digest helm prints is the one the server
-// answers; helm pull gives the pushed package's bytes back; helm show
-// chart reads it, by version and the latest (helm lists the tags). A
+// answers; helm pull (by version and by digest) gives the pushed
+// package's bytes back; helm show chart reads it, by version and the
+// latest (helm lists the tags), and helm template renders it. A
 // chart in a public repository is pulled anonymously; pushes without
 // credentials, with a wrong password and by users without push rights
 // are refused and write nothing.
@@ -194,6 +195,20 @@ func helmPushPull(t *testing.T, ps *pushServer, pkgs map[string]string) {
 
 				out = h.ok("", "show", "chart", ref+"/"+chartName, "--version", v, "--plain-http")
 				checkChartYAML(t, "helm show chart --version "+v, out, v)
+
+				// By digest, and rendered as helm install would.
+				dir = h.path("pull-digest-" + strings.ReplaceAll(base, "/", "-") + "-" + v)
+				mkdir(t, dir)
+				out = h.ok("", "pull", ref+"/"+chartName+"@"+d.String(), "--plain-http", "--destination", dir)
+				if got := printedDigest(t, "helm pull @digest", out); got != d {
+					t.Errorf("helm pull %s/%s@%s: digest %s", ref, chartName, d, got)
+				}
+				// helm names the file after the reference: NAME@sha256-HEX.tgz.
+				sameFile(t, filepath.Join(dir, chartName+"@"+d.Algorithm().String()+"-"+d.Encoded()+".tgz"), pkgs[v])
+				out = h.ok("", "template", "e2e", ref+"/"+chartName, "--version", v, "--plain-http")
+				if !strings.Contains(out, "helm.sh/chart: "+chartName+"-"+v) {
+					t.Errorf("helm template %s/%s --version %s: no label helm.sh/chart: %s-%s in\n%s", ref, chartName, v, chartName, v, out)
+				}
 			}
 			// Without --version, helm lists the tags and takes the latest.
 			out := h.ok("", "show", "chart", ref+"/"+chartName, "--plain-http")
