@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -137,12 +138,14 @@ func TestHelm(t *testing.T) {
 	htpasswd, access, key := authFiles(t, t.TempDir())
 	var pkgs map[string]string
 	packages := t.TempDir()
-	t.Run("helm create, package", func(t *testing.T) {
+	if !t.Run("helm create, package", func(t *testing.T) {
 		countResult(t)
 		pkgs = helmCharts(t, needHelm(t, nil), packages)
-	})
-	if pkgs == nil {
+	}) {
 		t.Fatal("no chart to push")
+	}
+	if pkgs == nil {
+		t.Skip("helm is not installed (make tools installs it)")
 	}
 	for _, am := range []struct {
 		name  string
@@ -160,6 +163,11 @@ func TestHelm(t *testing.T) {
 			t.Run("heron verify", func(t *testing.T) {
 				ps.watch(t, true)
 				verifyTree(t, root)
+				got := heronLs(t, root)
+				want := []string{helmRepo("private/charts"), helmRepo("public/charts"), helmRepo("shared/charts")}
+				if !slices.Equal(got, want) {
+					t.Errorf("heron ls: %q, want %q", got, want)
+				}
 			})
 		})
 	}

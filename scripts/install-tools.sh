@@ -14,8 +14,9 @@
 #                    `go install` at the pinned versions below, into
 #                    $HERON_CACHE/bin (default: <repo>/.cache/bin, ignored by git);
 #                    helm (v4, which pushes and pulls charts as OCI
-#                    artifacts) is the longest to build: a few minutes on
-#                    a fresh 2-core machine
+#                    artifacts) is the longest to build: about 5 minutes
+#                    on a fresh 2-core machine (9 minutes of CPU, the
+#                    Kubernetes modules it brings), then cached like the rest
 #
 # It is idempotent: a Debian package that is installed is not installed
 # again, and a Go tool whose binary in the cache was built from the pinned
