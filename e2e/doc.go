@@ -52,7 +52,10 @@
 // --htpasswd and an access file, with basic credentials and with tokens
 // (--token-key), and checks refusals: bad credentials, rights a user
 // lacks, protected repositories probed every way, tokens for another
-// repository or action, an expired token.
+// repository or action, an expired token. TestHelm does it with helm (v4):
+// helm registry login, push of a chart, pull (by version and digest, the
+// package's bytes back), show chart, template; anonymous pulls of a public
+// chart; refused pushes.
 //
 // The tests are behind the e2e build tag, so that `go test ./...` stays
 // fast; run them with `make e2e` (or `go test -tags e2e ./e2e/...`) after

@@ -10,9 +10,13 @@
 #   apache2-utils, openssl
 #                    Debian packages: htpasswd -B and openssl genpkey,
 #                    whose files redirector/auth's tests load
-#   crane, oras, regctl, versitygw
+#   crane, oras, regctl, helm, versitygw
 #                    `go install` at the pinned versions below, into
-#                    $HERON_CACHE/bin (default: <repo>/.cache/bin, ignored by git)
+#                    $HERON_CACHE/bin (default: <repo>/.cache/bin, ignored by git);
+#                    helm (v4, which pushes and pulls charts as OCI
+#                    artifacts) is the longest to build: about 5 minutes
+#                    on a fresh 2-core machine (9 minutes of CPU, the
+#                    Kubernetes modules it brings), then cached like the rest
 #
 # It is idempotent: a Debian package that is installed is not installed
 # again, and a Go tool whose binary in the cache was built from the pinned
@@ -36,6 +40,8 @@ ORAS_MODULE=oras.land/oras
 ORAS_VERSION=v1.3.6
 REGCTL_MODULE=github.com/regclient/regclient
 REGCTL_VERSION=v0.11.7
+HELM_MODULE=helm.sh/helm/v4
+HELM_VERSION=v4.3.2
 VERSITYGW_MODULE=github.com/versity/versitygw
 VERSITYGW_VERSION=v1.8.0
 
@@ -108,6 +114,7 @@ goinstall() {
 goinstall crane "$CRANE_MODULE/cmd/crane" "$CRANE_MODULE" "$CRANE_VERSION"
 goinstall oras "$ORAS_MODULE/cmd/oras" "$ORAS_MODULE" "$ORAS_VERSION"
 goinstall regctl "$REGCTL_MODULE/cmd/regctl" "$REGCTL_MODULE" "$REGCTL_VERSION"
+goinstall helm "$HELM_MODULE/cmd/helm" "$HELM_MODULE" "$HELM_VERSION"
 goinstall versitygw "$VERSITYGW_MODULE/cmd/versitygw" "$VERSITYGW_MODULE" "$VERSITYGW_VERSION"
 
-log "ready: skopeo $(skopeo --version | awk '{print $3}'), podman $(podman --version | awk '{print $3}'), nginx, crane $CRANE_VERSION, oras $ORAS_VERSION, regctl $REGCTL_VERSION, versitygw $VERSITYGW_VERSION in $BIN"
+log "ready: skopeo $(skopeo --version | awk '{print $3}'), podman $(podman --version | awk '{print $3}'), nginx, crane $CRANE_VERSION, oras $ORAS_VERSION, regctl $REGCTL_VERSION, helm $HELM_VERSION, versitygw $VERSITYGW_VERSION in $BIN"
