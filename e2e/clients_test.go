@@ -234,6 +234,9 @@ type call struct {
 	md   *mode
 	dir  string
 	home string
+	// env is added to the client's environment (tls_test.go's
+	// SSL_CERT_FILE for the Go clients).
+	env []string
 }
 
 func newCall(t *testing.T, bin string, md *mode) *call {
@@ -280,6 +283,7 @@ func (c *call) command(ctx context.Context, args ...string) *exec.Cmd {
 		"CONTAINERS_REGISTRIES_CONF="+suite.registries,
 		"XDG_CONFIG_HOME="+filepath.Join(c.home, ".config"),
 	)
+	cmd.Env = append(cmd.Env, c.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }

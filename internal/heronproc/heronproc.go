@@ -1,10 +1,12 @@
 // Package heronproc starts `heron serve` as a real process for the suites
 // that drive the binary (e2e/, reliability/): on a free 127.0.0.1 port,
-// ready once GET /v2/ answers 200 (or 401, with authentication), stopped by its PID.
+// over HTTP or HTTPS, ready once GET /v2/ answers 200 (or 401, with
+// authentication), stopped by its PID.
 package heronproc
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -59,12 +61,21 @@ type Server struct {
 	Addr string
 	Cmd  *exec.Cmd
 	Log  *LockedBuffer
+	// TLS, for a server started with StartServeTLS, is the client
+	// configuration its readiness was checked with.
+	TLS  *tls.Config
 	done chan struct{}
 	err  error // set when done is closed
 }
 
-// Base is the server's URL.
-func (s *Server) Base() string { return "http://" + s.Addr }
+// Base is the server's URL: https:// for a server started with
+// StartServeTLS.
+func (s *Server) Base() string {
+	if s.TLS != nil {
+		return "https://" + s.Addr
+	}
+	return "http://" + s.Addr
+}
 
 // StartServe runs `serve --root tree --addr ADDR extra...` with command
 // (which builds the *exec.Cmd of the heron binary for those arguments, with
@@ -72,12 +83,26 @@ func (s *Server) Base() string { return "http://" + s.Addr }
 // ready for GET /v2/ to answer 200 (or 401). The server dies with the test binary
 // (Pdeathsig).
 func StartServe(name string, command func(args ...string) *exec.Cmd, tree string, ready time.Duration, extra ...string) (*Server, error) {
+	return start(name, command, tree, ready, nil, extra...)
+}
+
+// StartServeTLS is StartServe for a server that serves HTTPS (extra holds
+// --tls-cert and --tls-key): its readiness is checked over TLS with
+// client (which trusts the server's CA), and its Base is https://.
+func StartServeTLS(name string, command func(args ...string) *exec.Cmd, tree string, ready time.Duration, client *tls.Config, extra ...string) (*Server, error) {
+	if client == nil {
+		return nil, fmt.Errorf("%s: StartServeTLS needs a client TLS configuration", name)
+	}
+	return start(name, command, tree, ready, client, extra...)
+}
+
+func start(name string, command func(args ...string) *exec.Cmd, tree string, ready time.Duration, client *tls.Config, extra ...string) (*Server, error) {
 	addr, err := FreeAddr()
 	if err != nil {
 		return nil, err
 	}
 	args := append([]string{"serve", "--root", tree, "--addr", addr}, extra...)
-	s := &Server{Name: name, Addr: addr, Log: &LockedBuffer{}, done: make(chan struct{})}
+	s := &Server{Name: name, Addr: addr, Log: &LockedBuffer{}, TLS: client, done: make(chan struct{})}
 	s.Cmd = command(args...)
 	s.Cmd.Stdout = s.Log
 	s.Cmd.Stderr = s.Log
@@ -89,7 +114,7 @@ func StartServe(name string, command func(args ...string) *exec.Cmd, tree string
 		s.err = s.Cmd.Wait()
 		close(s.done)
 	}()
-	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: client}}
 	deadline := time.Now().Add(ready)
 	for {
 		select {
