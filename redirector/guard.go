@@ -114,10 +114,14 @@ func (g *guard) authenticate(r *http.Request) (*auth.Caller, error) {
 
 // authorize decides r (on rt, whose name is valid) and returns the
 // request to serve, carrying the decision, or the answer of a denial.
-func (g *guard) authorize(r *http.Request, rt route) (*http.Request, error) {
+func (g *guard) authorize(w http.ResponseWriter, r *http.Request, rt route) (*http.Request, error) {
 	c, err := g.authenticate(r)
 	if err != nil {
 		return nil, err
+	}
+	// The log line names the caller, refused or not.
+	if !c.Anonymous() {
+		noteUser(w, c.Name)
 	}
 	acts := actionsOf(r.Method, rt)
 	acc := &access{caller: c}

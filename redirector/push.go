@@ -151,11 +151,8 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rest string)
 	}
 	if s.guard != nil {
 		var err error
-		if r, err = s.guard.authorize(r, rt); err != nil {
+		if r, err = s.guard.authorize(w, r, rt); err != nil {
 			return err
-		}
-		if acc := accessOf(r.Context()); acc != nil {
-			noteUser(w, acc.caller.Name)
 		}
 		if acc := accessOf(r.Context()); acc != nil && acc.hidden {
 			return ErrDenied.WithDetail(map[string]string{"name": rt.name})

@@ -156,11 +156,8 @@ func (s *Server) serveV2(w http.ResponseWriter, r *http.Request, rest string) er
 	}
 	if s.guard != nil {
 		var err error
-		if r, err = s.guard.authorize(r, rt); err != nil {
+		if r, err = s.guard.authorize(w, r, rt); err != nil {
 			return err
-		}
-		if acc := accessOf(r.Context()); acc != nil {
-			noteUser(w, acc.caller.Name)
 		}
 	}
 	// A caller who may not read the repository gets the answer of a

@@ -192,6 +192,13 @@ func TestAccess(t *testing.T) {
 		!strings.Contains(s.log.String(), `"user":"alice"`) {
 		t.Errorf("access log:\n%s", s.log.String())
 	}
+	// And who was refused: bob may not push team/**.
+	resp, body := s.do("POST", "/v2/team/app/blobs/uploads/", nil, basic("bob")...)
+	want(t, "bob's upload to team/app", resp, body, http.StatusForbidden, redirector.CodeDenied)
+	if !strings.Contains(s.log.String(), `"method":"POST","path":"/v2/team/app/blobs/uploads/","route":"upload","repository":"team/app","status":403`) ||
+		!strings.Contains(s.log.String(), `"user":"bob"`) {
+		t.Errorf("the access log does not name the user refused:\n%s", s.log.String())
+	}
 
 	t.Run("base", func(t *testing.T) {
 		resp, body := s.do("GET", "/v2/", nil)
