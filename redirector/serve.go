@@ -16,8 +16,9 @@ import (
 )
 
 // wellKnownBlobs are served from any existing repository, listed or not and
-// stored or not: clients (and Docker's schema 1 conversions) ask for them
-// without any manifest of the repository naming them.
+// stored or not, by a server that takes no pushes: clients (and Docker's
+// schema 1 conversions) ask for them without any manifest of the
+// repository naming them.
 var wellKnownBlobs = map[digest.Digest][]byte{
 	// EmptyLayer is a gzipped empty tar archive (two zero blocks), the
 	// layer Docker uses for "throwaway" layers; these are its canonical
@@ -191,9 +192,11 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, name, ref str
 	if err != nil {
 		return err
 	}
-	// Where clients may delete blobs, the listing is the truth: a
-	// deleted well-known blob is gone too.
-	if content, ok := wellKnownBlobs[d]; ok && (s.push == nil || !s.push.p.Delete) {
+	// Where clients push, the listing is the truth: a push client that
+	// finds a blob with HEAD does not upload it, and the manifest PUT
+	// accepts only what the repository (or the tree) holds; a deleted
+	// well-known blob is gone too.
+	if content, ok := wellKnownBlobs[d]; ok && s.push == nil {
 		serveContent(w, r, d, bytes.NewReader(content))
 		return nil
 	}

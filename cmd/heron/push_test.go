@@ -435,3 +435,48 @@ func TestPushAcrossServers(t *testing.T) {
 		t.Fatalf("a serves %q", body)
 	}
 }
+
+// TestPushWellKnownBlob pushes as clients do, uploading only the blobs a
+// HEAD does not find, an image whose layers include the empty layer
+// (sha256:a3ed95…, which Docker-built images carry) into a repository
+// that exists already: the server must not answer the HEAD of a blob the
+// manifest PUT then refuses as unknown.
+func TestPushWellKnownBlob(t *testing.T) {
+	for _, o := range []redirector.PushOptions{{}, {Delete: true}} {
+		t.Run(fmt.Sprintf("delete=%v", o.Delete), func(t *testing.T) {
+			s := newPushServer(t, o)
+			m, config, layer, _ := testImage("first")
+			s.uploadBlob("wk/app", config, ocispec.MediaTypeImageConfig)
+			s.uploadBlob("wk/app", layer, ocispec.MediaTypeImageLayerGzip)
+			resp, body := s.do("PUT", "/v2/wk/app/manifests/v1", m, "Content-Type", ocispec.MediaTypeImageManifest)
+			want(t, "first manifest", resp, body, http.StatusCreated, "")
+
+			empty := []byte{
+				0x1f, 0x8b, 0x08, 0x00, 0x00, 0x09, 0x6e, 0x88, 0x00, 0xff, 0x62, 0x18, 0x05, 0xa3, 0x60, 0x14,
+				0x8c, 0x58, 0x00, 0x08, 0x00, 0x00, 0xff, 0xff, 0x2e, 0xaf, 0xb5, 0xef, 0x00, 0x04, 0x00, 0x00,
+			}
+			config2 := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"seed":"second"}`)
+			blobs := map[digest.Digest][]byte{digest.FromBytes(empty): empty, digest.FromBytes(config2): config2}
+			man := ocispec.Manifest{
+				MediaType: ocispec.MediaTypeImageManifest,
+				Config:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(config2), Size: int64(len(config2))},
+				Layers:    []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(empty), Size: int64(len(empty))}},
+			}
+			man.SchemaVersion = 2
+			m2, _ := json.Marshal(man)
+			for d, b := range blobs {
+				resp, _ := s.do("HEAD", "/v2/wk/app/blobs/"+d.String(), nil)
+				if resp.StatusCode == http.StatusOK {
+					continue // a client skips it
+				}
+				s.uploadBlob("wk/app", b, "")
+			}
+			resp, body = s.do("PUT", "/v2/wk/app/manifests/v2", m2, "Content-Type", ocispec.MediaTypeImageManifest)
+			want(t, "manifest with the empty layer, pushed as clients push", resp, body, http.StatusCreated, "")
+			resp, body = s.do("GET", "/v2/wk/app/blobs/"+digest.FromBytes(empty).String(), nil)
+			if resp.StatusCode != http.StatusOK || !bytes.Equal(body, empty) {
+				t.Errorf("GET of the empty layer after the push: %d, %d bytes", resp.StatusCode, len(body))
+			}
+		})
+	}
+}
