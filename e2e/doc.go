@@ -57,6 +57,17 @@
 // package's bytes back), show chart, template; anonymous pulls of a public
 // chart; refused pushes.
 //
+// TestTLS (tls_test.go) serves heron serve --push over HTTPS with a
+// certificate from a test CA, --htpasswd and --tls-client-ca: every client
+// trusts the CA without its insecure switch (skopeo and podman through
+// --cert-dir/ca.crt, crane through SSL_CERT_FILE, oras through --ca-file,
+// regctl through registry set --cacert), pushes with a password and pulls
+// back with the digests checked; skopeo, podman and oras push with a
+// client certificate alone (CN=ci); a certificate of another CA, no
+// credentials at all, and ci pushing where it may only pull are refused;
+// the server's certificate is replaced while it serves and the clients go
+// on.
+//
 // The tests are behind the e2e build tag, so that `go test ./...` stays
 // fast; run them with `make e2e` (or `go test -tags e2e ./e2e/...`) after
 // `make tools`. They print one summary line, "e2e: N passed, N failed,

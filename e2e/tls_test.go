@@ -453,8 +453,16 @@ func TestTLS(t *testing.T) {
 		}
 		// No certificate, no password.
 		s.fail(skopeoArgs("copy", "--src-tls-verify=false", "--dest-cert-dir", ts.trust, src, "docker://"+ts.host()+"/ci/refused:v1")...)
-		// ci may pull tls/**, not push it.
-		s.fail(skopeoArgs("copy", "--src-tls-verify=false", "--dest-cert-dir", ts.ci, src, "docker://"+ts.host()+"/tls/refused:v1")...)
+		// ci may pull tls/**, not push it: 403, and the log names ci.
+		out = s.fail(skopeoArgs("copy", "--src-tls-verify=false", "--dest-cert-dir", ts.ci, src, "docker://"+ts.host()+"/tls/refused:v1")...)
+		if !strings.Contains(out, "denied") {
+			t.Errorf("skopeo push by ci to tls/refused: the error does not say denied:\n%s", out)
+		}
+		if !slices.ContainsFunc(strings.Split(ts.srv.Log.String(), "\n"), func(l string) bool {
+			return strings.Contains(l, "repository=tls/refused status=403") && strings.HasSuffix(l, " user=ci")
+		}) {
+			t.Errorf("no 403 of tls/refused naming user=ci in the server's log")
+		}
 		c := ts.crane(t, nil)
 		layoutDir := c.path("layout")
 		c.run("pull", "--insecure", "--format", "oci", targetFor(f).ref(ro.host(), f), layoutDir)
