@@ -149,6 +149,9 @@ func (f *pushFlags) configure(c *httpd.Config, pub *publish.Publisher) error {
 	if f.maxUploadSize < 0 {
 		return fmt.Errorf("--max-upload-size %d: want 0 (no limit) or more", f.maxUploadSize)
 	}
+	if f.insecureAnonymous && c.AuthConfigured() {
+		return errors.New("--insecure-anonymous-push lets anyone push without credentials: it cannot be combined with --htpasswd, --token-key or --tls-client-ca (who may push is then the access file's, docs/access.md)")
+	}
 	if !f.insecureAnonymous && !c.AuthConfigured() {
 		return errors.New("--push needs authentication: give --htpasswd FILE (and optionally --token-key), or --tls-client-ca; --insecure-anonymous-push lets anyone push (tests on loopback only)")
 	}

@@ -156,6 +156,7 @@ func TestServeErrors(t *testing.T) {
 		{Description: "metrics address in use", Args: []string{"--root", good, "--addr", "127.0.0.1:0", "--metrics-addr", busy.Addr().String()}, Want: "listen on --metrics-addr"},
 		{Description: "unknown config key", Args: []string{"--config", writeConfig(t, "root: "+good+"\nport: 5000\n")}, Want: `unknown key "port"`},
 		{Description: "push without authentication", Args: []string{"--root", good, "--push"}, Want: "--push needs authentication"},
+		{Description: "anonymous push with users", Args: []string{"--root", good, "--push", "--insecure-anonymous-push", "--htpasswd", writeConfig(t, "ci:$2y$05$abcdefghijklmnopqrstuu5Jx1aVgVJ0zHc6rZ2W6pAqGkQ3QnS6\n")}, Want: "cannot be combined with --htpasswd"},
 		{Description: "delete without push", Args: []string{"--root", good, "--delete"}, Want: "--delete needs --push"},
 		{Description: "push read-only", Args: []string{"--root", good, "--push", "--insecure-anonymous-push", "--read-only"}, Want: "cannot be used with --read-only"},
 		{Description: "negative upload size", Args: []string{"--root", good, "--push", "--insecure-anonymous-push", "--max-upload-size", "-1"}, Want: "--max-upload-size -1"},
