@@ -255,11 +255,7 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, name string
 				return ErrNameInvalid.WithDetail(err.Error())
 			}
 		}
-		ok, err := s.mountable(r, from)
-		if err != nil {
-			return err
-		}
-		if ok {
+		if s.guard == nil || s.guard.mayMount(r, from) {
 			mounted, err := s.push.w.MountBlob(ctx, name, from, d)
 			if err != nil {
 				return err
@@ -274,13 +270,12 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, name string
 		if err != nil {
 			return ErrDigestInvalid.WithDetail(err.Error())
 		}
-		if err := s.checkUploadLength(r, 0); err != nil {
-			return err
-		}
+		// A declared length over --max-upload-size is refused by PutBlob
+		// before it reads anything.
 		body := s.limitBody(w, r)
 		if r.ContentLength >= 0 {
 			if err := s.push.w.PutBlob(ctx, name, d, r.ContentLength, body, s.push.p.MaxUploadSize); err != nil {
-				return body.cut(r, err)
+				return body.cut(err)
 			}
 			return blobCreated(w, name, d)
 		}
@@ -291,7 +286,7 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, name string
 		}
 		if _, err := s.push.w.FinishUpload(ctx, name, id, d, body, s.push.p.MaxUploadSize); err != nil {
 			_ = s.push.w.CancelUpload(context.WithoutCancel(ctx), name, id)
-			return body.cut(r, err)
+			return body.cut(err)
 		}
 		return blobCreated(w, name, d)
 	}
@@ -302,15 +297,6 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, name string
 	setUploadHeaders(w.Header(), name, id, 0)
 	w.WriteHeader(http.StatusAccepted)
 	return nil
-}
-
-// mountable reports whether the caller of r may mount from repository
-// from ("" for any blob of the tree).
-func (s *Server) mountable(r *http.Request, from string) (bool, error) {
-	if s.guard == nil {
-		return true, nil
-	}
-	return s.guard.mayMount(r, from), nil
 }
 
 // serveUploadStatus answers GET of a session: 204 with its Range.
@@ -351,7 +337,7 @@ func (s *Server) patchUpload(w http.ResponseWriter, r *http.Request, name, id st
 		if errors.Is(err, ErrUploadRange) {
 			setUploadHeaders(w.Header(), name, id, size)
 		}
-		return body.cut(r, err)
+		return body.cut(err)
 	}
 	if ok && size != end+1 {
 		// The body was shorter than its Content-Range: what came is
@@ -396,17 +382,9 @@ func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, name, id s
 		last = body
 	}
 	if _, err := s.push.w.FinishUpload(r.Context(), name, id, d, last, s.push.p.MaxUploadSize); err != nil {
-		return body.cut(r, err)
+		return body.cut(err)
 	}
 	return blobCreated(w, name, d)
-}
-
-// checkUploadLength refuses a body declared larger than the upload bound.
-func (s *Server) checkUploadLength(r *http.Request, have int64) error {
-	if m := s.push.p.MaxUploadSize; m > 0 && r.ContentLength > 0 && have+r.ContentLength > m {
-		return ErrUploadTooLarge.WithDetail(fmt.Sprintf("%d bytes, more than the %d allowed", have+r.ContentLength, m))
-	}
-	return nil
 }
 
 // limitBody is the request's body, cut at the upload bound (plus one
@@ -433,21 +411,16 @@ func (b *requestBody) Read(p []byte) (int, error) {
 }
 
 // cut turns err, the Pusher's error for an upload that read b, into the
-// client's fault when the body did not come whole (the client went away,
-// or sent less than it announced): a 400, not a 500 with an error logged.
-// Any other error is returned as it is.
-func (b *requestBody) cut(r *http.Request, err error) error {
+// client's fault when the body did not come whole (the connection broke,
+// or it sent less than it announced): a 400, not a 500 with an error
+// logged. A client that went away is clientGone's (every write). Any other
+// error is returned as it is.
+func (b *requestBody) cut(err error) error {
 	var e *Error
-	if b == nil || err == nil || errors.As(err, &e) {
+	if b == nil || b.err == nil || err == nil || errors.As(err, &e) {
 		return err
 	}
-	switch {
-	case b.err != nil:
-		return ErrBlobUploadInvalid.WithDetail("the request body did not come whole: " + b.err.Error())
-	case r.Context().Err() != nil:
-		return ErrBlobUploadInvalid.WithDetail("the client went away during the upload: " + context.Cause(r.Context()).Error())
-	}
-	return err
+	return ErrBlobUploadInvalid.WithDetail("the request body did not come whole: " + b.err.Error())
 }
 
 // clientGone turns the failure of a write whose client went away (its
