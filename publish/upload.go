@@ -408,12 +408,21 @@ func (l *limitReader) Read(p []byte) (int, error) {
 // against d and the session's size. On a mismatch
 // nothing is written (the error wraps ErrDigestMismatch or
 // ErrSizeMismatch) and the session stays, to be cancelled. When the tree
-// already holds the blob, the chunks are verified and not written again
-// (and the blob is touched, on a TouchSink, so that gc leaves it for the
-// manifest that will list it). Then the session is deleted. It returns the
-// blob's size. No repository file changes: the manifest that lists the
-// blob is what makes it part of the repository.
+// already holds the blob, the chunks are verified and not written again.
+// Then the session is deleted, and the blob
+// is listed by repository name (LinkBlob: a client reads a blob it pushed
+// before any manifest references it). It returns the blob's size.
 func (p *Publisher) FinishUpload(ctx context.Context, name, id string, d digest.Digest, last io.Reader, max int64) (int64, error) {
+	size, err := p.finishUpload(ctx, name, id, d, last, max)
+	if err != nil {
+		return size, err
+	}
+	// After the session's lock is released: the repository's is taken.
+	return size, p.LinkBlob(ctx, name, d, size)
+}
+
+// finishUpload is FinishUpload but the listing, holding the session's lock.
+func (p *Publisher) finishUpload(ctx context.Context, name, id string, d digest.Digest, last io.Reader, max int64) (int64, error) {
 	d, err := layout.ParseDigest(string(d))
 	if err != nil {
 		return 0, err
@@ -447,12 +456,9 @@ func (p *Publisher) FinishUpload(ctx context.Context, name, id string, d digest.
 	mover, moves := p.sink.(store.Mover)
 	switch {
 	case present:
+		// Verified, not written again; LinkBlob touches it (gc's
+		// contract) as it lists it.
 		_, err = store.CopyVerified(ctx, blobKey, io.Discard, chunks, want)
-		if err == nil {
-			if ts, ok := p.sink.(TouchSink); ok {
-				err = ts.Touch(ctx, blobKey)
-			}
-		}
 	case moves && len(u.state.Chunks) == 1:
 		// One chunk (a client that PATCHes the whole blob, as most
 		// do): verified and renamed, not written a second time.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"strings"
 	"syscall"
 	"testing"
@@ -478,6 +479,36 @@ func TestUploadBucket(t *testing.T) {
 	})
 }
 
+// sessionLocks lists the lock files of the tree at root but those a
+// publisher keeps for good: of the repository file of name (a finished
+// upload lists its blob there) and of the catalog index.
+func sessionLocks(t *testing.T, root, name string) []string {
+	t.Helper()
+	keep := map[string]bool{}
+	repoKey, err := layout.RepositoryKey(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{repoKey, layout.CatalogIndexKey()} {
+		lk, err := layout.LockKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keep[path.Base(lk)] = true
+	}
+	ents, err := os.ReadDir(layout.Root(root).Path(".heron/locks"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if !keep[e.Name()] {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
 // TestUploadFSLeavesNoLocks checks that a finished or cancelled session
 // leaves no lock file behind: lock files are otherwise never removed, and
 // a busy registry starts many sessions.
@@ -492,12 +523,8 @@ func TestUploadFSLeavesNoLocks(t *testing.T) {
 	if err := u.p.CancelUpload(u.ctx, "app", b); err != nil {
 		t.Fatal(err)
 	}
-	locks, err := os.ReadDir(layout.Root(root).Path(".heron/locks"))
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	if len(locks) != 0 {
-		t.Fatalf("%d lock files left", len(locks))
+	if locks := sessionLocks(t, root, "app"); len(locks) != 0 {
+		t.Fatalf("%d lock files left: %v", len(locks), locks)
 	}
 	if ents, err := os.ReadDir(layout.Root(root).Path(layout.UploadsDirKey())); err != nil || len(ents) != 0 {
 		t.Fatalf("uploads folder: %d entries, %v", len(ents), err)
@@ -685,11 +712,7 @@ func TestUploadRemovalCutShort(t *testing.T) {
 				t.Fatal(err)
 			}
 			u.noUploads(t)
-			locks, lerr := os.ReadDir(layout.Root(root).Path(".heron/locks"))
-			if lerr != nil && !os.IsNotExist(lerr) {
-				t.Fatal(lerr)
-			}
-			if len(locks) != 0 {
+			if locks := sessionLocks(t, root, "app"); len(locks) != 0 {
 				t.Fatalf("finish %v, cut after %d deletes, then ExpireUploads: %d lock file(s) left", finish, n, len(locks))
 			}
 			if err == nil {

@@ -41,9 +41,6 @@ func (a pusherAdapter) AppendUpload(ctx context.Context, name, id string, offset
 
 func (a pusherAdapter) FinishUpload(ctx context.Context, name, id string, d digest.Digest, last io.Reader, max int64) (int64, error) {
 	n, err := a.p.FinishUpload(ctx, name, id, d, last, max)
-	if err == nil {
-		err = a.p.LinkBlob(ctx, name, d, n)
-	}
 	return n, pushError(err, redirector.ErrBlobUnknown)
 }
 
