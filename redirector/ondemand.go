@@ -560,7 +560,7 @@ func (s *Server) serveOnDemand(w http.ResponseWriter, r *http.Request, name stri
 		switch {
 		case err == nil:
 			s.fill.markStored(name, d)
-			if err := s.blobRedirect(ctx, r.Method, repo, d); err != nil {
+			if err := s.blobRedirect(ctx, r.Method, name, repo, d); err != nil {
 				return err
 			}
 			return s.files.sendBlob(w, r, d, size)

@@ -62,13 +62,22 @@ func (s *Server) repository(ctx context.Context, name string) (layout.Repository
 	return repo, nil
 }
 
-// blobBase is where blobs of repo are redirected to: the repository's own
-// base URL, else the server's, else nowhere ("").
-func (s *Server) blobBase(repo layout.RepositoryView) string {
-	if base := repo.BlobBaseURL(); base != "" {
-		return base // normalized by layout
+// blobBase is where blobs (and, with WithRedirectManifests, manifests) of
+// repository name, of which repo is the file, are redirected to: the
+// repository's own base URL, else the server's, else nowhere (""). A
+// repository anonymous callers may not read is redirected there only when
+// the redirects are signed (and expire): a plain URL would serve its
+// content to anyone who has it; its content is then sent by the server
+// (or redirected to a presigned URL of its bucket).
+func (s *Server) blobBase(name string, repo layout.RepositoryView) string {
+	base := repo.BlobBaseURL() // normalized by layout
+	if base == "" {
+		base = s.redirectBase
 	}
-	return s.redirectBase
+	if base != "" && s.guard != nil && s.signer == nil && !s.publicRepository(name, repo) {
+		return ""
+	}
+	return base
 }
 
 // redirectTo returns the redirect to the blob key of d under base, signed
@@ -141,7 +150,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, name, ref
 	h[contentDigestKey] = mc.digest
 	h[etagKey] = mc.etag
 	if r.Method == http.MethodGet && s.redirectManifests {
-		if base := s.blobBase(repo); base != "" {
+		if base := s.blobBase(name, repo); base != "" {
 			return s.redirectTo(base, digest.Digest(mc.digest[0]))
 		}
 	}
@@ -242,13 +251,8 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, name, ref str
 			"repository", name, "digest", d.String())
 		return ErrBlobUnknown.WithDetail(map[string]string{"name": name, "digest": d.String()})
 	}
-	// A repository anonymous callers may not read has its blobs
-	// redirected only to URLs that are signed and expire (a presigned
-	// URL of the bucket, a signed CDN URL); else they are sent here.
-	if s.guard == nil || s.publicRepository(name, repo) || s.signer != nil || s.blobBase(repo) == "" {
-		if err := s.blobRedirect(r.Context(), r.Method, repo, d); err != nil {
-			return err
-		}
+	if err := s.blobRedirect(r.Context(), r.Method, name, repo, d); err != nil {
+		return err
 	}
 	if r.Method == http.MethodHead && !conditional(r) {
 		// What http.ServeContent answers, without opening the file:
@@ -272,8 +276,8 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, name, ref str
 // (unless WithServeBlobs). Every redirect of a blob is decided here, so
 // that what applies to all of them (a signature of the URL) is applied in
 // one place.
-func (s *Server) blobRedirect(ctx context.Context, method string, repo layout.RepositoryView, d digest.Digest) error {
-	if base := s.blobBase(repo); base != "" {
+func (s *Server) blobRedirect(ctx context.Context, method, name string, repo layout.RepositoryView, d digest.Digest) error {
+	if base := s.blobBase(name, repo); base != "" {
 		return s.redirectTo(base, d)
 	}
 	if s.presign != nil {

@@ -71,7 +71,7 @@ rules:
     users: {ci: [pull, push]}
 `
 
-func newAccessServer(t *testing.T) *accessServer {
+func newAccessServer(t *testing.T, extra ...redirector.Option) *accessServer {
 	t.Helper()
 	dir := t.TempDir()
 	var lines []string
@@ -120,10 +120,12 @@ func newAccessServer(t *testing.T) *accessServer {
 	}
 	logs := &syncBuffer{}
 	srv, err := redirector.New(root,
-		redirector.WithAccessLog(slog.New(slog.NewJSONHandler(logs, nil))),
-		redirector.WithPusher(pusherAdapter{pub}, redirector.PushOptions{Delete: true}),
-		redirector.WithAuth(a),
-		redirector.WithRedirectBase("https://cdn.example.com/tree"))
+		append([]redirector.Option{
+			redirector.WithAccessLog(slog.New(slog.NewJSONHandler(logs, nil))),
+			redirector.WithPusher(pusherAdapter{pub}, redirector.PushOptions{Delete: true}),
+			redirector.WithAuth(a),
+			redirector.WithRedirectBase("https://cdn.example.com/tree"),
+		}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,5 +399,27 @@ func TestServeClientCertPush(t *testing.T) {
 	}
 	if err := s.Stop(t, 15*time.Second); err != nil {
 		t.Errorf("serve ended with %v", err)
+	}
+}
+
+// TestAccessRedirects: with manifests redirected too, a repository
+// anonymous callers may not read has its manifests and blobs sent by the
+// server, never redirected to the (unsigned) base URL; a public one's are
+// redirected.
+func TestAccessRedirects(t *testing.T) {
+	s := newAccessServer(t, redirector.WithRedirectManifests(true))
+	_, teamLayer := s.pushImage("alice", "team/app", "v1", "team")
+	_, pubLayer := s.pushImage("alice", "public/app", "v1", "public")
+	for _, tc := range []struct {
+		path   string
+		status int
+	}{
+		{"/v2/team/app/manifests/v1", http.StatusOK},
+		{"/v2/team/app/blobs/" + teamLayer.String(), http.StatusOK},
+		{"/v2/public/app/manifests/v1", http.StatusTemporaryRedirect},
+		{"/v2/public/app/blobs/" + pubLayer.String(), http.StatusTemporaryRedirect},
+	} {
+		resp, body := s.do("GET", tc.path, nil, basic("alice")...)
+		want(t, "GET "+tc.path, resp, body, tc.status, "")
 	}
 }
