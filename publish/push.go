@@ -184,14 +184,8 @@ func (p *Publisher) PutManifestWith(ctx context.Context, name, reference, mediaT
 	if err != nil {
 		return "", err
 	}
-	needInit, err := p.checkTree(ctx)
-	if err != nil {
+	if err := p.Init(ctx); err != nil {
 		return "", err
-	}
-	if needInit {
-		if err := p.initTree(ctx); err != nil {
-			return "", err
-		}
 	}
 	if err := p.storeManifest(ctx, pl.root); err != nil {
 		return "", err

@@ -57,6 +57,9 @@ func (p *Publisher) LinkBlob(ctx context.Context, name string, d digest.Digest, 
 	if err != nil {
 		return fmt.Errorf("repository %s: %w", name, err)
 	}
+	// Every link, not only the one that created the repository: a link
+	// killed between the two writes leaves the name out of the catalog,
+	// and the next link of the repository puts it in before its 201.
 	if _, err := p.addToCatalog(ctx, []string{name}, map[string]bool{name: protected}, true); err != nil {
 		return fmt.Errorf("updating the catalog (the blob is linked): %w", err)
 	}

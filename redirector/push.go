@@ -151,11 +151,10 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rest string)
 	}
 	if s.guard != nil {
 		var err error
+		// (A write needs push or delete, so a caller who may not pull
+		// is refused here, never hidden.)
 		if r, err = s.guard.authorize(w, r, rt); err != nil {
 			return err
-		}
-		if acc := accessOf(r.Context()); acc != nil && acc.hidden {
-			return ErrDenied.WithDetail(map[string]string{"name": rt.name})
 		}
 	}
 	defer s.repos.forget(rt.name)
