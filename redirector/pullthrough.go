@@ -87,6 +87,18 @@ func (pt *pullThrough) cacheOf(name string) (PullThrough, string, bool) {
 	return PullThrough{}, "", false
 }
 
+// owns returns the cache whose names include name: the cache's prefix
+// itself, or a name under it.
+func (pt *pullThrough) owns(name string) (PullThrough, bool) {
+	for _, c := range pt.caches {
+		if name == c.Prefix {
+			return c, true
+		}
+	}
+	c, _, ok := pt.cacheOf(name)
+	return c, ok
+}
+
 // namespaced returns the name a containerd mirror request means: with
 // ?ns=HOST, the name under the cache whose prefix is HOST.
 func (pt *pullThrough) namespaced(r *http.Request, name string) string {

@@ -70,13 +70,11 @@ type PushOptions struct {
 	Delete bool
 	// MaxUploadSize bounds one blob, in bytes; 0 for no bound.
 	MaxUploadSize int64
-	// Refuse, when it returns an error for a repository name, refuses
-	// every write to it (a pull-through cache's names).
-	Refuse func(name string) error
 }
 
 // WithPusher makes the server accept pushes (and, with o.Delete,
-// deletes) through p.
+// deletes) through p, but into the names of its pull-through caches
+// (WithPullThrough), which only their upstreams fill.
 func WithPusher(p Pusher, o PushOptions) Option {
 	return func(opts *options) { opts.pusher, opts.push = p, o }
 }
@@ -141,9 +139,9 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rest string)
 	if err := layout.ValidateRepository(rt.name); err != nil {
 		return ErrNameInvalid.WithDetail(err.Error())
 	}
-	if s.push.p.Refuse != nil {
-		if err := s.push.p.Refuse(rt.name); err != nil {
-			return ErrPushRefused.WithDetail(err.Error())
+	if s.pull != nil {
+		if c, ok := s.pull.owns(rt.name); ok {
+			return ErrPushRefused.WithDetail(fmt.Sprintf("%s is in the pull-through cache %s (of %s), which only the upstream fills", rt.name, c.Prefix, c.URL))
 		}
 	}
 	if r.Method == http.MethodDelete && !s.push.p.Delete && rt.endpoint != endpointUpload {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 
 	"github.com/heron-registry/heron/publish"
 	"github.com/heron-registry/heron/redirector"
@@ -152,19 +151,7 @@ func (f *pushFlags) configure(c *httpd.Config, pub *publish.Publisher) error {
 	if !f.insecureAnonymous && !c.AuthConfigured() {
 		return errors.New("--push needs authentication: give --htpasswd FILE (and optionally --token-key), or --tls-client-ca; --insecure-anonymous-push lets anyone push (tests on loopback only)")
 	}
-	caches := c.PullThrough
 	c.Pusher = pusherAdapter{pub}
-	c.Push = redirector.PushOptions{
-		Delete:        f.delete,
-		MaxUploadSize: f.maxUploadSize,
-		Refuse: func(name string) error {
-			for _, pc := range caches {
-				if name == pc.Prefix || strings.HasPrefix(name, pc.Prefix+"/") {
-					return fmt.Errorf("%s is in the pull-through cache %s (of %s), which only the upstream fills", name, pc.Prefix, pc.URL)
-				}
-			}
-			return nil
-		},
-	}
+	c.Push = redirector.PushOptions{Delete: f.delete, MaxUploadSize: f.maxUploadSize}
 	return nil
 }

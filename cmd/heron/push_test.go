@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/heron-registry/heron/layout"
 	"github.com/heron-registry/heron/publish"
@@ -30,14 +31,18 @@ type pushServer struct {
 	pub  *publish.Publisher
 }
 
-func newPushServer(t *testing.T, o redirector.PushOptions) *pushServer {
+func newPushServer(t *testing.T, o redirector.PushOptions, extra ...func(*publish.Publisher) redirector.Option) *pushServer {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "tree")
 	pub := publish.New(store.NewFS(layout.Root(root)))
 	if err := pub.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := redirector.New(root, redirector.WithPusher(pusherAdapter{pub}, o))
+	opts := []redirector.Option{redirector.WithPusher(pusherAdapter{pub}, o)}
+	for _, e := range extra {
+		opts = append(opts, e(pub))
+	}
+	srv, err := redirector.New(root, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,16 +351,19 @@ func TestPushManifest(t *testing.T) {
 }
 
 func TestPushRefused(t *testing.T) {
-	s := newPushServer(t, redirector.PushOptions{Refuse: func(name string) error {
-		if strings.HasPrefix(name, "mirror/") {
-			return fmt.Errorf("%s is a cache", name)
-		}
-		return nil
-	}})
+	// mirror/ is a pull-through cache: only its upstream fills it.
+	s := newPushServer(t, redirector.PushOptions{}, func(pub *publish.Publisher) redirector.Option {
+		return redirector.WithPullThrough(pullerAdapter{publish.NewPuller(pub)},
+			[]redirector.PullThrough{{Prefix: "mirror", URL: "http://127.0.0.1:1"}}, time.Minute)
+	})
 	resp, body := s.do("DELETE", "/v2/app/manifests/v1", nil)
 	want(t, "DELETE without --delete", resp, body, http.StatusMethodNotAllowed, redirector.CodeUnsupported)
 	resp, body = s.do("POST", "/v2/mirror/x/blobs/uploads/", nil)
 	want(t, "push into a cache", resp, body, http.StatusMethodNotAllowed, redirector.CodeUnsupported)
+	resp, body = s.do("PUT", "/v2/mirror/manifests/v1", []byte("{}"))
+	want(t, "push to the cache's prefix", resp, body, http.StatusMethodNotAllowed, redirector.CodeUnsupported)
+	resp, body = s.do("POST", "/v2/mirrored/x/blobs/uploads/", nil)
+	want(t, "push beside the cache", resp, body, http.StatusAccepted, "")
 	resp, body = s.do("POST", "/v2/a/../b/blobs/uploads/", nil)
 	if resp.StatusCode < 400 {
 		t.Fatalf("dot segments: %d %s", resp.StatusCode, body)

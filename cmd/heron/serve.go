@@ -66,13 +66,6 @@ first pulled and checked upstream at most once per --pull-through-ttl;
 containerd's ?ns=HOST mirror requests are answered from the cache whose
 PREFIX is HOST.
 
-With --pull-through PREFIX=URL (repeatable), the repositories under PREFIX/
-are a cache of the registry at URL: a pull of PREFIX/NAME:TAG publishes
-NAME:TAG of that registry into the tree on_demand, and checks it there again
-at most once per --pull-through-ttl; blobs are fetched when first asked for.
-containerd's mirror requests (?ns=HOST) use the cache whose PREFIX is HOST.
-See docs/mirror.md.
-
 Pushes (docs/push.md): --push accepts blob uploads and manifest PUTs from
 docker, podman, crane, skopeo and oras into the tree, with the guarantees of
 heron publish (verified content, atomic repository files, a manifest
