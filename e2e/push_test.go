@@ -780,7 +780,9 @@ func TestPushKilledClient(t *testing.T) {
 	t.Logf("skopeo killed in the middle of its upload: %v", werr)
 	if b := repositoryFile(t, ps.root, repo); b != nil {
 		var r layout.Repository
-		_ = json.Unmarshal(b, &r)
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatalf("the repository file does not read after a push killed in the middle: %v\n%s", err, b)
+		}
 		if len(r.Tags) > 0 || len(r.Manifests) > 0 {
 			t.Errorf("the repository has tags or manifests after a push killed in the middle:\n%s", b)
 		}

@@ -512,7 +512,7 @@ func TestTLS(t *testing.T) {
 		for {
 			var err error
 			if got, err = served(); err != nil {
-				t.Logf("TLS dial: %v", err)
+				t.Errorf("TLS dial while the files are replaced: %v", err)
 			} else if got.Cmp(want) == 0 {
 				break
 			}

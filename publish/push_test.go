@@ -439,7 +439,7 @@ func TestPutManifestMoreTags(t *testing.T) {
 
 func TestPutManifestConcurrentSameTag(t *testing.T) {
 	ctx := context.Background()
-	root, sink, p := pushTree(t)
+	root, sink, _ := pushTree(t)
 	const n = 6
 	imgs := make([][]byte, n)
 	for i := range imgs {
@@ -472,7 +472,6 @@ func TestPutManifestConcurrentSameTag(t *testing.T) {
 		t.Errorf("tag latest = %s, none of the pushed", r.Tags["latest"])
 	}
 	verifyFS(t, root)
-	_ = p
 }
 
 // deletingSink deletes a key just before the lock of a repository file is

@@ -400,7 +400,7 @@ func BenchmarkAuthenticateBasicCached(b *testing.B) {
 // docs/access.md says to make it ($2y$ hashes).
 func TestHtpasswdTool(t *testing.T) {
 	if _, err := exec.LookPath("htpasswd"); err != nil {
-		t.Skip("no htpasswd (apache2-utils)")
+		needTool(t, "htpasswd")
 	}
 	dir := t.TempDir()
 	f := filepath.Join(dir, "htpasswd")

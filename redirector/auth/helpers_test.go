@@ -158,3 +158,13 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 	t.Fatalf("not within 5 s: %s", what)
 }
+
+// needTool skips a test whose tool is not installed, or fails it under
+// CI=true, where make tools installs it (apache2-utils, openssl).
+func needTool(t *testing.T, tool string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not installed (make tools installs it)", tool)
+	}
+	t.Skipf("%s is not installed (make tools installs it)", tool)
+}

@@ -522,7 +522,7 @@ func BenchmarkAuthenticateToken(b *testing.B) {
 // TestOpenSSLKeys loads keys made the way docs/access.md says.
 func TestOpenSSLKeys(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("no openssl")
+		needTool(t, "openssl")
 	}
 	dir := t.TempDir()
 	priv, pub := filepath.Join(dir, "token.pem"), filepath.Join(dir, "token.pub.pem")
