@@ -337,7 +337,14 @@ func (p *Publisher) appendChunk(ctx context.Context, u *upload, offset int64, r 
 		return size, err
 	}
 	src := io.MultiReader(bytes.NewReader(first[:]), r)
+	// The hash state serves moveChunk only: on a store that moves, under
+	// a lock. Elsewhere FinishUpload reads the bytes back anyway.
 	h, hashed := u.state.sha256Hash()
+	if _, moves := p.sink.(store.Mover); !moves {
+		hashed = false
+	} else if _, locks := p.sink.(LockSink); !locks {
+		hashed = false
+	}
 	if hashed {
 		src = io.TeeReader(src, h)
 	}

@@ -88,6 +88,13 @@ func accessOf(ctx context.Context) *access {
 	return a
 }
 
+// hidden reports whether the guard answers the request of ctx as one
+// for a repository that does not exist.
+func hidden(ctx context.Context) bool {
+	acc := accessOf(ctx)
+	return acc != nil && acc.hidden
+}
+
 // actionsOf are the actions a request of method on rt needs.
 func actionsOf(method string, rt route) []auth.Action {
 	if rt.endpoint == endpointUpload {
@@ -103,11 +110,15 @@ func actionsOf(method string, rt route) []auth.Action {
 	return []auth.Action{auth.Pull, auth.Push}
 }
 
-// authenticate returns the caller of r, or the 401 for bad credentials.
-func (g *guard) authenticate(r *http.Request) (*auth.Caller, error) {
+// authenticate returns the caller of r, or the 401 for bad credentials,
+// and names the caller in the request's log line, refused or not.
+func (g *guard) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Caller, error) {
 	c, err := g.a.Authenticate(r)
 	if err != nil {
 		return nil, &challenge{e: ErrUnauthorized.WithDetail("bad credentials"), authErr: err}
+	}
+	if !c.Anonymous() {
+		noteUser(w, c.Name)
 	}
 	return c, nil
 }
@@ -115,13 +126,9 @@ func (g *guard) authenticate(r *http.Request) (*auth.Caller, error) {
 // authorize decides r (on rt, whose name is valid) and returns the
 // request to serve, carrying the decision, or the answer of a denial.
 func (g *guard) authorize(w http.ResponseWriter, r *http.Request, rt route) (*http.Request, error) {
-	c, err := g.authenticate(r)
+	c, err := g.authenticate(w, r)
 	if err != nil {
 		return nil, err
-	}
-	// The log line names the caller, refused or not.
-	if !c.Anonymous() {
-		noteUser(w, c.Name)
 	}
 	acts := actionsOf(r.Method, rt)
 	acc := &access{caller: c}
@@ -197,8 +204,8 @@ func (s *Server) setChallenge(w http.ResponseWriter, r *http.Request, err error)
 // guardBase decides GET /v2/: 200 for a caller who authenticated, the
 // challenge otherwise (also to anonymous callers, so that docker login
 // learns how to log in and checks the credentials it is given).
-func (g *guard) guardBase(r *http.Request) error {
-	c, err := g.authenticate(r)
+func (g *guard) guardBase(w http.ResponseWriter, r *http.Request) error {
+	c, err := g.authenticate(w, r)
 	if err != nil {
 		return err
 	}
@@ -210,8 +217,8 @@ func (g *guard) guardBase(r *http.Request) error {
 
 // guardCatalog decides GET /v2/_catalog and returns the filter of its
 // names.
-func (g *guard) guardCatalog(r *http.Request) (func(name string, protected bool) bool, error) {
-	c, err := g.authenticate(r)
+func (g *guard) guardCatalog(w http.ResponseWriter, r *http.Request) (func(name string, protected bool) bool, error) {
+	c, err := g.authenticate(w, r)
 	if err != nil {
 		return nil, err
 	}

@@ -162,7 +162,7 @@ func (s *Server) serveCatalog(w http.ResponseWriter, r *http.Request) error {
 	}
 	var keep func(name string, protected bool) bool
 	if s.guard != nil {
-		if keep, err = s.guard.guardCatalog(r); err != nil {
+		if keep, err = s.guard.guardCatalog(w, r); err != nil {
 			return err
 		}
 	}

@@ -102,6 +102,9 @@ func (pt *pullThrough) owns(name string) (PullThrough, bool) {
 // namespaced returns the name a containerd mirror request means: with
 // ?ns=HOST, the name under the cache whose prefix is HOST.
 func (pt *pullThrough) namespaced(r *http.Request, name string) string {
+	if r.URL.RawQuery == "" {
+		return name // most requests: no query to parse
+	}
 	ns := r.URL.Query().Get("ns")
 	if ns == "" {
 		return name

@@ -162,7 +162,7 @@ func (s *Server) serveV2(w http.ResponseWriter, r *http.Request, rest string) er
 	}
 	// A caller who may not read the repository gets the answer of a
 	// missing one, and makes no upstream call.
-	if acc := accessOf(r.Context()); s.pull != nil && rt.endpoint == endpointManifest && (acc == nil || !acc.hidden) {
+	if s.pull != nil && rt.endpoint == endpointManifest && !hidden(r.Context()) {
 		if err := s.pullManifest(r.Context(), rt.name, rt.ref); err != nil {
 			return err
 		}
@@ -220,7 +220,7 @@ func (s *Server) serveRepository(w http.ResponseWriter, r *http.Request, rt rout
 // (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#determining-support).
 func (s *Server) serveBase(w http.ResponseWriter, r *http.Request) error {
 	if s.guard != nil {
-		if err := s.guard.guardBase(r); err != nil {
+		if err := s.guard.guardBase(w, r); err != nil {
 			return err
 		}
 	}

@@ -285,6 +285,14 @@ func TestAccess(t *testing.T) {
 				t.Errorf("catalog of %s: %s, want %s", user, body, wantCatalog)
 			}
 		}
+		// The log line of a catalog request names its user too.
+		named := false
+		for _, line := range strings.Split(s.log.String(), "\n") {
+			named = named || strings.Contains(line, `"path":"/v2/_catalog"`) && strings.Contains(line, `"user":"bob"`)
+		}
+		if !named {
+			t.Errorf("no log line of bob's catalog request names him:\n%s", s.log.String())
+		}
 		resp, body = s.do("GET", "/v2/_catalog?n=1", nil, basic("alice")...)
 		if string(body) != `{"repositories":["public/app"]}` || !strings.Contains(resp.Header.Get("Link"), "last=public%2Fapp") && !strings.Contains(resp.Header.Get("Link"), "last=public/app") {
 			t.Errorf("catalog page: %s, Link %q", body, resp.Header.Get("Link"))
